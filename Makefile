@@ -1,0 +1,60 @@
+# The assistant's jobs. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+RASA := $(VENV)/bin/rasa
+MODEL := models/avrr.tar.gz
+TRAINING_FILES := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
+# Rasa 3.6 runs on Python 3.8-3.10 only: use python3.10, wherever pyenv keeps it.
+PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+
+export RASA_TELEMETRY_ENABLED := false
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help run test train validate lint unit conversations e2e bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is needed (Rasa 3.6 runs on 3.8-3.10 only)."; exit 1; }
+	@echo "==> Creating the virtual environment with $(PYTHON310) (about 2 minutes, 2.7 GB)"
+	$(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import rasa, rasa_sdk" && touch $@
+
+$(MODEL): $(VENV)/.installed $(TRAINING_FILES)
+	@echo "==> Training the model (about 2 minutes on 2 cores)"
+	$(RASA) train --fixed-model-name avrr --out models --quiet
+	@touch $@
+
+train: $(VENV)/.installed ## train the model into models/
+	@echo "==> Training the model (about 2 minutes on 2 cores)"
+	$(RASA) train --fixed-model-name avrr --out models --quiet
+
+run: $(VENV)/.installed $(MODEL) ## set up what is missing, then start the assistant (Ctrl-C stops it)
+	$(PY) -m bot.launch
+
+validate: $(VENV)/.installed ## check the training data and domain
+	$(RASA) data validate --fail-on-warnings --quiet
+
+lint: $(VENV)/.installed ## ruff, with bugbear and security rules
+	$(VENV)/bin/ruff check .
+
+unit: $(VENV)/.installed ## pytest for actions, channels and the tracker store
+	$(PY) -m pytest tests --ignore=tests/e2e -q
+
+conversations: $(VENV)/.installed $(MODEL) ## conversation tests against the trained model
+	$(RASA) test core --e2e --model $(MODEL) --stories tests/conversations --fail-on-prediction-errors --out results --quiet
+
+e2e: $(VENV)/.installed $(MODEL) ## start the real servers and talk to them over HTTP
+	$(PY) -m pytest tests/e2e -q
+
+test: lint validate unit $(MODEL) conversations e2e ## set up what is missing and run the complete test suite
+
+bench: $(VENV)/.installed $(MODEL) ## load benchmark against a vanilla `rasa init` assistant
+	$(PY) bench/load.py
+
+clean: ## remove the model, results and local conversations (keeps the venv)
+	rm -rf models results var .rasa bench/.starter

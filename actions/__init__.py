@@ -1,0 +1,1 @@
+"""Custom actions of the AVRR assistant, one module per topic."""

@@ -1,0 +1,157 @@
+"""What the assistant says: answers per language, filled with the operator's settings.
+
+Pure helpers with no Rasa imports. Files are reread when they change on disk, so an
+operator's edit of content/settings.yml or a translator's edit of content/<lang>.yml
+shows in the next answer without a restart or any training.
+"""
+import os
+import string
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+DEFAULT_LANGUAGE = "en"
+SETTINGS_FILE = "settings.yml"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Button = Dict[str, str]
+
+
+class ContentError(ValueError):
+    """A content or settings file is missing something an answer needs."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to the person, with its buttons."""
+
+    text: str
+    buttons: Tuple[Button, ...] = field(default_factory=tuple)
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ContentError(f"{path.name} must hold a mapping")
+    return data
+
+
+class Content:
+    """Answers in every available language, read from one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._cache: Dict[Path, Tuple[float, Dict[str, Any]]] = {}
+
+    def _load(self, path: Path) -> Dict[str, Any]:
+        mtime = path.stat().st_mtime
+        cached = self._cache.get(path)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, _read_yaml(path))
+            self._cache[path] = cached
+        return cached[1]
+
+    def languages(self) -> Dict[str, str]:
+        """Codes of the languages with a content file, each with its own name."""
+        found = {}
+        for path in sorted(self.folder.glob("*.yml")):
+            if path.name != SETTINGS_FILE:
+                found[path.stem] = self._load(path).get("name", path.stem)
+        return found
+
+    def language_file(self, language: str) -> Dict[str, Any]:
+        path = self.folder / f"{language}.yml"
+        if language not in self.languages():
+            path = self.folder / f"{DEFAULT_LANGUAGE}.yml"
+        return self._load(path)
+
+    def settings(self) -> Dict[str, Any]:
+        """The operator settings as {name: value}; empty values are None."""
+        raw = self._load(self.folder / SETTINGS_FILE)
+        return {name: (entry or {}).get("value") for name, entry in raw.items()}
+
+    def has(self, key: str, language: str) -> bool:
+        return key in self.language_file(language).get("answers", {})
+
+    def replies(
+        self, key: str, language: str, buttons: Sequence[Button] = ()
+    ) -> List[Reply]:
+        """The messages answering `key`, with `buttons` added to the last one."""
+        texts = self.language_file(language)
+        answer = texts.get("answers", {}).get(key)
+        if answer is None:
+            raise ContentError(f"no answer '{key}' for language '{language}'")
+        values = self._placeholder_values(texts)
+        replies = []
+        for message in answer:
+            if any(not values.get(name) for name in message.get("requires", ())):
+                continue
+            topic_buttons = [self._topic_button(texts, t) for t in message.get("buttons", ())]
+            replies.append(Reply(fill(message["text"], values), tuple(topic_buttons)))
+        if buttons and replies:
+            last = replies[-1]
+            replies[-1] = Reply(last.text, last.buttons + tuple(buttons))
+        return replies
+
+    def choice_buttons(
+        self, language: str, choices: Sequence[Tuple[str, str]]
+    ) -> List[Button]:
+        """Buttons titled from the language's `choices`, each with its payload."""
+        titles = self.language_file(language).get("choices", {})
+        return [{"title": titles[key], "payload": payload} for key, payload in choices]
+
+    def topic_buttons(self, language: str, intents: Sequence[str]) -> List[Button]:
+        texts = self.language_file(language)
+        return [self._topic_button(texts, intent) for intent in intents]
+
+    def topics(self, language: str) -> List[str]:
+        """Intents that have a topic button."""
+        return list(self.language_file(language).get("topics", {}))
+
+    @staticmethod
+    def _topic_button(texts: Mapping[str, Any], intent: str) -> Button:
+        return {"title": texts["topics"][intent], "payload": f"/{intent}"}
+
+    def _placeholder_values(self, texts: Mapping[str, Any]) -> Dict[str, Optional[str]]:
+        settings = self.settings()
+        values = {
+            name: None if value is None else str(value)
+            for name, value in settings.items()
+            if not isinstance(value, dict)
+        }
+        values["office_hours"] = format_hours(settings.get("office_hours"), texts.get("days", {}))
+        return values
+
+
+def format_hours(hours: Optional[Mapping[str, str]], day_names: Mapping[str, str]) -> Optional[str]:
+    """'Monday 09:00-16:00, Tuesday ...' in the person's language, or None if unset."""
+    if not hours:
+        return None
+    unknown = set(hours) - set(DAYS)
+    if unknown:
+        raise ContentError(f"office_hours has unknown days: {sorted(unknown)}")
+    return ", ".join(f"{day_names.get(day, day)} {hours[day]}" for day in DAYS if day in hours)
+
+
+def placeholders(text: str) -> List[str]:
+    """Names of the {placeholders} in `text`."""
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def fill(text: str, values: Mapping[str, Optional[str]]) -> str:
+    """`text` with its placeholders filled; an unknown or empty one is an error."""
+    for name in placeholders(text):
+        if not values.get(name):
+            raise ContentError(f"placeholder '{{{name}}}' has no value in settings.yml")
+    return text.format_map(values)
+
+
+@cache
+def get_content() -> Content:
+    """The content folder of this deployment (AVRR_CONTENT_DIR, or ./content)."""
+    default = Path(__file__).resolve().parent.parent / "content"
+    return Content(Path(os.environ.get("AVRR_CONTENT_DIR", default)))

@@ -1,0 +1,148 @@
+"""The eligibility pre-check: five questions, then a pointer, never a decision.
+
+The published criteria (shared/CONTENT.md) decide what is asked. The answer either says
+the person appears to be in a group IOM can help (IOM decides after counselling), or why
+they should talk to a counsellor first.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.answers import language_of, send
+from actions.content import get_content
+
+YES = ("yes", "/affirm")
+NO = ("no", "/deny")
+
+# The slots of eligibility_form in the order asked, each with its buttons:
+# (title key in the content file's `choices`, payload).
+QUESTIONS: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "elig_situation": (
+        ("situation_asylum", '/inform{"elig_situation":"asylum"}'),
+        ("situation_protection", '/inform{"elig_situation":"protection"}'),
+        ("situation_irregular", '/inform{"elig_situation":"irregular"}'),
+        ("situation_other", '/inform{"elig_situation":"other"}'),
+    ),
+    "elig_previous_return": (
+        YES,
+        NO,
+        ("not_sure", '/inform{"elig_previous_return":"unsure"}'),
+    ),
+    "elig_documents": (
+        YES,
+        ("documents_expired_or_lost", '/inform{"elig_documents":"expired_or_lost"}'),
+        NO,
+    ),
+    "elig_special_needs": (YES, NO),
+    "elig_fear": (YES, NO),
+}
+
+ALLOWED_VALUES: Dict[str, Tuple[str, ...]] = {
+    "elig_situation": ("asylum", "protection", "irregular", "other"),
+    "elig_previous_return": ("used_before", "never", "unsure"),
+    "elig_documents": ("valid", "expired_or_lost", "none"),
+    "elig_special_needs": ("needs", "no_needs"),
+    "elig_fear": ("fear", "no_fear"),
+}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the answers point to: the keys of the messages that say it."""
+
+    outcome: str
+    messages: Tuple[str, ...]
+
+
+def assess(answers: Mapping[str, Optional[str]]) -> Assessment:
+    """Point the person to IOM or to a counsellor first; safety comes before all else."""
+    if answers.get("elig_fear") == "fear":
+        return Assessment("fear", ("elig_result_fear",))
+    counsellor_first = {
+        "used_before": "elig_result_previous",
+        "unsure": "elig_result_previous_unsure",
+    }.get(answers.get("elig_previous_return") or "")
+    if counsellor_first is None and answers.get("elig_situation") == "other":
+        counsellor_first = "elig_result_other"
+    if counsellor_first:
+        return Assessment("counsellor_first", (counsellor_first, "elig_talk_to_counsellor"))
+
+    notes = []
+    if answers.get("elig_situation") == "asylum":
+        notes.append("elig_note_asylum")
+    if answers.get("elig_documents") in ("expired_or_lost", "none"):
+        notes.append("elig_note_documents")
+    if answers.get("elig_special_needs") == "needs":
+        notes.append("elig_note_special_needs")
+    return Assessment("likely", ("elig_result_likely", *notes, "elig_next_step"))
+
+
+class AskEligibilityQuestion(Action):
+    """Ask one question of the eligibility check, with its buttons."""
+
+    slot = ""
+
+    def name(self) -> str:
+        return f"action_ask_{self.slot}"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[str, Any]]:
+        language = language_of(tracker)
+        buttons = get_content().choice_buttons(language, QUESTIONS[self.slot])
+        send(dispatcher, tracker, f"elig_ask_{self.slot[len('elig_'):]}", buttons)
+        return []
+
+
+class ActionAskEligSituation(AskEligibilityQuestion):
+    slot = "elig_situation"
+
+
+class ActionAskEligPreviousReturn(AskEligibilityQuestion):
+    slot = "elig_previous_return"
+
+
+class ActionAskEligDocuments(AskEligibilityQuestion):
+    slot = "elig_documents"
+
+
+class ActionAskEligSpecialNeeds(AskEligibilityQuestion):
+    slot = "elig_special_needs"
+
+
+class ActionAskEligFear(AskEligibilityQuestion):
+    slot = "elig_fear"
+
+
+class ValidateEligibilityForm(Action):
+    """Accept only the values the questions offer; the form asks again otherwise."""
+
+    def name(self) -> str:
+        return "validate_eligibility_form"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[str, Any]]:
+        return [
+            SlotSet(slot, value if value in ALLOWED_VALUES.get(slot, (value,)) else None)
+            for slot, value in tracker.slots_to_validate().items()
+        ]
+
+
+class ActionEligibilityResult(Action):
+    """Say what the answers point to, then forget them so the check can start afresh."""
+
+    def name(self) -> str:
+        return "action_eligibility_result"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[str, Any]]:
+        answers = {slot: tracker.get_slot(slot) for slot in QUESTIONS}
+        for key in assess(answers).messages:
+            send(dispatcher, tracker, key)
+        return [SlotSet(slot, None) for slot in QUESTIONS]

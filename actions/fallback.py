@@ -1,0 +1,58 @@
+"""What to do with a message that was not understood.
+
+First miss: ask which topic the person means, with buttons of the likely ones. Second
+miss in a row: offer a counsellor and the hotline.
+"""
+from typing import Any, Dict, Iterable, List, Sequence
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.answers import language_of, send
+from actions.content import get_content
+
+NLU_FALLBACK = "nlu_fallback"
+DEFAULT_TOPICS = ("ask_what_is_avr", "ask_eligibility", "ask_contact")
+MAX_TOPIC_BUTTONS = 3
+
+
+def consecutive_misses(events: Iterable[Dict[str, Any]]) -> int:
+    """How many of the latest user messages in a row were not understood."""
+    misses = 0
+    for event in reversed(list(events)):
+        if event.get("event") != "user":
+            continue
+        intent = (event.get("parse_data", {}).get("intent") or {}).get("name")
+        if intent != NLU_FALLBACK:
+            break
+        misses += 1
+    return misses
+
+
+def likely_topics(
+    ranking: Sequence[Dict[str, Any]], topics: Sequence[str], limit: int = MAX_TOPIC_BUTTONS
+) -> List[str]:
+    """The best-ranked intents that have a topic button, best first."""
+    likely = [entry.get("name") for entry in ranking if entry.get("name") in topics]
+    return likely[:limit]
+
+
+class ActionClarify(Action):
+    """Ask what the person meant; the second time, point to a counsellor."""
+
+    def name(self) -> str:
+        return "action_clarify"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[str, Any]]:
+        if consecutive_misses(tracker.events) >= 2:
+            send(dispatcher, tracker, "clarify_again")
+            return []
+        language = language_of(tracker)
+        content = get_content()
+        ranking = tracker.latest_message.get("intent_ranking") or []
+        topics = likely_topics(ranking, content.topics(language)) or list(DEFAULT_TOPICS)
+        send(dispatcher, tracker, "clarify", content.topic_buttons(language, topics))
+        return []

@@ -1,0 +1,1 @@
+"""Our parts of the Rasa server: channels, tracker store, start-up."""

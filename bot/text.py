@@ -1,0 +1,70 @@
+"""Checks on what a person sends, before Rasa sees it. Pure helpers, no Rasa imports."""
+import re
+import unicodedata
+from typing import Any, Dict, Iterable, Optional, Set
+
+# Telegram and WhatsApp both cap a message at 4,096 characters.
+MAX_MESSAGE_CHARS = 4096
+MAX_SENDER_CHARS = 128
+COMMAND_PREFIX = "/"
+
+# C0 and C1 control characters, except tab and newline.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SENDER = re.compile(r"^[A-Za-z0-9_.:@+=-]+$")
+
+
+class InvalidMessage(ValueError):
+    """The request cannot be answered as it is; the message says why, for the sender."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def clean_text(text: Any) -> str:
+    """The text as NLU should see it: NFC, no control characters, trimmed."""
+    if not isinstance(text, str):
+        raise InvalidMessage("'message' must be a string")
+    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    if not cleaned:
+        raise InvalidMessage("'message' is empty")
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        raise InvalidMessage(
+            f"'message' is longer than {MAX_MESSAGE_CHARS} characters", status=413
+        )
+    return cleaned
+
+
+def clean_sender(sender: Any) -> str:
+    """A conversation id: 1-128 letters, digits or _.:@+=-."""
+    if not isinstance(sender, str) or not _SENDER.match(sender):
+        raise InvalidMessage(
+            "'sender' must be 1 to 128 letters, digits or _.:@+=- characters"
+        )
+    if len(sender) > MAX_SENDER_CHARS:
+        raise InvalidMessage(f"'sender' is longer than {MAX_SENDER_CHARS} characters")
+    return sender
+
+
+def offered_payloads(events: Iterable[Dict[str, Any]]) -> Set[str]:
+    """Payloads of the buttons the bot offered since the person last wrote."""
+    payloads: Set[str] = set()
+    for event in reversed(list(events)):
+        if event.get("event") == "user":
+            break
+        if event.get("event") == "bot":
+            for button in (event.get("data") or {}).get("buttons") or ():
+                payloads.add(button.get("payload"))
+    return payloads
+
+
+def disarm_command(text: str, offered: Optional[Set[str]]) -> str:
+    """Text that Rasa will read as words, unless it is a button payload we offered.
+
+    Rasa treats "/intent{...}" as an intent with slots, bypassing NLU. Only a payload
+    of a button the bot just showed may do that; anything else typed with a leading
+    slash is read without it.
+    """
+    if not text.startswith(COMMAND_PREFIX) or (offered and text in offered):
+        return text
+    return text.lstrip(COMMAND_PREFIX).strip() or text.replace(COMMAND_PREFIX, "?")

@@ -1,0 +1,138 @@
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actions.content import (
+    DEFAULT_LANGUAGE,
+    Content,
+    ContentError,
+    Reply,
+    fill,
+    format_hours,
+    placeholders,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTENT = Content(ROOT / "content")
+
+
+def intents_answered_by(action: str):
+    """Intents that some rule answers with `action` right after the person's message."""
+    found = set()
+    for path in (ROOT / "data" / "rules").glob("*.yml"):
+        for rule in yaml.safe_load(path.read_text())["rules"]:
+            steps = rule["steps"]
+            for step, following in zip(steps, steps[1:], strict=False):
+                if following.get("action") != action:
+                    continue
+                options = step.get("or", [step])
+                found.update(option["intent"] for option in options if "intent" in option)
+    return found
+
+
+def test_every_intent_the_rules_answer_has_an_answer_in_every_language():
+    intents = intents_answered_by("action_answer")
+    assert len(intents) >= 25
+    for language in CONTENT.languages():
+        missing = [i for i in intents if not CONTENT.has(i, language)]
+        assert missing == [], f"{language} lacks answers for {missing}"
+
+
+def test_every_answer_renders_in_every_language_with_the_shipped_settings():
+    for language in CONTENT.languages():
+        for key in CONTENT.language_file(language)["answers"]:
+            replies = CONTENT.replies(key, language)
+            assert replies, f"{language}:{key} renders to nothing"
+            assert all(reply.text.strip() for reply in replies)
+
+
+def test_translations_match_english_in_keys_buttons_and_placeholders():
+    english = CONTENT.language_file("en")
+    for language in CONTENT.languages():
+        texts = CONTENT.language_file(language)
+        for section in ("topics", "choices", "days", "answers"):
+            assert set(texts[section]) == set(english[section]), (language, section)
+        for key, messages in english["answers"].items():
+            theirs = texts["answers"][key]
+            assert len(theirs) == len(messages), (language, key)
+            for mine, other in zip(messages, theirs, strict=False):
+                assert placeholders(other["text"]) == placeholders(mine["text"]), (language, key)
+                assert other.get("buttons") == mine.get("buttons"), (language, key)
+                assert other.get("requires") == mine.get("requires"), (language, key)
+
+
+def test_no_answer_states_a_phone_number_or_amount_outside_the_settings():
+    # Numbers that can change belong in settings.yml; the texts only hold placeholders.
+    for language in CONTENT.languages():
+        for key, messages in CONTENT.language_file(language)["answers"].items():
+            for message in messages:
+                text = re.sub(r"\b(19|20)\d\d\b", "", message["text"])  # years are history
+                assert not re.search(r"\d{3,}|€|EUR|HUF|Ft\b", text), (language, key)
+
+
+def test_ask_contact_leaves_out_what_the_operator_has_not_set():
+    assert CONTENT.settings()["office_address"] is None
+    assert [r.text for r in CONTENT.replies("ask_contact", "en")] == [
+        "IOM's hotline is free to call and speaks many languages: 06 80 20 50 18.",
+        "More information: volret.hu",
+    ]
+
+
+def test_operator_settings_appear_in_answers_without_a_restart(content_dir):
+    content = Content(content_dir)
+    assert len(content.replies("ask_contact", "en")) == 2
+    settings = yaml.safe_load((content_dir / "settings.yml").read_text())
+    settings["office_address"]["value"] = "Example street 1, Budapest"
+    settings["office_hours"]["value"] = {"mon": "09:00-12:00", "thu": "13:00-16:00"}
+    (content_dir / "settings.yml").write_text(yaml.safe_dump(settings))
+    stat = (content_dir / "settings.yml").stat()
+    os.utime(content_dir / "settings.yml", (stat.st_atime, stat.st_mtime + 5))
+
+    assert [r.text for r in content.replies("ask_contact", "en")] == [
+        "IOM's hotline is free to call and speaks many languages: 06 80 20 50 18.",
+        "IOM office: Example street 1, Budapest",
+        "Opening hours (Hungarian time): Monday 09:00-12:00, Thursday 13:00-16:00",
+        "More information: volret.hu",
+    ]
+
+
+def test_an_unknown_language_gets_the_default_language():
+    assert CONTENT.replies("greet", "xx") == CONTENT.replies("greet", DEFAULT_LANGUAGE)
+
+
+def test_buttons_are_added_to_the_last_message():
+    extra = {"title": "Extra", "payload": "/affirm"}
+    replies = CONTENT.replies("delete_my_data", "en", [extra])
+    assert replies[-1].buttons == (extra,)
+
+
+def test_topic_buttons_send_their_intent():
+    reply = CONTENT.replies("bot_challenge", "en")[-1]
+    assert reply == Reply(
+        "If you want to talk to a person, a counsellor can help you.",
+        ({"title": "Talk to a counsellor", "payload": "/request_human"},),
+    )
+
+
+def test_a_missing_answer_is_an_error():
+    with pytest.raises(ContentError, match="no answer 'nonsense'"):
+        CONTENT.replies("nonsense", "en")
+
+
+def test_fill_refuses_a_placeholder_without_a_value():
+    assert fill("Call {hotline}.", {"hotline": "1"}) == "Call 1."
+    with pytest.raises(ContentError, match="hotline"):
+        fill("Call {hotline}.", {"hotline": None})
+    with pytest.raises(ContentError, match="fax"):
+        fill("Fax {fax}.", {})
+
+
+def test_format_hours_names_days_in_week_order():
+    names = {"mon": "hétfő", "fri": "péntek"}
+    assert format_hours({"fri": "9-12", "mon": "9-16"}, names) == "hétfő 9-16, péntek 9-12"
+    assert format_hours(None, names) is None
+    with pytest.raises(ContentError, match="funday"):
+        format_hours({"funday": "9-12"}, names)

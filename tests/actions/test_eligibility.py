@@ -1,0 +1,141 @@
+import pytest
+from rasa_sdk.events import SlotSet
+
+from actions.eligibility import (
+    QUESTIONS,
+    ActionAskEligDocuments,
+    ActionAskEligSituation,
+    ActionEligibilityResult,
+    ValidateEligibilityForm,
+    assess,
+)
+from tests.conftest import make_tracker, sent
+
+LIKELY = {
+    "elig_situation": "irregular",
+    "elig_previous_return": "never",
+    "elig_documents": "valid",
+    "elig_special_needs": "no_needs",
+    "elig_fear": "no_fear",
+}
+
+
+@pytest.mark.parametrize(
+    "answers, outcome, messages",
+    [
+        (LIKELY, "likely", ("elig_result_likely", "elig_next_step")),
+        (
+            {**LIKELY, "elig_situation": "asylum", "elig_documents": "none",
+             "elig_special_needs": "needs"},
+            "likely",
+            ("elig_result_likely", "elig_note_asylum", "elig_note_documents",
+             "elig_note_special_needs", "elig_next_step"),
+        ),
+        (
+            {**LIKELY, "elig_previous_return": "used_before"},
+            "counsellor_first",
+            ("elig_result_previous", "elig_talk_to_counsellor"),
+        ),
+        (
+            {**LIKELY, "elig_previous_return": "unsure"},
+            "counsellor_first",
+            ("elig_result_previous_unsure", "elig_talk_to_counsellor"),
+        ),
+        (
+            {**LIKELY, "elig_situation": "other"},
+            "counsellor_first",
+            ("elig_result_other", "elig_talk_to_counsellor"),
+        ),
+        # Fear outweighs everything: nothing about applying is said.
+        (
+            {**LIKELY, "elig_fear": "fear", "elig_previous_return": "used_before"},
+            "fear",
+            ("elig_result_fear",),
+        ),
+    ],
+)
+def test_assess(answers, outcome, messages):
+    result = assess(answers)
+    assert (result.outcome, result.messages) == (outcome, messages)
+
+
+async def test_first_question_offers_the_situations_as_buttons(dispatcher):
+    events = await ActionAskEligSituation().run(dispatcher, make_tracker("ask_eligibility"), {})
+
+    assert events == []
+    assert sent(dispatcher) == [
+        (
+            "Question 1 of 5: What is your situation in Hungary now?",
+            [
+                {"title": "I asked for asylum", "payload": '/inform{"elig_situation":"asylum"}'},
+                {"title": "I have protection or a permit",
+                 "payload": '/inform{"elig_situation":"protection"}'},
+                {"title": "I have no valid permit",
+                 "payload": '/inform{"elig_situation":"irregular"}'},
+                {"title": "Something else", "payload": '/inform{"elig_situation":"other"}'},
+            ],
+        )
+    ]
+
+
+async def test_documents_question_says_a_passport_is_not_needed(dispatcher):
+    await ActionAskEligDocuments().run(dispatcher, make_tracker("deny"), {})
+
+    [(text, buttons)] = sent(dispatcher)
+    assert text == "Question 3 of 5: Do you have a valid passport? (You can apply without one too.)"
+    assert [b["payload"] for b in buttons] == [
+        "/affirm", '/inform{"elig_documents":"expired_or_lost"}', "/deny"
+    ]
+
+
+def test_every_question_has_an_action_named_after_its_slot():
+    from actions import eligibility
+
+    names = {
+        cls().name()
+        for cls in vars(eligibility).values()
+        if isinstance(cls, type) and issubclass(cls, eligibility.AskEligibilityQuestion)
+        and cls.slot
+    }
+    assert names == {f"action_ask_{slot}" for slot in QUESTIONS}
+
+
+async def test_validation_keeps_offered_values_and_drops_others(dispatcher):
+    events = [
+        {"event": "user", "parse_data": {"intent": {"name": "inform"}}},
+        {"event": "action", "name": "eligibility_form"},
+        {"event": "slot", "name": "elig_situation", "value": "asylum"},
+        {"event": "slot", "name": "elig_documents", "value": "forged"},
+    ]
+    tracker = make_tracker("inform", events=events, active_loop="eligibility_form")
+
+    result = await ValidateEligibilityForm().run(dispatcher, tracker, {})
+
+    assert result == [SlotSet("elig_situation", "asylum"), SlotSet("elig_documents", None)]
+    assert dispatcher.messages == []
+
+
+async def test_result_points_to_iom_and_forgets_the_answers(dispatcher):
+    tracker = make_tracker("deny", slots=LIKELY)
+
+    events = await ActionEligibilityResult().run(dispatcher, tracker, {})
+
+    assert events == [SlotSet(slot, None) for slot in QUESTIONS]
+    texts = [text for text, _ in sent(dispatcher)]
+    assert texts == [
+        "From your answers, you appear to be in a group IOM can help. This is not a decision: "
+        "IOM decides after counselling, and checks the other conditions then.",
+        "Next step: call IOM's free hotline 06 80 20 50 18, or tell the staff of your reception "
+        "or detention centre that you want to apply.",
+    ]
+
+
+async def test_result_for_fear_offers_protection_not_return(dispatcher):
+    tracker = make_tracker("affirm", slots={**LIKELY, "elig_fear": "fear"})
+
+    await ActionEligibilityResult().run(dispatcher, tracker, {})
+
+    texts = " ".join(text for text, _ in sent(dispatcher))
+    assert "you do not have to go back" in texts
+    assert "international protection" in texts
+    assert "appear to be in a group" not in texts

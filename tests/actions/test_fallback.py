@@ -1,0 +1,62 @@
+from actions.fallback import ActionClarify, consecutive_misses, likely_topics
+from tests.conftest import make_tracker, sent, user_event
+
+RANKING = [
+    {"name": "nlu_fallback", "confidence": 0.5},
+    {"name": "ask_cost", "confidence": 0.41},
+    {"name": "greet", "confidence": 0.2},
+    {"name": "ask_reintegration", "confidence": 0.19},
+    {"name": "ask_documents", "confidence": 0.1},
+    {"name": "ask_family", "confidence": 0.05},
+]
+
+
+def test_consecutive_misses_counts_only_the_latest_run():
+    events = [
+        user_event("nlu_fallback"),
+        user_event("ask_cost"),
+        {"event": "bot", "text": "..."},
+        user_event("nlu_fallback"),
+        {"event": "action", "name": "action_clarify"},
+        user_event("nlu_fallback"),
+    ]
+    assert consecutive_misses(events) == 2
+    assert consecutive_misses(events[:2]) == 0
+    assert consecutive_misses([]) == 0
+
+
+def test_likely_topics_skips_intents_without_a_topic():
+    topics = ["ask_cost", "ask_reintegration", "ask_documents", "ask_family"]
+    assert likely_topics(RANKING, topics) == ["ask_cost", "ask_reintegration", "ask_documents"]
+
+
+async def test_first_miss_offers_the_likely_topics(dispatcher):
+    tracker = make_tracker("nlu_fallback", ranking=RANKING)
+
+    events = await ActionClarify().run(dispatcher, tracker, {})
+
+    assert events == []
+    assert sent(dispatcher) == [
+        (
+            "Sorry, I am not sure I understood. Is your question about one of these topics?",
+            [
+                {"title": "Does it cost money?", "payload": "/ask_cost"},
+                {"title": "Help after return", "payload": "/ask_reintegration"},
+                {"title": "I have no passport", "payload": "/ask_documents"},
+            ],
+        )
+    ]
+
+
+async def test_second_miss_offers_a_counsellor_and_the_hotline(dispatcher):
+    events = [user_event("nlu_fallback"), {"event": "bot"}, user_event("nlu_fallback")]
+    tracker = make_tracker("nlu_fallback", events=events, ranking=RANKING)
+
+    assert await ActionClarify().run(dispatcher, tracker, {}) == []
+    assert sent(dispatcher) == [
+        (
+            "Sorry, I still do not understand. A counsellor can help you: call IOM's free "
+            "hotline 06 80 20 50 18. Or write your question in other words.",
+            [{"title": "Talk to a counsellor", "payload": "/request_human"}],
+        )
+    ]

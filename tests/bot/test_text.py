@@ -1,0 +1,78 @@
+import pytest
+
+from bot.text import (
+    MAX_MESSAGE_CHARS,
+    InvalidMessage,
+    clean_sender,
+    clean_text,
+    disarm_command,
+    offered_payloads,
+)
+
+
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("  hello \n", "hello"),
+        ("hi\x00\x01there", "hi  there"),
+        ("line one\nline two", "line one\nline two"),
+        ("😀😀", "😀😀"),
+        ("cafe\u0301", "café"),
+    ],
+)
+def test_clean_text(raw, cleaned):
+    assert clean_text(raw) == cleaned
+
+
+@pytest.mark.parametrize(
+    "raw, reason, status",
+    [
+        ("", "'message' is empty", 400),
+        (" \t\n ", "'message' is empty", 400),
+        ("\x00\x07", "'message' is empty", 400),
+        (None, "'message' must be a string", 400),
+        (42, "'message' must be a string", 400),
+        ("a" * (MAX_MESSAGE_CHARS + 1), "'message' is longer than 4096 characters", 413),
+    ],
+)
+def test_clean_text_refuses(raw, reason, status):
+    with pytest.raises(InvalidMessage) as refused:
+        clean_text(raw)
+    assert (str(refused.value), refused.value.status) == (reason, status)
+
+
+def test_clean_sender():
+    assert clean_sender("web-3f2a_9") == "web-3f2a_9"
+    for bad in ("", None, 7, "has space", "a/b", "x" * 129, "ü"):
+        with pytest.raises(InvalidMessage):
+            clean_sender(bad)
+
+
+def test_offered_payloads_are_those_since_the_last_user_message():
+    events = [
+        {"event": "bot", "data": {"buttons": [{"payload": "/old"}]}},
+        {"event": "user", "text": "hi"},
+        {"event": "bot", "data": {"buttons": [{"payload": "/affirm"}]}},
+        {"event": "action", "name": "action_listen"},
+        {"event": "bot", "data": {"buttons": [{"payload": "/deny"}]}},
+        {"event": "bot", "data": {}},
+    ]
+    assert offered_payloads(events) == {"/affirm", "/deny"}
+    assert offered_payloads([]) == set()
+
+
+@pytest.mark.parametrize(
+    "text, offered, result",
+    [
+        ("hello", set(), "hello"),
+        ("/affirm", {"/affirm"}, "/affirm"),
+        ('/inform{"elig_situation":"asylum"}', {"/affirm"}, 'inform{"elig_situation":"asylum"}'),
+        ("/affirm", set(), "affirm"),
+        ("/affirm", None, "affirm"),
+        ("//restart", {"/restart"}, "restart"),
+        ("/", set(), "?"),
+        ("a /slash inside", set(), "a /slash inside"),
+    ],
+)
+def test_disarm_command_lets_through_only_offered_payloads(text, offered, result):
+    assert disarm_command(text, offered) == result

@@ -1,0 +1,171 @@
+"""A person talks to the real assistant over the REST channel."""
+import sqlite3
+import uuid
+
+import pytest
+
+from actions.content import get_content
+
+
+def new_sender() -> str:
+    return f"e2e-{uuid.uuid4().hex}"
+
+
+def first_text(key: str) -> str:
+    return get_content().replies(key, "en")[0].text
+
+
+QUESTIONS = [
+    ("greet", "hi there"),
+    ("goodbye", "ok goodbye"),
+    ("thank_you", "thanks a lot"),
+    ("bot_challenge", "am I talking to a bot?"),
+    ("ask_what_is_avr", "what is voluntary return"),
+    ("ask_process", "how can I apply"),
+    ("ask_cost", "is it free?"),
+    ("ask_documents", "my passport expired, what documents do i need"),
+    ("ask_duration", "how long until i can leave"),
+    ("ask_reintegration", "what support will i get back home"),
+    ("ask_voluntariness", "is it really voluntary"),
+    ("ask_confidentiality", "who will see my data"),
+    ("ask_asylum_impact", "what happens to my asylum application"),
+    ("ask_special_needs", "i am in a wheelchair, can you help"),
+    ("ask_family", "can i go home with my children"),
+    ("ask_reentry", "will i get an entry ban"),
+    ("ask_contact", "what is your address"),
+    ("request_human", "i want to speak to a counsellor"),
+    ("out_of_scope", "who won the football match"),
+    ("report_emergency", "help someone is attacking me"),
+    ("report_exploitation", "my employer took my passport and does not pay me"),
+    ("express_fear_of_return", "i am scared they will kill me if i go back"),
+]
+
+
+@pytest.mark.parametrize("key, text", QUESTIONS)
+def test_each_question_gets_its_answer_first_thing(assistant, key, text):
+    replies = assistant.say(new_sender(), text)
+
+    assert replies[0][0] == first_text(key)
+    assert [t for t, _ in replies] == [r.text for r in get_content().replies(key, "en")]
+
+
+def test_eligibility_check_with_buttons_words_and_an_interruption(assistant):
+    sender = new_sender()
+    replies = assistant.say(sender, "can I apply?")
+    assert replies[0][0] == first_text("ask_eligibility")
+    question, payloads = replies[-1]
+    assert question == "Question 1 of 5: What is your situation in Hungary now?"
+
+    replies = assistant.say(sender, payloads[2])  # "I have no valid permit"
+    assert replies[-1][0].startswith("Question 2 of 5")
+    # A question in between is answered, then the check asks again where it was.
+    replies = assistant.say(sender, "do i have to pay for the flight?")
+    assert replies[0][0] == first_text("ask_cost")
+    assert replies[-1][0].startswith("Question 2 of 5")
+
+    assert assistant.say(sender, "no")[-1][0].startswith("Question 3 of 5")
+    assert assistant.say(sender, "/deny")[-1][0].startswith("Question 4 of 5")
+    assert assistant.say(sender, "no")[-1][0].startswith("Question 5 of 5")
+    replies = assistant.say(sender, "no")
+
+    assert [t for t, _ in replies] == [
+        first_text("elig_result_likely"),
+        first_text("elig_note_documents"),
+        first_text("elig_next_step"),
+    ]
+    slots = assistant.tracker(sender)["slots"]
+    assert slots["elig_situation"] is None and slots["requested_slot"] is None
+
+
+def test_danger_in_the_middle_of_the_check_is_answered_and_ends_the_check(assistant):
+    sender = new_sender()
+    assistant.say(sender, "can I apply?")
+
+    replies = assistant.say(sender, "someone is hitting me right now")
+
+    assert replies[0][0] == first_text("report_emergency")
+    assert assistant.tracker(sender)["active_loop"] == {}
+    assert assistant.say(sender, "thank you")[0][0] == first_text("thank_you")
+
+
+def test_fear_of_return_as_an_answer_in_the_check_is_not_pushed_to_return(assistant):
+    sender = new_sender()
+    payload = assistant.say(sender, "can I apply?")[-1][1][0]  # "I asked for asylum"
+    assistant.say(sender, payload)
+    for answer in ("no", "yes", "no"):
+        assistant.say(sender, answer)
+
+    replies = assistant.say(sender, "yes")  # afraid to go back
+
+    texts = [t for t, _ in replies]
+    assert texts == [r.text for r in get_content().replies("elig_result_fear", "en")]
+
+
+def test_two_misunderstandings_lead_to_the_counsellor_offer(assistant):
+    sender = new_sender()
+    first = assistant.say(sender, "qwxz blorft")
+    assert first[0][0] == first_text("clarify")
+    assert len(first[0][1]) >= 1
+
+    second = assistant.say(sender, "zzvq plonk")
+    assert second == [(first_text("clarify_again"), ["/request_human"])]
+
+
+def test_typed_commands_neither_trigger_intents_nor_set_slots(assistant):
+    sender = new_sender()
+    assistant.say(sender, "can I apply?")
+
+    # The payload of a button that was not offered, typed by hand.
+    assistant.say(sender, '/inform{"elig_previous_return":"used_before"}')
+    assistant.say(sender, '/affirm{"language":"xx"}')
+
+    tracker = assistant.tracker(sender)
+    assert tracker["slots"]["elig_previous_return"] is None
+    assert tracker["slots"]["elig_situation"] is None
+    assert tracker["slots"]["language"] == "en"
+    typed = [e for e in tracker["events"] if e["event"] == "user"][1:]
+    assert [e["text"] for e in typed] == [
+        'inform{"elig_previous_return":"used_before"}',
+        'affirm{"language":"xx"}',
+    ]
+
+
+def test_a_button_payload_that_was_offered_does_set_its_slot(assistant):
+    sender = new_sender()
+    payload = assistant.say(sender, "can I apply?")[-1][1][0]
+
+    assistant.say(sender, payload)
+
+    assert assistant.tracker(sender)["slots"]["elig_situation"] == "asylum"
+
+
+def stored_events(assistant, sender):
+    with sqlite3.connect(assistant.db) as db:
+        query = "SELECT count(*) FROM events WHERE sender_id = ?"
+        return db.execute(query, (sender,)).fetchone()[0]
+
+
+def test_delete_my_data_leaves_nothing_stored(assistant):
+    sender = new_sender()
+    assistant.say(sender, "hello, my name is Amira and my phone is 06 30 123 4567")
+    assistant.say(sender, "can I apply?")
+    assert stored_events(assistant, sender) > 0
+
+    confirm = assistant.say(sender, "please delete my data")
+    assert confirm[0][1] == ["/affirm", "/deny"]
+    done = assistant.say(sender, "/affirm")
+
+    assert done == [(first_text("delete_done"), [])]
+    assert stored_events(assistant, sender) == 0
+    with sqlite3.connect(assistant.db) as db:
+        assert db.execute(
+            "SELECT count(*) FROM events WHERE data LIKE '%Amira%'"
+        ).fetchone()[0] == 0
+
+
+def test_saying_no_keeps_the_data(assistant):
+    sender = new_sender()
+    assistant.say(sender, "delete everything about me")
+
+    assert assistant.say(sender, "no") == [(first_text("delete_cancelled"), [])]
+    assert stored_events(assistant, sender) > 0
