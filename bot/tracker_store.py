@@ -5,6 +5,7 @@ that sender is deleted, in every session, and nothing of that conversation is st
 The person's next message starts a new conversation.
 """
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
@@ -23,8 +24,19 @@ def deletion_requested(tracker: DialogueStateTracker) -> bool:
     )
 
 
+def use_write_ahead_log(connection: Any, _: Any) -> None:
+    """SQLite in WAL mode: one fsync per commit instead of several, equally durable."""
+    connection.execute("PRAGMA journal_mode=WAL")
+
+
 class PrivacySQLTrackerStore(SQLTrackerStore):
     """SQLTrackerStore that forgets a sender entirely when they ask for it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", use_write_ahead_log)
+            self.engine.dispose()  # connections opened so far lack the pragma
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         if not deletion_requested(tracker):

@@ -80,3 +80,9 @@ def test_the_server_refuses_to_run_without_a_durable_store(store):
         durable_tracker_store(InMemoryTrackerStore(DOMAIN), DOMAIN)
     with pytest.raises(TrackerStoreUnavailable):
         durable_tracker_store(None, DOMAIN)
+
+
+async def test_sqlite_runs_in_write_ahead_log_mode(store):
+    await store.save(conversation("carol", UserUttered("hi")))
+    with sqlite3.connect(store.engine.url.database) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
