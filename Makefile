@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run test train validate lint unit conversations e2e bench clean
+.PHONY: help run test train validate lint unit conversations e2e bench eval clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ e2e: $(VENV)/.installed $(MODEL) ## start the real servers and talk to them over
 	$(PY) -m pytest tests/e2e -q
 
 test: lint validate unit $(MODEL) conversations e2e ## set up what is missing and run the complete test suite
+
+$(VENV)/.eval-installed: $(VENV)/.installed requirements-eval.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-eval.txt 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import lingua, pycld2" && touch $@
+
+eval: $(VENV)/.eval-installed $(MODEL) ## held-out accuracy per language, against lingua and cld2 (eval/report/)
+	$(PY) eval/evaluate.py
 
 bench: $(VENV)/.installed $(MODEL) ## load benchmark against a vanilla `rasa init` assistant
 	$(PY) bench/load.py

@@ -1,22 +1,46 @@
-"""Answers to the person's questions, in the language of the conversation."""
-from typing import Any, Dict, List, Sequence
+"""Answers to the person's questions, in the language they write in."""
+from typing import Any, Dict, List, Optional, Sequence, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.content import DEFAULT_LANGUAGE, Button, get_content
 
-
-def language_of(tracker: Tracker) -> str:
-    """The language the assistant answers in (the `language` slot, if available)."""
-    language = tracker.get_slot("language")
-    return language if language in get_content().languages() else DEFAULT_LANGUAGE
+# Set by bot.language.component.LanguageDetection on every message NLU reads.
+LANGUAGE_DETECTION = "language_detection"
 
 
 def latest_intent(tracker: Tracker) -> str:
     """The intent of the person's latest message."""
     return (tracker.latest_message.get("intent") or {}).get("name") or ""
+
+
+def detected_language(tracker: Tracker) -> Optional[str]:
+    """The language of the latest message, if it could be told and we have content in it."""
+    detection = tracker.latest_message.get(LANGUAGE_DETECTION) or {}
+    found = detection.get("language")
+    return found if found in get_content().languages() else None
+
+
+def language_of(tracker: Tracker) -> str:
+    """The language to answer in: the latest message's, else the conversation's."""
+    language = detected_language(tracker) or tracker.get_slot("language")
+    return language if language in get_content().languages() else DEFAULT_LANGUAGE
+
+
+def language_events(tracker: Tracker) -> List[Dict[Text, Any]]:
+    """Set the `language` slot to the language now answered in, if it changed."""
+    language = language_of(tracker)
+    return [] if language == tracker.get_slot("language") else [SlotSet("language", language)]
+
+
+def language_unclear(tracker: Tracker) -> bool:
+    """The person's first message did not tell us their language."""
+    detection = tracker.latest_message.get(LANGUAGE_DETECTION)
+    users = [e for e in tracker.events if e.get("event") == "user"]
+    return bool(detection) and detection.get("language") is None and len(users) <= 1
 
 
 def send(
@@ -25,27 +49,38 @@ def send(
     key: str,
     buttons: Sequence[Button] = (),
 ) -> None:
-    """Send the answer `key` in the conversation's language."""
+    """Send the answer `key` in the language of the conversation."""
     for reply in get_content().replies(key, language_of(tracker), buttons):
         dispatcher.utter_message(text=reply.text, buttons=list(reply.buttons))
+
+
+def language_menu(languages: Dict[str, str]) -> List[Button]:
+    """One button per language, titled in that language."""
+    return [
+        {"title": name, "payload": f'/change_language{{"language":"{code}"}}'}
+        for code, name in languages.items()
+    ]
 
 
 class ActionAnswer(Action):
     """Answer the intent of the latest message.
 
     During the eligibility check an answer may have a shorter variant, `<intent>_in_form`.
+    When the first message does not tell the language, the language menu follows.
     """
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return "action_answer"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         key = latest_intent(tracker)
         if tracker.active_loop_name and get_content().has(
             f"{key}_in_form", language_of(tracker)
         ):
             key = f"{key}_in_form"
         send(dispatcher, tracker, key)
-        return []
+        if language_unclear(tracker):
+            send(dispatcher, tracker, "language_unsure", language_menu(get_content().languages()))
+        return language_events(tracker)

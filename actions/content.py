@@ -16,6 +16,9 @@ import yaml
 DEFAULT_LANGUAGE = "en"
 SETTINGS_FILE = "settings.yml"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
+# shown with its groups in reverse order by the Unicode bidirectional algorithm.
+LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
 
 Button = Dict[str, str]
 
@@ -124,6 +127,11 @@ class Content:
             if not isinstance(value, dict)
         }
         values["office_hours"] = format_hours(settings.get("office_hours"), texts.get("days", {}))
+        if texts.get("direction") == "rtl":
+            values = {
+                name: None if value is None else f"{LTR_ISOLATE}{value}{POP_ISOLATE}"
+                for name, value in values.items()
+            }
         return values
 
 

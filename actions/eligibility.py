@@ -4,15 +4,16 @@ The published criteria (shared/CONTENT.md) decide what is asked. The answer eith
 the person appears to be in a group IOM can help (IOM decides after counselling), or why
 they should talk to a counsellor first.
 """
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Text, Tuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_of, send
+from actions.answers import language_events, language_of, send
 from actions.content import get_content
 
 YES = ("yes", "/affirm")
@@ -81,21 +82,24 @@ def assess(answers: Mapping[str, Optional[str]]) -> Assessment:
     return Assessment("likely", ("elig_result_likely", *notes, "elig_next_step"))
 
 
-class AskEligibilityQuestion(Action):
+class AskEligibilityQuestion(Action, ABC):
     """Ask one question of the eligibility check, with its buttons."""
 
-    slot = ""
+    @property
+    @abstractmethod
+    def slot(self) -> str:
+        """The slot of eligibility_form this question fills."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return f"action_ask_{self.slot}"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         language = language_of(tracker)
         buttons = get_content().choice_buttons(language, QUESTIONS[self.slot])
         send(dispatcher, tracker, f"elig_ask_{self.slot[len('elig_'):]}", buttons)
-        return []
+        return language_events(tracker)
 
 
 class ActionAskEligSituation(AskEligibilityQuestion):
@@ -121,12 +125,12 @@ class ActionAskEligFear(AskEligibilityQuestion):
 class ValidateEligibilityForm(Action):
     """Accept only the values the questions offer; the form asks again otherwise."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return "validate_eligibility_form"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         return [
             SlotSet(slot, value if value in ALLOWED_VALUES.get(slot, (value,)) else None)
             for slot, value in tracker.slots_to_validate().items()
@@ -136,13 +140,13 @@ class ValidateEligibilityForm(Action):
 class ActionEligibilityResult(Action):
     """Say what the answers point to, then forget them so the check can start afresh."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return "action_eligibility_result"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         answers = {slot: tracker.get_slot(slot) for slot in QUESTIONS}
         for key in assess(answers).messages:
             send(dispatcher, tracker, key)
-        return [SlotSet(slot, None) for slot in QUESTIONS]
+        return language_events(tracker) + [SlotSet(slot, None) for slot in QUESTIONS]

@@ -1,23 +1,27 @@
 """What to do with a message that was not understood.
 
 First miss: ask which topic the person means, with buttons of the likely ones. Second
-miss in a row: offer a counsellor and the hotline.
+miss in a row: offer a counsellor and the hotline. Either way, if danger is among the
+likely meanings, the safety answer comes first.
 """
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_of, send
+from actions.answers import language_events, language_of, send
 from actions.content import get_content
 
 NLU_FALLBACK = "nlu_fallback"
 DEFAULT_TOPICS = ("ask_what_is_avr", "ask_eligibility", "ask_contact")
 MAX_TOPIC_BUTTONS = 3
+# A message that might be about danger gets the safety answer even when unsure.
+SAFETY_INTENTS = ("report_emergency", "report_exploitation", "express_fear_of_return")
+SAFETY_RANK = 3
 
 
-def consecutive_misses(events: Iterable[Dict[str, Any]]) -> int:
+def consecutive_misses(events: Iterable[Dict[Text, Any]]) -> int:
     """How many of the latest user messages in a row were not understood."""
     misses = 0
     for event in reversed(list(events)):
@@ -30,8 +34,14 @@ def consecutive_misses(events: Iterable[Dict[str, Any]]) -> int:
     return misses
 
 
+def possible_danger(ranking: Sequence[Dict[Text, Any]]) -> Optional[str]:
+    """A safety intent among the best-ranked guesses, if any."""
+    guesses = [entry.get("name") for entry in ranking if entry.get("name") != NLU_FALLBACK]
+    return next((name for name in guesses[:SAFETY_RANK] if name in SAFETY_INTENTS), None)
+
+
 def likely_topics(
-    ranking: Sequence[Dict[str, Any]], topics: Sequence[str], limit: int = MAX_TOPIC_BUTTONS
+    ranking: Sequence[Dict[Text, Any]], topics: Sequence[str], limit: int = MAX_TOPIC_BUTTONS
 ) -> List[str]:
     """The best-ranked intents that have a topic button, best first."""
     likely = [entry.get("name") for entry in ranking if entry.get("name") in topics]
@@ -41,18 +51,21 @@ def likely_topics(
 class ActionClarify(Action):
     """Ask what the person meant; the second time, point to a counsellor."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return "action_clarify"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
+        ranking = tracker.latest_message.get("intent_ranking") or []
+        danger = possible_danger(ranking)
+        if danger:
+            send(dispatcher, tracker, danger)
         if consecutive_misses(tracker.events) >= 2:
             send(dispatcher, tracker, "clarify_again")
-            return []
+            return language_events(tracker)
         language = language_of(tracker)
         content = get_content()
-        ranking = tracker.latest_message.get("intent_ranking") or []
         topics = likely_topics(ranking, content.topics(language)) or list(DEFAULT_TOPICS)
         send(dispatcher, tracker, "clarify", content.topic_buttons(language, topics))
-        return []
+        return language_events(tracker)

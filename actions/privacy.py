@@ -4,13 +4,13 @@ The deletion itself happens in the tracker store (bot/tracker_store.py): when it
 conversation in which `action_delete_my_data` ran, it deletes every stored event of that
 sender and stores nothing of it. This action only tells the person.
 """
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_of, send
+from actions.answers import language_events, language_of, send
 from actions.content import get_content
 from actions.eligibility import NO, YES
 
@@ -20,38 +20,38 @@ ACTION_DELETE_MY_DATA = "action_delete_my_data"
 class ActionConfirmDelete(Action):
     """Ask the person to confirm before anything is deleted."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return "action_confirm_delete"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         buttons = get_content().choice_buttons(language_of(tracker), (YES, NO))
         send(dispatcher, tracker, "delete_my_data", buttons)
-        return []
+        return language_events(tracker)
 
 
 class ActionCancelDelete(Action):
     """Tell the person nothing was deleted."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return "action_cancel_delete"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         send(dispatcher, tracker, "delete_cancelled")
-        return []
+        return language_events(tracker)
 
 
 class ActionDeleteMyData(Action):
     """Confirm the deletion, which the tracker store carries out as it saves."""
 
-    def name(self) -> str:
+    def name(self) -> Text:
         return ACTION_DELETE_MY_DATA
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[Dict[str, Any]]:
+    ) -> List[Dict[Text, Any]]:
         send(dispatcher, tracker, "delete_done")
-        return []
+        return language_events(tracker)

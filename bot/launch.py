@@ -148,7 +148,10 @@ def main() -> int:
     try:
         for name, command in commands(settings).items():
             logger.info("starting the %s", name)
-            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+            # Their output goes to our stderr: stdout carries only the "ready" line.
+            processes[name] = subprocess.Popen(  # noqa: S603
+                command, cwd=ROOT, env=env, stdout=sys.stderr
+            )
         wait_until_ready(settings, processes)
         logger.info(
             "ready: REST http://127.0.0.1:%d/webhooks/rest/webhook, action server "

@@ -136,3 +136,22 @@ def test_format_hours_names_days_in_week_order():
     assert format_hours(None, names) is None
     with pytest.raises(ContentError, match="funday"):
         format_hours({"funday": "9-12"}, names)
+
+
+def test_numbers_keep_their_order_in_right_to_left_answers():
+    for language, texts in ((c, CONTENT.language_file(c)) for c in CONTENT.languages()):
+        hotline = [r.text for r in CONTENT.replies("ask_contact", language)][0]
+        if texts["direction"] == "rtl":
+            assert "\u206606 80 20 50 18\u2069" in hotline, language
+        else:
+            assert "\u2066" not in hotline and "06 80 20 50 18" in hotline, language
+
+
+def test_every_language_names_itself_and_its_direction_and_has_a_glossary():
+    english_terms = set(CONTENT.language_file("en")["glossary"])
+    for language in CONTENT.languages():
+        texts = CONTENT.language_file(language)
+        assert texts["language"] == language
+        assert texts["direction"] in ("ltr", "rtl")
+        assert texts["name"] and texts["name"] != language
+        assert set(texts["glossary"]) == english_terms, language

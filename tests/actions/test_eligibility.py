@@ -89,13 +89,16 @@ async def test_documents_question_says_a_passport_is_not_needed(dispatcher):
 
 
 def test_every_question_has_an_action_named_after_its_slot():
+    import inspect
+
     from actions import eligibility
 
     names = {
         cls().name()
         for cls in vars(eligibility).values()
-        if isinstance(cls, type) and issubclass(cls, eligibility.AskEligibilityQuestion)
-        and cls.slot
+        if isinstance(cls, type)
+        and issubclass(cls, eligibility.AskEligibilityQuestion)
+        and not inspect.isabstract(cls)
     }
     assert names == {f"action_ask_{slot}" for slot in QUESTIONS}
 

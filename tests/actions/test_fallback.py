@@ -1,4 +1,4 @@
-from actions.fallback import ActionClarify, consecutive_misses, likely_topics
+from actions.fallback import ActionClarify, consecutive_misses, likely_topics, possible_danger
 from tests.conftest import make_tracker, sent, user_event
 
 RANKING = [
@@ -60,3 +60,29 @@ async def test_second_miss_offers_a_counsellor_and_the_hotline(dispatcher):
             [{"title": "Talk to a counsellor", "payload": "/request_human"}],
         )
     ]
+
+
+async def test_an_unclear_message_that_may_be_about_danger_gets_the_safety_answer_first(
+    dispatcher,
+):
+    ranking = [
+        {"name": "nlu_fallback", "confidence": 0.3},
+        {"name": "ask_cost", "confidence": 0.25},
+        {"name": "report_emergency", "confidence": 0.2},
+        {"name": "greet", "confidence": 0.1},
+    ]
+    tracker = make_tracker("nlu_fallback", ranking=ranking)
+
+    assert await ActionClarify().run(dispatcher, tracker, {}) == []
+    texts = [text for text, _ in sent(dispatcher)]
+    assert texts[0].startswith("If you or someone else is in danger now, call 112.")
+    assert texts[-1] == (
+        "Sorry, I am not sure I understood. Is your question about one of these topics?"
+    )
+
+
+def test_possible_danger_looks_at_the_three_best_guesses_only():
+    assert possible_danger(RANKING) is None
+    late = RANKING[:4] + [{"name": "express_fear_of_return", "confidence": 0.01}]
+    assert possible_danger(late) is None
+    assert possible_danger(RANKING[:2] + late[-1:]) == "express_fear_of_return"

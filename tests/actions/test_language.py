@@ -3,7 +3,15 @@ from rasa_sdk.events import SlotSet
 from actions.language import ActionChooseLanguage
 from tests.conftest import make_tracker, sent
 
-MENU = [{"title": "English", "payload": '/change_language{"language":"en"}'}]
+NAMES = {
+    "ar": "العربية", "en": "English", "fa": "فارسی", "fr": "Français", "hu": "Magyar",
+    "ps": "پښتو", "ru": "Русский", "sq": "Shqip", "tr": "Türkçe", "uk": "Українська",
+    "ur": "اردو", "vi": "Tiếng Việt",
+}
+MENU = [
+    {"title": name, "payload": f'/change_language{{"language":"{code}"}}'}
+    for code, name in NAMES.items()
+]
 
 
 async def test_asking_for_a_language_shows_the_menu_in_each_language_s_own_name(dispatcher):

@@ -43,10 +43,11 @@ QUESTIONS = [
 
 @pytest.mark.parametrize("key, text", QUESTIONS)
 def test_each_question_gets_its_answer_first_thing(assistant, key, text):
-    replies = assistant.say(new_sender(), text)
+    replies = [t for t, _ in assistant.say(new_sender(), text)]
 
-    assert replies[0][0] == first_text(key)
-    assert [t for t, _ in replies] == [r.text for r in get_content().replies(key, "en")]
+    expected = [r.text for r in get_content().replies(key, "en")]
+    # A first message too short to tell its language is followed by the language menu.
+    assert replies[: len(expected)] == expected
 
 
 def test_eligibility_check_with_buttons_words_and_an_interruption(assistant):
@@ -103,12 +104,17 @@ def test_fear_of_return_as_an_answer_in_the_check_is_not_pushed_to_return(assist
 
 def test_two_misunderstandings_lead_to_the_counsellor_offer(assistant):
     sender = new_sender()
-    first = assistant.say(sender, "qwxz blorft")
-    assert first[0][0] == first_text("clarify")
-    assert len(first[0][1]) >= 1
 
-    second = assistant.say(sender, "zzvq plonk")
-    assert second == [(first_text("clarify_again"), ["/request_human"])]
+    def in_language(key):
+        language = assistant.tracker(sender)["slots"]["language"]
+        return get_content().replies(key, language)[-1]
+
+    first = assistant.say(sender, "qwpzx vbnmq")
+    assert first[-1][0] == in_language("clarify").text
+    assert len(first[-1][1]) >= 1
+
+    second = assistant.say(sender, "trrrrrr grrrr")
+    assert second[-1] == (in_language("clarify_again").text, ["/request_human"])
 
 
 def test_typed_commands_neither_trigger_intents_nor_set_slots(assistant):

@@ -1,0 +1,1 @@
+"""Language detection among the assistant's twelve languages."""
