@@ -1,4 +1,4 @@
-"""`python -m bot.serve run ...`: Rasa's command line, with two of its flaws mended.
+"""`python -m bot.serve run ...`: Rasa's command line, with three of its flaws mended.
 
 1. Rasa wraps every tracker store in a FailSafeTrackerStore: when the database fails,
    it logs, keeps the conversation in memory and answers as if all were well, so what
@@ -10,13 +10,19 @@
    validates the schema itself against its meta-schema, on every call: measured here
    (py-spy, bench/load.py) at 45% of the server's CPU. The same check runs with a
    validator built once.
+3. LogisticRegressionClassifier computes `X @ coef.T` with X sparse: scipy copies the
+   transposed coefficients (29 x 270,000 here) to make them contiguous, for every
+   message: 23 ms of a 38 ms message. Stored in Fortran order after loading, the
+   transposed matrix is contiguous already (0.06 ms), with the same results.
 """
 from functools import lru_cache
 from typing import Any, Dict, Optional
 
+import numpy as np
 from rasa.core.actions.action import RemoteAction
 from rasa.core.agent import Agent
 from rasa.core.tracker_store import InMemoryTrackerStore, TrackerStore
+from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
 from rasa.shared.core.domain import Domain
 
 
@@ -59,9 +65,20 @@ def validate_action_result(self: RemoteAction, result: Dict[str, Any]) -> bool:
     return True
 
 
+_load_logistic_regression = LogisticRegressionClassifier.load.__func__
+
+
+def load_logistic_regression(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """LogisticRegressionClassifier.load, with the coefficients in Fortran order."""
+    component = _load_logistic_regression(cls, *args, **kwargs)
+    component.clf.coef_ = np.asfortranarray(component.clf.coef_)
+    return component
+
+
 def mend_rasa() -> None:
     Agent._create_tracker_store = staticmethod(durable_tracker_store)
     RemoteAction._validate_action_result = validate_action_result
+    LogisticRegressionClassifier.load = classmethod(load_logistic_regression)
 
 
 def main() -> None:

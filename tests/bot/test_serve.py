@@ -19,3 +19,30 @@ def test_action_results_are_checked_as_rasa_checks_them():
         RemoteAction._validate_action_result(action, invalid)
     with pytest.raises(ValidationError, match="Failed to validate Action server response"):
         validate_action_result(action, invalid)
+
+
+def test_logistic_regression_loads_with_fortran_ordered_coefficients(tmp_path):
+    import numpy as np
+    from rasa.engine.graph import ExecutionContext
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.nlu.classifiers.logistic_regression_classifier import (
+        LogisticRegressionClassifier,
+    )
+    from sklearn.linear_model import LogisticRegression
+
+    from bot.serve import load_logistic_regression
+
+    storage = LocalModelStorage(tmp_path)
+    resource = Resource("lr")
+    context = ExecutionContext(graph_schema=None, model_id="m")
+    trained = LogisticRegressionClassifier.create({}, storage, resource, context)
+    trained.clf = LogisticRegression().fit(np.eye(3), ["a", "b", "c"])
+    trained.persist()
+
+    loaded = load_logistic_regression(
+        LogisticRegressionClassifier, {}, storage, resource, context
+    )
+
+    assert loaded.clf.coef_.flags["F_CONTIGUOUS"]
+    assert np.array_equal(loaded.clf.coef_, trained.clf.coef_)
