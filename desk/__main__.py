@@ -1,0 +1,73 @@
+"""`python -m desk`: run the counsellor desk. `python -m desk add-counsellor NAME --languages en,ar`
+adds an account (password from DESK_NEW_PASSWORD, or asked for)."""
+
+import argparse
+import getpass
+import logging
+import os
+import secrets
+import sys
+
+from aiohttp import web
+
+from desk.app import create_app
+from desk.settings import Settings
+from desk.store import Store
+
+logger = logging.getLogger("desk")
+ALL_LANGUAGES = "en,hu,ar,fa,ps,ur,sq,ru,uk,tr,fr,vi"
+FIRST_USER = "counsellor"
+
+
+def first_account(settings: Settings, store: Store) -> None:
+    """With no account yet, create one, its password in a file only the owner can read."""
+    if store.has_counsellors():
+        return
+    password = os.environ.get("DESK_INITIAL_PASSWORD") or secrets.token_urlsafe(12)
+    store.add_counsellor(FIRST_USER, password, ALL_LANGUAGES.split(","))
+    path = settings.data_dir / "desk-first-login.txt"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"username: {FIRST_USER}\npassword: {password}\n")
+    logger.info(
+        "created the first counsellor account '%s'; its password is in %s", FIRST_USER, path
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m desk")
+    commands = parser.add_subparsers(dest="command")
+    add = commands.add_parser("add-counsellor", help="add a counsellor account")
+    add.add_argument("username")
+    add.add_argument(
+        "--languages", default=ALL_LANGUAGES, help="codes they answer in, comma-separated"
+    )
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s desk: %(message)s")
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    if arguments.command == "add-counsellor":
+        password = os.environ.get("DESK_NEW_PASSWORD") or getpass.getpass("Password: ")
+        if len(password) < 10:
+            print("The password needs at least 10 characters.", file=sys.stderr)
+            return 2
+        store.add_counsellor(arguments.username, password, arguments.languages.split(","))
+        print(f"added {arguments.username}")
+        return 0
+    first_account(settings, store)
+    # Access lines carry conversation ids (a WhatsApp one is a phone number), and httpx's
+    # request lines carry the Telegram bot token: neither belongs in the log.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    web.run_app(
+        create_app(settings, store),
+        host=settings.host,
+        port=settings.port,
+        print=lambda _: logger.info("listening on http://%s:%d", settings.host, settings.port),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""New tickets announced in the counsellors' Telegram group, when one is configured.
+
+The announcement names the ticket's number, urgency, language and channel only: no
+message text and nothing that identifies the person. Set TELEGRAM_BOT_TOKEN and
+DESK_TELEGRAM_CHAT_ID; TELEGRAM_API_BASE_URL points tests at a local fake.
+"""
+
+import asyncio
+import logging
+from typing import Any, Dict, Optional, Set
+
+from telegram import Bot
+from telegram.error import TelegramError
+
+from desk.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def announcement(ticket: Dict[str, Any]) -> str:
+    return (
+        f"New ticket #{ticket['id']}: {ticket['urgency']}, language {ticket['language']}, "
+        f"via {ticket['channel']}. Open the desk console to answer."
+    )
+
+
+class Announcer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._bot: Optional[Bot] = None
+        self._tasks: Set[asyncio.Task] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.telegram_token and self.settings.telegram_chat_id)
+
+    def announce(self, ticket: Dict[str, Any]) -> None:
+        """Send in the background: a slow Telegram never delays the person's ticket."""
+        if self.enabled:
+            task = asyncio.create_task(self._send(announcement(ticket), ticket["id"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, text: str, ticket_id: int) -> None:
+        try:
+            if self._bot is None:
+                self._bot = Bot(
+                    self.settings.telegram_token,
+                    base_url=f"{self.settings.telegram_api}/bot",
+                    base_file_url=f"{self.settings.telegram_api}/file/bot",
+                )
+                await self._bot.initialize()
+            await self._bot.send_message(chat_id=self.settings.telegram_chat_id, text=text)
+        except (TelegramError, OSError) as failure:
+            logger.error(
+                "ticket %d not announced on Telegram: %s", ticket_id, type(failure).__name__
+            )
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._bot is not None:
+            await self._bot.shutdown()

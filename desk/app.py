@@ -1,0 +1,382 @@
+"""The desk's HTTP API and console: routes, authentication and the delivery loop."""
+
+import asyncio
+import hmac
+import logging
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+
+from aiohttp import web
+
+from desk.announce import Announcer
+from desk.openapi import document
+from desk.rasa import DeliveryError, Rasa
+from desk.settings import Settings
+from desk.store import URGENCIES, Store, now, parse_time
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+COOKIE = "desk_session"
+MAX_TEXT = 4096
+MAX_TRANSCRIPT = 500
+DELIVERY_INTERVAL_S = 2.0
+LOGIN_WINDOW_S = 300
+LOGIN_ATTEMPTS = 5
+PUBLIC = {("GET", "/health"), ("GET", "/"), ("POST", "/api/login")}
+API_ONLY = {"create_ticket", "inbound", "delete_conversation"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def fail(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+class BadRequest(Exception):
+    """The request body is not what the API documents."""
+
+
+async def body_of(request: web.Request) -> Dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as invalid:
+        raise BadRequest("the body must be JSON") from invalid
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def text_field(body: Dict[str, Any], name: str, limit: int = MAX_TEXT) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{name}' must be a non-empty string")
+    if len(value) > limit:
+        raise BadRequest(f"'{name}' is longer than {limit} characters")
+    return value
+
+
+class Desk:
+    """The routes, with the store, the Rasa client and the announcer they share."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.rasa = Rasa(settings.rasa_url, settings.rasa_token)
+        self.announcer = Announcer(settings)
+        self.delivery_lock = asyncio.Lock()
+        self.failed_logins: Dict[str, Deque[float]] = defaultdict(deque)
+
+    # Authentication.
+
+    def principal(self, request: web.Request) -> Optional[Dict[str, Any]]:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[len("Bearer ") :].encode()
+            if hmac.compare_digest(given, self.settings.api_token.encode()):
+                return {"kind": "api"}
+            return None
+        token = request.cookies.get(COOKIE)
+        session = self.store.session(token) if token else None
+        return dict(session, kind="counsellor", token=token) if session else None
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        public = (request.method, request.path) in PUBLIC or request.path.startswith("/static/")
+        if not public and route.resource is not None:
+            who = await asyncio.to_thread(self.principal, request)
+            if who is None:
+                return self.secure(fail(401, "authentication required"))
+            if who["kind"] == "counsellor":
+                if route.name in API_ONLY:
+                    return self.secure(fail(403, "for the assistant's API token only"))
+                csrf = request.headers.get("X-CSRF-Token", "")
+                if request.method not in SAFE_METHODS and not hmac.compare_digest(
+                    csrf.encode(), who["csrf_token"].encode()
+                ):
+                    return self.secure(fail(403, "missing or wrong X-CSRF-Token"))
+            request["who"] = who
+        try:
+            answer = await handler(request)
+        except BadRequest as bad:
+            answer = fail(400, str(bad))
+        except web.HTTPException as http:
+            answer = fail(http.status, http.reason or "error") if http.status >= 400 else http
+        return self.secure(answer)
+
+    @staticmethod
+    def secure(answer: web.StreamResponse) -> web.StreamResponse:
+        answer.headers.setdefault("Content-Security-Policy", CSP)
+        answer.headers["X-Content-Type-Options"] = "nosniff"
+        answer.headers["X-Frame-Options"] = "DENY"
+        answer.headers["Referrer-Policy"] = "no-referrer"
+        answer.headers.setdefault("Cache-Control", "no-store")
+        return answer
+
+    # Public routes.
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def console(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(document())
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await body_of(request)
+        username = text_field(body, "username", 64)
+        password = text_field(body, "password", 256)
+        attempts = self.failed_logins[username]
+        while attempts and attempts[0] < time.monotonic() - LOGIN_WINDOW_S:
+            attempts.popleft()
+        if len(attempts) >= LOGIN_ATTEMPTS:
+            return fail(429, "too many failed attempts, wait a few minutes")
+        counsellor = await asyncio.to_thread(self.store.check_password, username, password)
+        if counsellor is None:
+            attempts.append(time.monotonic())
+            return fail(401, "wrong username or password")
+        attempts.clear()
+        opened = await asyncio.to_thread(self.store.open_session, counsellor)
+        session = await asyncio.to_thread(self.store.session, opened["token"])
+        answer = web.json_response({k: session[k] for k in ("username", "languages", "csrf_token")})
+        answer.set_cookie(
+            COOKIE,
+            opened["token"],
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=self.settings.cookie_secure,
+            max_age=12 * 3600,
+        )
+        return answer
+
+    # Routes for a signed-in counsellor or the API token.
+
+    async def logout(self, request: web.Request) -> web.Response:
+        who = request["who"]
+        if who["kind"] == "counsellor":
+            await asyncio.to_thread(self.store.close_session, who["token"])
+        answer = web.Response(status=204)
+        answer.del_cookie(COOKIE, path="/")
+        return answer
+
+    async def me(self, request: web.Request) -> web.Response:
+        who = request["who"]
+        if who["kind"] != "counsellor":
+            return web.json_response({"username": None, "languages": [], "csrf_token": None})
+        return web.json_response({k: who[k] for k in ("username", "languages", "csrf_token")})
+
+    async def list_tickets(self, request: web.Request) -> web.Response:
+        status = request.query.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            raise BadRequest("status must be open, closed or all")
+        language = request.query.get("language") or None
+        found = await asyncio.to_thread(self.store.list_tickets, status, language)
+        return web.json_response(found)
+
+    async def get_ticket(self, request: web.Request) -> web.Response:
+        found = await asyncio.to_thread(self.store.ticket, self._ticket_id(request), True)
+        if found is None:
+            return fail(404, "no such ticket")
+        return web.json_response(found)
+
+    async def reply(self, request: web.Request) -> web.Response:
+        ticket_id = self._ticket_id(request)
+        text = text_field(await body_of(request), "text")
+        ticket = await asyncio.to_thread(self.store.ticket, ticket_id)
+        if ticket is None:
+            return fail(404, "no such ticket")
+        if ticket["status"] != "open":
+            return fail(409, "the ticket is closed")
+        message = await asyncio.to_thread(
+            self.store.add_message, ticket_id, "counsellor", text, now()
+        )
+        await self.deliver()
+        stored = await asyncio.to_thread(self.store.ticket, ticket_id, True)
+        mine = next(m for m in stored["messages"] if m["id"] == message["id"])
+        return web.json_response(mine, status=201)
+
+    async def close(self, request: web.Request) -> web.Response:
+        ticket_id = self._ticket_id(request)
+        ticket = await asyncio.to_thread(self.store.ticket, ticket_id)
+        if ticket is None:
+            return fail(404, "no such ticket")
+        if ticket["status"] == "open":
+            await asyncio.to_thread(self.store.close, ticket_id)
+            await self.deliver()
+        return web.json_response(await asyncio.to_thread(self.store.ticket, ticket_id))
+
+    # Routes for the assistant's action server (API token only).
+
+    async def create_ticket(self, request: web.Request) -> web.Response:
+        body = await body_of(request)
+        key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
+        fields, transcript = self._ticket_fields(body, key)
+        result = await asyncio.to_thread(self.store.create_ticket, fields, transcript)
+        ticket = result["ticket"]
+        position = await asyncio.to_thread(self.store.queue_position, ticket["id"])
+        if result["created"]:
+            logger.info(
+                "ticket %d opened (%s, %s)", ticket["id"], ticket["urgency"], ticket["language"]
+            )
+            self.announcer.announce(ticket)
+        return web.json_response(
+            dict(ticket, queue_position=position), status=201 if result["created"] else 200
+        )
+
+    async def inbound(self, request: web.Request) -> web.Response:
+        """A message the person wrote while a counsellor has the conversation."""
+        body = await body_of(request)
+        ticket = await asyncio.to_thread(
+            self.store.ticket_by_key, text_field(body, "ticket_key", 128)
+        )
+        if ticket is None:
+            return fail(404, "no ticket with that key")
+        key = text_field(body, "idempotency_key", 160)
+        text = text_field(body, "text")
+        at = self._time(body.get("at"))
+        message = await asyncio.to_thread(
+            self.store.add_message, ticket["id"], "person", text, at, key
+        )
+        if body.get("urgent") is True:
+            await asyncio.to_thread(self.store.escalate, ticket["id"])
+        return web.json_response(message, status=201)
+
+    async def delete_conversation(self, request: web.Request) -> web.Response:
+        deleted = await asyncio.to_thread(
+            self.store.delete_conversation, request.match_info["conversation_id"]
+        )
+        return web.json_response({"deleted_tickets": deleted})
+
+    # Delivery to the person, through Rasa.
+
+    async def deliver(self) -> None:
+        """Send what is waiting, oldest first. A conversation whose delivery fails keeps
+        the rest of its messages (their order matters) for the next try; the other
+        conversations go on."""
+        async with self.delivery_lock:
+            stuck = set()
+            for message in await asyncio.to_thread(self.store.undelivered):
+                if message["conversation_id"] in stuck:
+                    continue
+                try:
+                    await self.rasa.say(message["conversation_id"], message["text"])
+                except DeliveryError as failure:
+                    logger.warning("reply %d not delivered yet: %s", message["id"], failure)
+                    stuck.add(message["conversation_id"])
+                    continue
+                await asyncio.to_thread(self.store.mark_delivered, message["id"])
+            for ticket in await asyncio.to_thread(self.store.pending_hand_backs):
+                if ticket["conversation_id"] in stuck:
+                    continue
+                try:
+                    await self.rasa.hand_back(ticket["conversation_id"])
+                except DeliveryError as failure:
+                    logger.warning("ticket %d not handed back yet: %s", ticket["id"], failure)
+                    continue
+                await asyncio.to_thread(self.store.mark_handed_back, ticket["id"])
+
+    async def delivery_loop(self, app: web.Application) -> Any:
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.deliver()
+                except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                    logger.exception("delivery loop failed; retrying")
+                await asyncio.sleep(DELIVERY_INTERVAL_S)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        await self.rasa.close()
+        await self.announcer.close()
+
+    # Helpers.
+
+    @staticmethod
+    def _ticket_id(request: web.Request) -> int:
+        try:
+            return int(request.match_info["ticket_id"])
+        except ValueError as invalid:
+            raise BadRequest("the ticket id must be a number") from invalid
+
+    @staticmethod
+    def _time(value: Any) -> Any:
+        try:
+            return parse_time(value) if value is not None else now()
+        except ValueError as invalid:
+            raise BadRequest("times must be ISO-8601") from invalid
+
+    def _ticket_fields(self, body: Dict[str, Any], key: Any) -> Any:
+        if not isinstance(key, str) or not 8 <= len(key) <= 128:
+            raise BadRequest(
+                "'idempotency_key' (or the Idempotency-Key header) must be 8-128 characters"
+            )
+        urgency = body.get("urgency", "normal")
+        if urgency not in URGENCIES:
+            raise BadRequest(f"'urgency' must be one of {', '.join(URGENCIES)}")
+        consent = body.get("consent")
+        if not isinstance(consent, dict) or "at" not in consent:
+            raise BadRequest(
+                "'consent' with its time ('at') and language is required: no ticket without consent"
+            )
+        transcript = body.get("transcript", [])
+        if not isinstance(transcript, list) or len(transcript) > MAX_TRANSCRIPT:
+            raise BadRequest(f"'transcript' must be a list of at most {MAX_TRANSCRIPT} messages")
+        entries = []
+        for entry in transcript:
+            if not isinstance(entry, dict) or entry.get("sender") not in ("person", "assistant"):
+                raise BadRequest(
+                    "each transcript entry needs 'sender' (person or assistant) and 'text'"
+                )
+            entries.append(
+                {
+                    "sender": entry["sender"],
+                    "text": text_field(entry, "text"),
+                    "at": self._time(entry.get("at")),
+                }
+            )
+        fields = {
+            "idempotency_key": key,
+            "conversation_id": text_field(body, "conversation_id", 128),
+            "channel": text_field(body, "channel", 32),
+            "language": text_field(body, "language", 8),
+            "topic": str(body.get("topic") or "request_human")[:64],
+            "urgency": urgency,
+            "consent_at": self._time(consent["at"]),
+            "consent_language": str(consent.get("language") or body["language"])[:8],
+        }
+        return fields, entries
+
+
+def create_app(settings: Settings, store: Store) -> web.Application:
+    desk = Desk(settings, store)
+    app = web.Application(middlewares=[desk.guard], client_max_size=1024 * 1024)
+    app.router.add_get("/health", desk.health, name="health")
+    app.router.add_get("/", desk.console, name="console")
+    app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_get("/openapi.json", desk.openapi, name="openapi")
+    app.router.add_post("/api/login", desk.login, name="login")
+    app.router.add_post("/api/logout", desk.logout, name="logout")
+    app.router.add_get("/api/me", desk.me, name="me")
+    app.router.add_get("/api/tickets", desk.list_tickets, name="list_tickets")
+    app.router.add_post("/api/tickets", desk.create_ticket, name="create_ticket")
+    app.router.add_get("/api/tickets/{ticket_id}", desk.get_ticket, name="get_ticket")
+    app.router.add_post("/api/tickets/{ticket_id}/messages", desk.reply, name="reply")
+    app.router.add_post("/api/tickets/{ticket_id}/close", desk.close, name="close")
+    app.router.add_post("/api/inbound", desk.inbound, name="inbound")
+    app.router.add_delete(
+        "/api/conversations/{conversation_id}", desk.delete_conversation, name="delete_conversation"
+    )
+    app.cleanup_ctx.append(desk.delivery_loop)
+    return app

@@ -1,0 +1,364 @@
+"""The desk's OpenAPI 3.0 document, served at /openapi.json.
+
+tests/desk/test_openapi.py checks that it names exactly the routes the app has and that
+real answers match its schemas.
+"""
+
+from typing import Any, Dict
+
+URGENCY = {"type": "string", "enum": ["urgent", "legal", "normal"]}
+TIME = {"type": "string", "format": "date-time"}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+TICKET = {
+    "type": "object",
+    "required": [
+        "id",
+        "conversation_id",
+        "channel",
+        "language",
+        "topic",
+        "urgency",
+        "status",
+        "created_at",
+        "updated_at",
+        "consent_at",
+        "consent_language",
+        "waiting",
+        "message_count",
+    ],
+    "properties": {
+        "id": {"type": "integer"},
+        "conversation_id": {"type": "string", "description": "Rasa's sender id"},
+        "channel": {"type": "string", "example": "socketio"},
+        "language": {"type": "string", "example": "ar"},
+        "topic": {"type": "string", "example": "request_human"},
+        "urgency": URGENCY,
+        "status": {"type": "string", "enum": ["open", "closed"]},
+        "created_at": TIME,
+        "updated_at": TIME,
+        "consent_at": TIME,
+        "consent_language": {"type": "string"},
+        "waiting": {"type": "boolean", "description": "the person wrote last"},
+        "message_count": {"type": "integer"},
+    },
+}
+MESSAGE = {
+    "type": "object",
+    "required": ["id", "sender", "text", "at", "delivered"],
+    "properties": {
+        "id": {"type": "integer"},
+        "sender": {"type": "string", "enum": ["person", "assistant", "counsellor"]},
+        "text": {"type": "string"},
+        "at": TIME,
+        "delivered": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "for a counsellor's reply: whether it reached the person yet",
+        },
+    },
+}
+NEW_TICKET = {
+    "type": "object",
+    "required": ["idempotency_key", "conversation_id", "channel", "language", "consent"],
+    "properties": {
+        "idempotency_key": {"type": "string", "minLength": 8, "maxLength": 128},
+        "conversation_id": {"type": "string"},
+        "channel": {"type": "string"},
+        "language": {"type": "string"},
+        "topic": {"type": "string"},
+        "urgency": URGENCY,
+        "consent": {
+            "type": "object",
+            "required": ["at"],
+            "properties": {"at": TIME, "language": {"type": "string"}},
+        },
+        "transcript": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sender", "text"],
+                "properties": {
+                    "sender": {"type": "string", "enum": ["person", "assistant"]},
+                    "text": {"type": "string"},
+                    "at": TIME,
+                },
+            },
+        },
+    },
+}
+ME = {
+    "type": "object",
+    "required": ["username", "languages", "csrf_token"],
+    "properties": {
+        "username": {"type": "string", "nullable": True},
+        "languages": {"type": "array", "items": {"type": "string"}},
+        "csrf_token": {"type": "string", "nullable": True},
+    },
+}
+
+
+def _json(schema: Dict[str, Any], description: str = "OK") -> Dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: Dict[str, Any]) -> Dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    "400": _json(ERROR, "the request is not valid"),
+    "401": _json(ERROR, "not authenticated"),
+    "403": _json(ERROR, "not allowed (wrong CSRF token, or for the API token only)"),
+}
+TICKET_ID = [{"name": "ticket_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+
+
+def document() -> Dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Counsellor desk",
+            "version": "1",
+            "description": (
+                "Tickets of people who asked the AVRR assistant for a human counsellor. "
+                "Every endpoint but /health, the console page and login needs "
+                "`Authorization: Bearer <DESK_API_TOKEN>` or a counsellor's session cookie; "
+                "unsafe requests with the cookie also need `X-CSRF-Token`."
+            ),
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "desk_session"},
+            },
+            "schemas": {"Ticket": TICKET, "Message": MESSAGE, "Error": ERROR},
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "Liveness",
+                    "security": [],
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"status": {"type": "string"}}}
+                        )
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The counsellors' web console (a page with no data of its own)",
+                    "security": [],
+                    "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}), "401": ERRORS["401"]},
+                }
+            },
+            "/api/login": {
+                "post": {
+                    "summary": "Sign a counsellor in; sets an HttpOnly, SameSite=Strict cookie",
+                    "security": [],
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["username", "password"],
+                            "properties": {
+                                "username": {"type": "string"},
+                                "password": {"type": "string"},
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(ME),
+                        "400": ERRORS["400"],
+                        "401": ERRORS["401"],
+                        "429": _json(ERROR, "too many failed attempts"),
+                    },
+                }
+            },
+            "/api/logout": {
+                "post": {
+                    "summary": "End the counsellor's session",
+                    "responses": {"204": {"description": "signed out"}, **ERRORS},
+                }
+            },
+            "/api/me": {
+                "get": {
+                    "summary": "Who is signed in, their languages and CSRF token",
+                    "responses": {"200": _json(ME), "401": ERRORS["401"]},
+                }
+            },
+            "/api/tickets": {
+                "get": {
+                    "summary": "Tickets, most urgent first, then oldest first",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {
+                                "type": "string",
+                                "enum": ["open", "closed", "all"],
+                                "default": "open",
+                            },
+                        },
+                        {"name": "language", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": _json({"type": "array", "items": TICKET}), **ERRORS},
+                },
+                "post": {
+                    "summary": "Open a ticket (the assistant's action server; API token only)",
+                    "description": (
+                        "Idempotent: the same idempotency key, or an open ticket of the same "
+                        "conversation, returns that ticket with 200."
+                    ),
+                    "parameters": [
+                        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
+                    ],
+                    "requestBody": _body(NEW_TICKET),
+                    "responses": {
+                        "201": _json(
+                            {
+                                "allOf": [
+                                    TICKET,
+                                    {
+                                        "type": "object",
+                                        "properties": {"queue_position": {"type": "integer"}},
+                                    },
+                                ]
+                            },
+                            "created",
+                        ),
+                        "200": _json(
+                            {
+                                "allOf": [
+                                    TICKET,
+                                    {
+                                        "type": "object",
+                                        "properties": {"queue_position": {"type": "integer"}},
+                                    },
+                                ]
+                            },
+                            "already there",
+                        ),
+                        **ERRORS,
+                    },
+                },
+            },
+            "/api/tickets/{ticket_id}": {
+                "get": {
+                    "summary": "A ticket with its transcript and messages",
+                    "parameters": TICKET_ID,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "allOf": [
+                                    TICKET,
+                                    {
+                                        "type": "object",
+                                        "properties": {
+                                            "messages": {"type": "array", "items": MESSAGE}
+                                        },
+                                    },
+                                ]
+                            }
+                        ),
+                        "404": _json(ERROR, "no such ticket"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/tickets/{ticket_id}/messages": {
+                "post": {
+                    "summary": "A counsellor's reply, delivered to the person in their channel",
+                    "description": (
+                        "If Rasa cannot take it now, it is kept (delivered: false) and retried."
+                    ),
+                    "parameters": TICKET_ID,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string", "maxLength": 4096}},
+                        }
+                    ),
+                    "responses": {
+                        "201": _json(MESSAGE, "stored"),
+                        "404": _json(ERROR, "no such ticket"),
+                        "409": _json(ERROR, "the ticket is closed"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/tickets/{ticket_id}/close": {
+                "post": {
+                    "summary": "Close the ticket and give the conversation back to the assistant",
+                    "parameters": TICKET_ID,
+                    "responses": {
+                        "200": _json(TICKET),
+                        "404": _json(ERROR, "no such ticket"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/inbound": {
+                "post": {
+                    "summary": "A message the person wrote during the handoff (API token only)",
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["ticket_key", "idempotency_key", "text"],
+                            "properties": {
+                                "ticket_key": {"type": "string"},
+                                "idempotency_key": {"type": "string"},
+                                "text": {"type": "string"},
+                                "at": TIME,
+                                "urgent": {
+                                    "type": "boolean",
+                                    "description": "raises the ticket to urgent",
+                                },
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "201": _json(MESSAGE),
+                        "404": _json(ERROR, "no ticket with that key"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/conversations/{conversation_id}": {
+                "delete": {
+                    "summary": (
+                        "Delete every ticket of a conversation (the person's data deletion; "
+                        "API token only)"
+                    ),
+                    "parameters": [
+                        {
+                            "name": "conversation_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"deleted_tickets": {"type": "integer"}},
+                            }
+                        ),
+                        **ERRORS,
+                    },
+                }
+            },
+        },
+    }

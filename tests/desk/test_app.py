@@ -1,0 +1,277 @@
+"""The desk's API over real HTTP on loopback (aiohttp's test server), with SQLite."""
+
+import copy
+from typing import Any, Dict
+
+import jsonschema
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from desk.app import create_app
+from desk.openapi import document
+from desk.settings import Settings
+from desk.store import Store
+
+TOKEN = "unit-test-token-0123456789"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+PASSWORD = "a-good-long-password"
+
+
+def new_ticket(
+    key: str = "key-00000001", conversation: str = "web-abc", **fields: Any
+) -> Dict[str, Any]:
+    body = {
+        "idempotency_key": key,
+        "conversation_id": conversation,
+        "channel": "socketio",
+        "language": "ar",
+        "topic": "request_human",
+        "urgency": "normal",
+        "consent": {"at": "2026-11-24T08:00:00Z", "language": "ar"},
+        "transcript": [
+            {"sender": "person", "text": "أريد التحدث مع مستشار", "at": "2026-11-24T07:59:00Z"},
+            {"sender": "assistant", "text": "هل توافق؟", "at": "2026-11-24T07:59:01Z"},
+        ],
+    }
+    body.update(fields)
+    return body
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def client(request, tmp_path):
+    """The desk on SQLite (the embedded default) and on PostgreSQL (DESK_DATABASE_URL)."""
+    env = {
+        "DESK_API_TOKEN": TOKEN,
+        "AVRR_DATA_DIR": str(tmp_path),
+        "RASA_URL": "http://127.0.0.1:9",  # nothing listens: replies stay queued
+    }
+    if request.param == "postgresql":
+        env["DESK_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    settings = Settings.from_env(env)
+    store = Store(settings.database_url)
+    store.add_counsellor("amina", PASSWORD, ["ar", "fa"])
+    async with TestClient(TestServer(create_app(settings, store))) as test_client:
+        yield test_client
+
+
+async def login(client: TestClient) -> str:
+    reply = await client.post("/api/login", json={"username": "amina", "password": PASSWORD})
+    assert reply.status == 200
+    return (await reply.json())["csrf_token"]
+
+
+def openapi_schema(schema: Dict[str, Any]) -> Dict[str, Any]:
+    """OpenAPI 3.0's `nullable` as JSON Schema."""
+    schema = copy.deepcopy(schema)
+
+    def convert(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.pop("nullable", False):
+                node["type"] = [node["type"], "null"]
+            for value in node.values():
+                convert(value)
+        elif isinstance(node, list):
+            for value in node:
+                convert(value)
+
+    convert(schema)
+    return schema
+
+
+def response_schema(path: str, method: str, status: int) -> Dict[str, Any]:
+    answer = document()["paths"][path][method]["responses"][str(status)]
+    return openapi_schema(answer["content"]["application/json"]["schema"])
+
+
+async def test_health_is_the_only_data_endpoint_without_authentication(client):
+    assert (await client.get("/health")).status == 200
+    public = {
+        ("GET", "/health"),
+        ("HEAD", "/health"),
+        ("GET", "/"),
+        ("HEAD", "/"),
+        ("POST", "/api/login"),
+    }
+    for route in client.server.app.router.routes():
+        info = route.resource.get_info()
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        if (route.method, path) in public or path.startswith("/static"):
+            continue
+        url = path.replace("{ticket_id}", "1").replace("{conversation_id}", "web-abc")
+        reply = await client.request(route.method, url)
+        assert reply.status == 401, (route.method, path)
+        if route.method != "HEAD":
+            assert await reply.json() == {"error": "authentication required"}
+
+
+async def test_the_openapi_document_names_exactly_the_routes_the_app_has(client):
+    served = await client.get("/openapi.json", headers=BEARER)
+    assert served.status == 200
+    documented = {
+        (method.upper(), path)
+        for path, operations in (await served.json())["paths"].items()
+        for method in operations
+    }
+    routes = set()
+    for route in client.server.app.router.routes():
+        info = route.resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        if route.method != "HEAD" and path:
+            routes.add((route.method, path))
+    assert routes == documented
+
+
+async def test_a_ticket_is_created_once_per_key_and_per_open_conversation(client):
+    first = await client.post("/api/tickets", json=new_ticket(), headers=BEARER)
+    assert first.status == 201
+    body = await first.json()
+    jsonschema.validate(body, response_schema("/api/tickets", "post", 201))
+    assert body["queue_position"] == 1 and body["waiting"] is False
+
+    again = await client.post("/api/tickets", json=new_ticket(), headers=BEARER)
+    assert again.status == 200 and (await again.json())["id"] == body["id"]
+    same_person = await client.post("/api/tickets", json=new_ticket("key-00000002"), headers=BEARER)
+    assert same_person.status == 200 and (await same_person.json())["id"] == body["id"]
+
+    other = await client.post(
+        "/api/tickets", json=new_ticket("key-00000003", "tg-42", urgency="urgent"), headers=BEARER
+    )
+    assert other.status == 201 and (await other.json())["queue_position"] == 2
+
+    listed = await (await client.get("/api/tickets?status=open", headers=BEARER)).json()
+    jsonschema.validate(listed, response_schema("/api/tickets", "get", 200))
+    assert [(t["conversation_id"], t["urgency"]) for t in listed] == [
+        ("tg-42", "urgent"),
+        ("web-abc", "normal"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"consent": None}, "'consent' with its time"),
+        ({"urgency": "very"}, "'urgency' must be one of urgent, legal, normal"),
+        ({"idempotency_key": "short"}, "must be 8-128 characters"),
+        ({"transcript": [{"sender": "counsellor", "text": "x"}]}, "each transcript entry"),
+        ({"conversation_id": ""}, "'conversation_id' must be a non-empty string"),
+        ({"consent": {"at": "yesterday"}}, "times must be ISO-8601"),
+    ],
+)
+async def test_a_bad_ticket_is_refused_with_the_reason(client, change, reason):
+    reply = await client.post("/api/tickets", json=new_ticket(**change), headers=BEARER)
+    assert reply.status == 400
+    assert reason in (await reply.json())["error"]
+
+
+async def test_bad_bodies_and_ids_get_a_4xx_never_a_500(client):
+    assert (await client.post("/api/tickets", data=b"{not json", headers=BEARER)).status == 400
+    assert (await client.post("/api/tickets", json=[1, 2], headers=BEARER)).status == 400
+    assert (await client.get("/api/tickets/abc", headers=BEARER)).status == 400
+    assert (await client.get("/api/tickets/999", headers=BEARER)).status == 404
+    assert (await client.get("/api/tickets?status=weird", headers=BEARER)).status == 400
+    assert (
+        await client.post("/api/tickets/1/messages", json={"text": " "}, headers=BEARER)
+    ).status in (400, 404)
+    assert (await client.get("/no/such/page", headers=BEARER)).status == 404
+
+
+async def test_a_counsellor_session_is_an_httponly_strict_cookie_and_needs_csrf(client):
+    reply = await client.post("/api/login", json={"username": "amina", "password": PASSWORD})
+    cookie = reply.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    me = await (await client.get("/api/me")).json()
+    assert me["username"] == "amina" and me["languages"] == ["ar", "fa"]
+    jsonschema.validate(me, response_schema("/api/me", "get", 200))
+
+    await client.post("/api/tickets", json=new_ticket(), headers=BEARER)
+    [ticket] = await (await client.get("/api/tickets")).json()
+    without = await client.post(f"/api/tickets/{ticket['id']}/messages", json={"text": "مرحبا"})
+    assert without.status == 403
+    wrong = await client.post(
+        f"/api/tickets/{ticket['id']}/messages",
+        json={"text": "مرحبا"},
+        headers={"X-CSRF-Token": "x"},
+    )
+    assert wrong.status == 403
+    right = await client.post(
+        f"/api/tickets/{ticket['id']}/messages",
+        json={"text": "مرحبا"},
+        headers={"X-CSRF-Token": me["csrf_token"]},
+    )
+    assert right.status == 201
+    message = await right.json()
+    jsonschema.validate(message, response_schema("/api/tickets/{ticket_id}/messages", "post", 201))
+    assert (message["sender"], message["text"], message["delivered"]) == (
+        "counsellor",
+        "مرحبا",
+        False,
+    )
+
+    # Opening tickets, relaying and deleting are for the assistant's token only.
+    for method, path in (
+        ("POST", "/api/tickets"),
+        ("POST", "/api/inbound"),
+        ("DELETE", "/api/conversations/web-abc"),
+    ):
+        refused = await client.request(
+            method, path, json={}, headers={"X-CSRF-Token": me["csrf_token"]}
+        )
+        assert refused.status == 403, path
+
+    await client.post("/api/logout", headers={"X-CSRF-Token": me["csrf_token"]})
+    assert (await client.get("/api/tickets")).status == 401
+
+
+async def test_wrong_passwords_are_refused_then_slowed_down(client):
+    for _ in range(5):
+        reply = await client.post(
+            "/api/login", json={"username": "amina", "password": "wrong-password"}
+        )
+        assert reply.status == 401
+        assert "Set-Cookie" not in reply.headers
+    blocked = await client.post("/api/login", json={"username": "amina", "password": PASSWORD})
+    assert blocked.status == 429
+
+
+async def test_the_persons_messages_join_the_ticket_once_and_can_raise_its_urgency(client):
+    await client.post("/api/tickets", json=new_ticket(), headers=BEARER)
+    message = {
+        "ticket_key": "key-00000001",
+        "idempotency_key": "msg-1",
+        "text": "ساعدوني",
+        "urgent": True,
+    }
+    assert (await client.post("/api/inbound", json=message, headers=BEARER)).status == 201
+    assert (await client.post("/api/inbound", json=message, headers=BEARER)).status == 201
+    [ticket] = await (await client.get("/api/tickets", headers=BEARER)).json()
+    assert ticket["urgency"] == "urgent" and ticket["waiting"] is True
+    detail = await (await client.get(f"/api/tickets/{ticket['id']}", headers=BEARER)).json()
+    jsonschema.validate(detail, response_schema("/api/tickets/{ticket_id}", "get", 200))
+    assert [m["text"] for m in detail["messages"]] == [
+        "أريد التحدث مع مستشار",
+        "هل توافق؟",
+        "ساعدوني",
+    ]
+    unknown = dict(message, ticket_key="no-such-ticket")
+    assert (await client.post("/api/inbound", json=unknown, headers=BEARER)).status == 404
+
+
+async def test_a_closed_ticket_takes_no_reply_and_deleting_the_conversation_removes_it(client):
+    created = await (await client.post("/api/tickets", json=new_ticket(), headers=BEARER)).json()
+    closed = await client.post(f"/api/tickets/{created['id']}/close", headers=BEARER)
+    assert closed.status == 200 and (await closed.json())["status"] == "closed"
+    late = await client.post(
+        f"/api/tickets/{created['id']}/messages", json={"text": "hi"}, headers=BEARER
+    )
+    assert late.status == 409
+    gone = await client.delete("/api/conversations/web-abc", headers=BEARER)
+    assert await gone.json() == {"deleted_tickets": 1}
+    assert (await client.get(f"/api/tickets/{created['id']}", headers=BEARER)).status == 404
+
+
+async def test_every_answer_carries_the_security_headers(client):
+    for path in ("/health", "/", "/api/tickets"):
+        reply = await client.get(path)
+        assert "default-src 'self'" in reply.headers["Content-Security-Policy"]
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        assert reply.headers["X-Frame-Options"] == "DENY"
