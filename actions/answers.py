@@ -24,9 +24,22 @@ def detected_language(tracker: Tracker) -> Optional[str]:
     return found if found in get_content().languages() else None
 
 
+def hinted_language(tracker: Tracker) -> Optional[str]:
+    """The channel's hint (the app's or browser's language) for a first message that NLU
+    did not read, such as a sticker or Telegram's /start."""
+    if tracker.latest_message.get(LANGUAGE_DETECTION):
+        return None
+    if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
+        return None
+    hint = (tracker.latest_message.get("metadata") or {}).get("language_hint")
+    return hint if hint in get_content().languages() else None
+
+
 def language_of(tracker: Tracker) -> str:
     """The language to answer in: the latest message's, else the conversation's."""
-    language = detected_language(tracker) or tracker.get_slot("language")
+    language = (
+        detected_language(tracker) or hinted_language(tracker) or tracker.get_slot("language")
+    )
     return language if language in get_content().languages() else DEFAULT_LANGUAGE
 
 

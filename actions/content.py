@@ -7,9 +7,11 @@ shows in the next answer without a restart or any training.
 import os
 import string
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -77,18 +79,33 @@ class Content:
         raw = self._load(self.folder / SETTINGS_FILE)
         return {name: (entry or {}).get("value") for name, entry in raw.items()}
 
+    def office_hours(self) -> Tuple[Optional[Dict[str, str]], str]:
+        """The office's opening hours by day, and their time zone."""
+        entry = self._load(self.folder / SETTINGS_FILE).get("office_hours") or {}
+        return entry.get("value") or None, entry.get("timezone") or "Europe/Budapest"
+
+    def day_name(self, day: str, language: str) -> str:
+        return self.language_file(language).get("days", {}).get(day, day)
+
     def has(self, key: str, language: str) -> bool:
         return key in self.language_file(language).get("answers", {})
 
     def replies(
-        self, key: str, language: str, buttons: Sequence[Button] = ()
+        self,
+        key: str,
+        language: str,
+        buttons: Sequence[Button] = (),
+        values: Optional[Mapping[str, str]] = None,
     ) -> List[Reply]:
-        """The messages answering `key`, with `buttons` added to the last one."""
+        """The messages answering `key`, with `buttons` added to the last one.
+
+        `values` fills placeholders known only when answering, like {position}.
+        """
         texts = self.language_file(language)
         answer = texts.get("answers", {}).get(key)
         if answer is None:
             raise ContentError(f"no answer '{key}' for language '{language}'")
-        values = self._placeholder_values(texts)
+        values = self._placeholder_values(texts, values or {})
         replies = []
         for message in answer:
             if any(not values.get(name) for name in message.get("requires", ())):
@@ -119,13 +136,16 @@ class Content:
     def _topic_button(texts: Mapping[str, Any], intent: str) -> Button:
         return {"title": texts["topics"][intent], "payload": f"/{intent}"}
 
-    def _placeholder_values(self, texts: Mapping[str, Any]) -> Dict[str, Optional[str]]:
+    def _placeholder_values(
+        self, texts: Mapping[str, Any], extra: Mapping[str, str]
+    ) -> Dict[str, Optional[str]]:
         settings = self.settings()
         values = {
             name: None if value is None else str(value)
             for name, value in settings.items()
             if not isinstance(value, dict)
         }
+        values.update(extra)
         values["office_hours"] = format_hours(settings.get("office_hours"), texts.get("days", {}))
         if texts.get("direction") == "rtl":
             values = {
@@ -143,6 +163,27 @@ def format_hours(hours: Optional[Mapping[str, str]], day_names: Mapping[str, str
     if unknown:
         raise ContentError(f"office_hours has unknown days: {sorted(unknown)}")
     return ", ".join(f"{day_names.get(day, day)} {hours[day]}" for day in DAYS if day in hours)
+
+
+def next_opening(
+    hours: Optional[Mapping[str, str]], zone: str, moment: datetime
+) -> Optional[Tuple[str, str]]:
+    """When the office next opens, as (day, "HH:MM"), or None if it is open now or the
+    operator has not set the hours."""
+    if not hours:
+        return None
+    local = moment.astimezone(ZoneInfo(zone))
+    for offset in range(8):
+        day = local + timedelta(days=offset)
+        span = hours.get(DAYS[day.weekday()])
+        if not span:
+            continue
+        start, end = (time.fromisoformat(part.strip()) for part in span.split("-"))
+        if offset == 0 and start <= local.time() < end:
+            return None
+        if offset > 0 or local.time() < start:
+            return DAYS[day.weekday()], start.strftime("%H:%M")
+    return None
 
 
 def placeholders(text: str) -> List[str]:

@@ -1,12 +1,13 @@
 """What to do with a message that was not understood.
 
 First miss: ask which topic the person means, with buttons of the likely ones. Second
-miss in a row: offer a counsellor and the hotline. Either way, if danger is among the
-likely meanings, the safety answer comes first.
+miss in a row: say so, and offer a counsellor (actions/handoff.py). Either way, if
+danger is among the likely meanings, the safety answer comes first.
 """
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import FollowupAction
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -63,7 +64,7 @@ class ActionClarify(Action):
             send(dispatcher, tracker, danger)
         if consecutive_misses(tracker.events) >= 2:
             send(dispatcher, tracker, "clarify_again")
-            return language_events(tracker)
+            return language_events(tracker) + [FollowupAction("action_offer_handoff")]
         language = language_of(tracker)
         content = get_content()
         topics = likely_topics(ranking, content.topics(language)) or list(DEFAULT_TOPICS)

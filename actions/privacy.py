@@ -2,8 +2,11 @@
 
 The deletion itself happens in the tracker store (bot/tracker_store.py): when it saves a
 conversation in which `action_delete_my_data` ran, it deletes every stored event of that
-sender and stores nothing of it. This action only tells the person.
+sender and stores nothing of it. This action deletes the person's tickets at the desk
+and what the channels keep about them, and tells the person.
 """
+import asyncio
+import urllib.parse
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
@@ -13,6 +16,9 @@ from rasa_sdk.types import DomainDict
 from actions.answers import language_events, language_of, send
 from actions.content import get_content
 from actions.eligibility import NO, YES
+from actions.handoff import message_key
+from actions.outbox import get_outbox
+from bot.channels.ledger import get_ledger
 
 ACTION_DELETE_MY_DATA = "action_delete_my_data"
 
@@ -53,5 +59,14 @@ class ActionDeleteMyData(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
+        # Tickets at the desk go too; what the outbox still holds is never sent.
+        outbox = get_outbox()
+        outbox.forget(tracker.sender_id)
+        outbox.put(
+            message_key(tracker), tracker.sender_id, "DELETE",
+            f"/api/conversations/{urllib.parse.quote(tracker.sender_id, safe='')}", None,
+        )
+        await asyncio.to_thread(outbox.flush)
+        get_ledger().forget(tracker.sender_id)
         send(dispatcher, tracker, "delete_done")
         return language_events(tracker)

@@ -58,3 +58,15 @@ def content_dir(tmp_path, monkeypatch):
     get_content.cache_clear()
     yield folder
     get_content.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def private_stores(tmp_path, monkeypatch):
+    """The outbox and the channel ledger in a temporary folder; no desk listening."""
+    import actions.outbox
+
+    monkeypatch.setenv("AVRR_OUTBOX_DB", str(tmp_path / "outbox.db"))
+    monkeypatch.setenv("AVRR_CHANNEL_DB", str(tmp_path / "channels.db"))
+    monkeypatch.setenv("DESK_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DESK_API_TOKEN", "test-token-0123456789")
+    monkeypatch.setattr(actions.outbox, "_outbox", None)

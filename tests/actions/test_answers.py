@@ -1,7 +1,8 @@
-from actions.answers import ActionAnswer, language_of
-from tests.conftest import make_tracker, sent
+from rasa_sdk.events import SlotSet
 
-COUNSELLOR = [{"title": "Talk to a counsellor", "payload": "/request_human"}]
+from actions.answers import ActionAnswer, language_of
+from actions.content import get_content
+from tests.conftest import make_tracker, sent, user_event
 
 
 async def test_emergency_gets_112_first_and_a_counsellor(dispatcher):
@@ -14,7 +15,8 @@ async def test_emergency_gets_112_first_and_a_counsellor(dispatcher):
             "in Hungary.",
             [],
         ),
-        ("When you are safe, a counsellor can help you: call 06 80 20 50 18 (free).", COUNSELLOR),
+        # The offer of a counsellor follows (actions/handoff.py).
+        ("When you are safe, a counsellor can help you: call 06 80 20 50 18 (free).", []),
     ]
 
 
@@ -35,7 +37,7 @@ async def test_fear_of_return_is_never_pushed_towards_return(dispatcher):
         ),
         (
             "A counsellor can talk with you about your options: call 06 80 20 50 18 (free).",
-            COUNSELLOR,
+            [],
         ),
     ]
 
@@ -71,3 +73,23 @@ def test_language_of_falls_back_to_english_for_a_language_without_content():
     assert language_of(make_tracker(slots={"language": "en"})) == "en"
     assert language_of(make_tracker(slots={"language": "klingon"})) == "en"
     assert language_of(make_tracker(slots={"language": None})) == "en"
+
+
+async def test_a_first_sticker_is_answered_in_the_language_of_the_persons_app(dispatcher):
+    tracker = make_tracker("unsupported_media")
+    tracker.latest_message["metadata"] = {"language_hint": "ar"}
+    events = await ActionAnswer().run(dispatcher, tracker, {})
+    assert (
+        dispatcher.messages[0]["text"] == get_content().replies("unsupported_media", "ar")[0].text
+    )
+    assert events == [SlotSet("language", "ar")]
+
+
+async def test_later_the_hint_does_not_override_the_conversations_language(dispatcher):
+    earlier = [user_event("greet", "salut"), user_event("unsupported_media")]
+    tracker = make_tracker("unsupported_media", slots={"language": "fr"}, events=earlier)
+    tracker.latest_message["metadata"] = {"language_hint": "en"}
+    await ActionAnswer().run(dispatcher, tracker, {})
+    assert (
+        dispatcher.messages[0]["text"] == get_content().replies("unsupported_media", "fr")[0].text
+    )

@@ -1,3 +1,5 @@
+from rasa_sdk.events import FollowupAction
+
 from actions.fallback import ActionClarify, consecutive_misses, likely_topics, possible_danger
 from tests.conftest import make_tracker, sent, user_event
 
@@ -48,16 +50,18 @@ async def test_first_miss_offers_the_likely_topics(dispatcher):
     ]
 
 
-async def test_second_miss_offers_a_counsellor_and_the_hotline(dispatcher):
+async def test_second_miss_says_so_and_goes_on_to_offer_a_counsellor(dispatcher):
     events = [user_event("nlu_fallback"), {"event": "bot"}, user_event("nlu_fallback")]
     tracker = make_tracker("nlu_fallback", events=events, ranking=RANKING)
 
-    assert await ActionClarify().run(dispatcher, tracker, {}) == []
+    assert await ActionClarify().run(dispatcher, tracker, {}) == [
+        FollowupAction("action_offer_handoff")
+    ]
     assert sent(dispatcher) == [
         (
             "Sorry, I still do not understand. A counsellor can help you: call IOM's free "
             "hotline 06 80 20 50 18. Or write your question in other words.",
-            [{"title": "Talk to a counsellor", "payload": "/request_human"}],
+            [],
         )
     ]
 

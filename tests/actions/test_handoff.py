@@ -1,0 +1,252 @@
+import json
+from datetime import datetime, timezone
+
+import pytest
+from rasa_sdk.events import ActionExecuted, SlotSet
+
+import actions.handoff
+from actions.content import get_content, next_opening
+from actions.handoff import (
+    ActionDeclineHandoff,
+    ActionEndHandoff,
+    ActionOfferHandoff,
+    ActionRelayToCounsellor,
+    ActionStartHandoff,
+    transcript,
+    urgency_of,
+)
+from actions.outbox import get_outbox
+from tests.conftest import make_tracker, sent, user_event
+
+OFFER = (
+    "I can pass this conversation to an IOM counsellor, a person, who will answer you here in "
+    "this chat. The counsellor will see what you wrote here, my answers, your language and the "
+    "app you are using. Nobody else sees it. Do you agree?"
+)
+
+
+def pending_bodies():
+    rows = get_outbox()._db.execute("SELECT path, body FROM outbox ORDER BY id").fetchall()
+    return [(path, json.loads(body) if body else None) for path, body in rows]
+
+
+@pytest.mark.parametrize(
+    "intent, urgency, topic",
+    [
+        ("request_human", "normal", "request_human"),
+        ("report_emergency", "urgent", "report_emergency"),
+        ("report_exploitation", "urgent", "report_exploitation"),
+        ("express_fear_of_return", "legal", "express_fear_of_return"),
+        ("nlu_fallback", "normal", "not_understood"),
+    ],
+)
+async def test_the_offer_says_what_is_shared_and_asks_for_consent(
+    dispatcher, intent, urgency, topic
+):
+    events = await ActionOfferHandoff().run(dispatcher, make_tracker(intent), {})
+
+    assert sent(dispatcher) == [
+        (
+            OFFER,
+            [
+                {"title": "Yes, I agree", "payload": "/affirm"},
+                {"title": "No, thanks", "payload": "/deny"},
+            ],
+        ),
+    ]
+    assert events == [SlotSet("handoff_urgency", urgency), SlotSet("handoff_topic", topic)]
+    assert urgency_of(intent) == urgency
+
+
+async def test_without_consent_the_person_gets_the_hotline_and_nothing_is_sent(dispatcher):
+    events = await ActionDeclineHandoff().run(dispatcher, make_tracker("deny"), {})
+
+    assert sent(dispatcher) == [
+        (
+            "OK, nothing was shared. You can talk to a counsellor on IOM's free hotline, which "
+            "speaks many languages: 06 80 20 50 18.",
+            [],
+        )
+    ]
+    assert events == [SlotSet("handoff_urgency", None)]
+    assert pending_bodies() == []
+
+
+def consenting_tracker(language="en"):
+    events = [
+        {**user_event("request_human", "I want a human"), "timestamp": 1790000000.0},
+        {
+            "event": "bot",
+            "text": OFFER,
+            "timestamp": 1790000001.0,
+            "data": {"buttons": [{"title": "Yes, I agree", "payload": "/affirm"}]},
+        },
+        {**user_event("affirm", "/affirm"), "timestamp": 1790000002.0, "message_id": "m2"},
+    ]
+    return make_tracker(
+        "affirm",
+        slots={
+            "language": language,
+            "handoff_urgency": "legal",
+            "handoff_topic": "express_fear_of_return",
+        },
+        events=events,
+    )
+
+
+async def test_consent_opens_a_ticket_kept_in_the_outbox_while_the_desk_is_down(
+    dispatcher, monkeypatch
+):
+    monkeypatch.setattr(
+        actions.handoff, "now", lambda: datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    )
+    tracker = consenting_tracker()
+
+    events = await ActionStartHandoff().run(dispatcher, tracker, {})
+
+    [(path, body)] = pending_bodies()
+    assert path == "/api/tickets"
+    assert body["conversation_id"] == "test-sender"
+    assert (body["language"], body["urgency"], body["topic"]) == (
+        "en",
+        "legal",
+        "express_fear_of_return",
+    )
+    assert body["consent"]["language"] == "en"
+    assert body["transcript"] == [
+        {"sender": "person", "text": "I want a human", "at": "2026-09-21T14:13:20Z"},
+        {"sender": "assistant", "text": OFFER, "at": "2026-09-21T14:13:21Z"},
+        {"sender": "person", "text": "Yes, I agree", "at": "2026-09-21T14:13:22Z"},
+    ]
+    assert sent(dispatcher) == [
+        (
+            "Thank you. Your request is saved. A counsellor will answer you here in this chat "
+            "as soon as possible. If it is urgent, call IOM's free hotline: 06 80 20 50 18.",
+            [],
+        )
+    ]
+    key = body["idempotency_key"]
+    assert events[0] == SlotSet("handoff_ticket", key)
+    assert events[1]["name"] == "handoff_consent" and events[1]["value"].endswith(" en")
+    assert events[2] == SlotSet("handoff_acknowledged", False)
+
+    # The same step run again (a retried callback) keeps one request, with the same key.
+    await ActionStartHandoff().run(dispatcher, tracker, {})
+    assert [b["idempotency_key"] for _, b in pending_bodies()] == [key]
+
+
+async def test_the_queue_position_comes_from_the_desk(dispatcher, monkeypatch):
+    monkeypatch.setattr(
+        actions.handoff, "now", lambda: datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    )
+    ActionStartHandoff.tell(dispatcher, consenting_tracker(), "en", {"queue_position": 4})
+    assert sent(dispatcher) == [
+        (
+            "Thank you. A counsellor will answer you here in this chat. You are number 4 in "
+            "the queue. Please keep this chat open or come back to it later.",
+            [],
+        )
+    ]
+
+
+async def test_when_the_office_is_closed_the_person_learns_when_it_opens(
+    dispatcher, content_dir, monkeypatch
+):
+    settings = content_dir / "settings.yml"
+    settings.write_text(
+        settings.read_text().replace(
+            "office_hours:\n  value: ~",
+            'office_hours:\n  value:\n    mon: "09:00-16:00"\n    wed: "09:00-12:00"',
+        )
+    )
+    # Tuesday 24 November 2026, 11:00 in Budapest.
+    monkeypatch.setattr(
+        actions.handoff, "now", lambda: datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    )
+    ActionStartHandoff.tell(dispatcher, consenting_tracker(), "hu", {"queue_position": 1})
+    [(text, _)] = sent(dispatcher)
+    assert get_content().day_name("wed", "hu") + " 09:00" in text
+
+
+def test_next_opening_knows_days_hours_and_time_zone():
+    hours = {"mon": "09:00-16:00", "wed": "09:00-12:00"}
+    at = lambda text: datetime.fromisoformat(text)  # noqa: E731
+    assert next_opening(hours, "Europe/Budapest", at("2026-11-23T07:30:00+00:00")) == (
+        "mon",
+        "09:00",
+    )
+    assert next_opening(hours, "Europe/Budapest", at("2026-11-23T08:00:00+00:00")) is None
+    assert next_opening(hours, "Europe/Budapest", at("2026-11-23T15:00:00+00:00")) == (
+        "wed",
+        "09:00",
+    )
+    assert next_opening(hours, "Europe/Budapest", at("2026-11-26T20:00:00+00:00")) == (
+        "mon",
+        "09:00",
+    )
+    assert next_opening(None, "Europe/Budapest", at("2026-11-26T20:00:00+00:00")) is None
+
+
+async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(dispatcher):
+    tracker = make_tracker(
+        "report_emergency",
+        slots={"handoff_ticket": "ticket-key-1", "handoff_acknowledged": False},
+        events=[{**user_event("report_emergency", "he is here again"), "timestamp": 1790000100.0}],
+    )
+    tracker.latest_message["text"] = "he is here again"
+
+    events = await ActionRelayToCounsellor().run(dispatcher, tracker, {})
+
+    [(path, body)] = pending_bodies()
+    assert path == "/api/inbound"
+    assert (body["ticket_key"], body["text"], body["urgent"]) == (
+        "ticket-key-1",
+        "he is here again",
+        True,
+    )
+    assert sent(dispatcher) == [
+        (
+            "I have passed your message to the counsellor. They will answer you here. I will not "
+            "answer while the counsellor is with you.",
+            [],
+        )
+    ]
+    assert events == [SlotSet("handoff_acknowledged", True)]
+
+    quiet = type(dispatcher)()
+    tracker.slots["handoff_acknowledged"] = True
+    assert await ActionRelayToCounsellor().run(quiet, tracker, {}) == []
+    assert quiet.messages == []
+
+
+async def test_the_hand_back_says_the_assistant_is_back_in_the_persons_language(dispatcher):
+    tracker = make_tracker("greet", slots={"language": "ar", "handoff_ticket": "k"})
+    tracker.latest_message = {}
+
+    events = await ActionEndHandoff().run(dispatcher, tracker, {})
+
+    assert sent(dispatcher)[0][0] == get_content().replies("handoff_ended", "ar")[0].text
+    assert SlotSet("handoff_ticket", None) in events
+    assert events[-1] == ActionExecuted("action_listen")
+
+    nothing = type(dispatcher)()
+    assert await ActionEndHandoff().run(nothing, make_tracker("greet"), {}) == []
+    assert nothing.messages == []
+
+
+def test_the_transcript_leaves_out_the_hand_back_trigger_and_shows_button_titles():
+    events = [
+        {
+            "event": "bot",
+            "text": "Choose",
+            "timestamp": 1.0,
+            "data": {"buttons": [{"title": "Yes, I agree", "payload": "/affirm"}]},
+        },
+        {"event": "user", "text": "/affirm", "timestamp": 2.0},
+        {"event": "user", "text": "EXTERNAL: something", "timestamp": 3.0},
+        {"event": "slot", "name": "x", "value": 1, "timestamp": 4.0},
+    ]
+    assert [(line["sender"], line["text"]) for line in transcript(events)] == [
+        ("assistant", "Choose"),
+        ("person", "Yes, I agree"),
+    ]

@@ -1,0 +1,209 @@
+"""Handoff to a counsellor, end to end: a person on the web chat, the real Rasa and action
+servers, the real desk, all over loopback."""
+
+import time
+import uuid
+
+import requests
+
+OFFER = "I can pass this conversation to an IOM counsellor"
+QUEUED = "Thank you. A counsellor will answer you here in this chat. You are number"
+RELAYED = "I have passed your message to the counsellor."
+ENDED = "The counsellor has ended the conversation."
+
+
+def texts(messages):
+    return [m.get("text") for m in messages]
+
+
+def ticket_with(desk, marker):
+    """The open ticket whose transcript holds `marker`."""
+    for ticket in desk.api("GET", "/api/tickets?status=open").json():
+        detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
+        if any(marker in m["text"] for m in detail["messages"]):
+            return detail
+    raise AssertionError(f"no open ticket with {marker!r}")
+
+
+def ask_for_counsellor(chat, marker):
+    chat.say(f"Hello, I have a question about my case {marker}")
+    chat.quiet(4)
+    chat.say("I want to talk to a counsellor")
+    offer = chat.until(lambda m: m.get("quick_replies"))
+    assert offer[-1]["text"].startswith(OFFER)
+    assert [q["payload"] for q in offer[-1]["quick_replies"]] == ["/affirm", "/deny"]
+    assert [q["title"] for q in offer[-1]["quick_replies"]] == ["Yes, I agree", "No, thanks"]
+
+
+def test_the_whole_loop_from_request_to_hand_back(web_chat, desk, assistant, telegram_api):
+    chat = web_chat()
+    marker = uuid.uuid4().hex[:10]
+    ask_for_counsellor(chat, marker)
+
+    chat.say("/affirm")
+    [queued] = chat.replies(1)
+    assert queued["text"].startswith(QUEUED)
+
+    ticket = ticket_with(desk, marker)
+    assert (ticket["channel"], ticket["language"], ticket["urgency"], ticket["status"]) == (
+        "socketio",
+        "en",
+        "normal",
+        "open",
+    )
+    assert ticket["consent_language"] == "en" and ticket["consent_at"]
+    shared = [(m["sender"], m["text"]) for m in ticket["messages"]]
+    assert ("person", f"Hello, I have a question about my case {marker}") in shared
+    assert ("person", "Yes, I agree") in shared  # the button's title, as the person saw it
+    assert any(sender == "assistant" and text.startswith(OFFER) for sender, text in shared)
+    # The counsellors' Telegram group hears of it: number, urgency, language only.
+    announcement = f"New ticket #{ticket['id']}: normal, language en, via socketio."
+    deadline = time.monotonic() + 15
+    while not any(announcement in str(call) for call in telegram_api.calls):
+        assert time.monotonic() < deadline, "the ticket was not announced on Telegram"
+        time.sleep(0.2)
+    assert all(marker not in str(c) for c in telegram_api.calls)
+
+    reply = desk.api(
+        "POST", f"/api/tickets/{ticket['id']}/messages", json={"text": "Hello, I am Anna from IOM."}
+    )
+    assert reply.status_code == 201
+    assert reply.json()["delivered"] is True
+    assert texts(chat.replies(1)) == ["Hello, I am Anna from IOM."]
+
+    chat.say("Thank you. I lost my passport, is that a problem?")
+    assert texts(chat.replies(1)) == [
+        RELAYED + " They will answer you here. I will not answer while the counsellor is with you."
+    ]
+    chat.say("how much does it cost")
+    assert chat.quiet(3) == []  # the bot does not talk over the counsellor
+
+    detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
+    assert [m["text"] for m in detail["messages"] if m["sender"] == "person"][-2:] == [
+        "Thank you. I lost my passport, is that a problem?",
+        "how much does it cost",
+    ]
+    assert detail["waiting"] is True
+
+    closed = desk.api("POST", f"/api/tickets/{ticket['id']}/close")
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    [ended] = chat.replies(1)
+    assert ended["text"].startswith(ENDED)
+
+    chat.say("how much does it cost")
+    answer = chat.replies(1)
+    assert answer[0]["text"].startswith("The programme is for people who do not have the money")
+
+    tracker = assistant.tracker(ticket["conversation_id"])
+    bot_texts = [e.get("text") for e in tracker["events"] if e["event"] == "bot"]
+    assert "Hello, I am Anna from IOM." in bot_texts  # the tracker holds the whole conversation
+    assert tracker["slots"]["handoff_ticket"] is None
+    assert tracker["slots"]["handoff_consent"].endswith(" en")
+
+
+def test_without_consent_nothing_is_shared(web_chat, desk):
+    chat = web_chat()
+    marker = uuid.uuid4().hex[:10]
+    ask_for_counsellor(chat, marker)
+    chat.say("/deny")
+    replies = texts(chat.replies(1))
+    assert replies[0].startswith("OK, nothing was shared.") and "06 80 20 50 18" in replies[0]
+    open_tickets = desk.api("GET", "/api/tickets?status=all").json()
+    for ticket in open_tickets:
+        detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
+        assert all(marker not in m["text"] for m in detail["messages"])
+
+
+def test_danger_makes_an_urgent_ticket_in_the_persons_language(web_chat, desk):
+    chat = web_chat()
+    chat.say("Aidez-moi, quelqu'un me frappe maintenant, je suis en danger")
+    replies = chat.until(lambda m: m.get("quick_replies"))
+    assert "112" in replies[0]["text"]
+    assert [q["payload"] for q in replies[-1]["quick_replies"]] == ["/affirm", "/deny"]
+    chat.say("/affirm")
+    chat.replies(1)
+    ticket = ticket_with(desk, "quelqu'un me frappe")
+    assert (ticket["urgency"], ticket["language"], ticket["topic"]) == (
+        "urgent",
+        "fr",
+        "report_emergency",
+    )
+    listed = desk.api("GET", "/api/tickets?status=open").json()
+    assert listed[0]["urgency"] == "urgent"  # the most urgent first
+    desk.api("POST", f"/api/tickets/{ticket['id']}/close")
+
+
+def test_two_misunderstandings_in_a_row_lead_to_the_offer(web_chat):
+    chat = web_chat()
+    chat.say("xqzt vbnm plkj")
+    chat.until(lambda m: m.get("quick_replies"))
+    chat.say("qwpf zxcv ghjk")
+    replies = chat.until(lambda m: (m.get("text") or "").startswith(OFFER))
+    assert replies[0]["text"].startswith("Sorry, I still do not understand.")
+
+
+def test_deleting_ones_data_during_a_handoff_deletes_the_ticket(web_chat, desk):
+    chat = web_chat()
+    marker = uuid.uuid4().hex[:10]
+    ask_for_counsellor(chat, marker)
+    chat.say("/affirm")
+    chat.replies(1)
+    ticket = ticket_with(desk, marker)
+
+    chat.say("delete my data")
+    confirm = chat.until(lambda m: m.get("quick_replies"))
+    assert confirm[-1]["text"].startswith("Do you want me to delete this conversation")
+    chat.say("/affirm")
+    assert texts(chat.replies(1))[0].startswith("Done: this conversation")
+    assert desk.api("GET", f"/api/tickets/{ticket['id']}").status_code == 404
+
+
+def test_a_repeated_callback_opens_one_ticket(assistant, desk):
+    """Rasa may call the action server again for the same step: one ticket, not two."""
+    sender = f"callback-{uuid.uuid4().hex[:8]}"
+    call = {
+        "next_action": "action_handoff_start",
+        "sender_id": sender,
+        "version": "3.6.21",
+        "domain": {},
+        "tracker": {
+            "sender_id": sender,
+            "slots": {
+                "language": "en",
+                "handoff_urgency": "legal",
+                "handoff_topic": "express_fear_of_return",
+            },
+            "latest_message": {"text": "yes", "intent": {"name": "affirm"}},
+            "events": [
+                {
+                    "event": "user",
+                    "timestamp": 1790000000.0,
+                    "text": "I am afraid to go back",
+                    "parse_data": {"intent": {"name": "express_fear_of_return"}},
+                    "input_channel": "rest",
+                },
+                {
+                    "event": "user",
+                    "timestamp": 1790000010.0,
+                    "text": "yes",
+                    "message_id": "m-1",
+                    "parse_data": {"intent": {"name": "affirm"}},
+                    "input_channel": "rest",
+                },
+            ],
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {},
+            "latest_action_name": "action_listen",
+        },
+    }
+    first = requests.post(f"{assistant.action_url}/webhook", json=call, timeout=30)
+    second = requests.post(f"{assistant.action_url}/webhook", json=call, timeout=30)
+    assert first.status_code == second.status_code == 200
+    mine = [
+        t
+        for t in desk.api("GET", "/api/tickets?status=all").json()
+        if t["conversation_id"] == sender
+    ]
+    assert len(mine) == 1 and mine[0]["urgency"] == "legal"
+    assert first.json()["responses"][0]["text"] == second.json()["responses"][0]["text"]
