@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 RASA := $(VENV)/bin/rasa
 MODEL := models/avrr.tar.gz
 TRAINING_FILES := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
+WIDGET := widget/dist/avrr-widget.js
 # Rasa 3.6 runs on Python 3.8-3.10 only: use python3.10, wherever pyenv keeps it.
 PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
@@ -12,7 +13,7 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run test train validate lint unit conversations e2e bench eval clean
+.PHONY: help run test train validate lint unit conversations e2e bench eval clean widget
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,7 +34,14 @@ train: $(VENV)/.installed ## train the model into models/
 	@echo "==> Training the model (about 2 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
 
-run: $(VENV)/.installed $(MODEL) ## set up what is missing, then start the assistant (Ctrl-C stops it)
+$(WIDGET): widget/package-lock.json widget/build.mjs $(wildcard widget/src/*)
+	@echo "==> Building the web widget (socket.io client from the npm registry)"
+	npm ci --prefix widget --no-audit --no-fund --loglevel=error
+	node widget/build.mjs
+
+widget: $(WIDGET) ## build the embeddable web chat widget into widget/dist/
+
+run: $(VENV)/.installed $(MODEL) $(WIDGET) ## set up what is missing, then start everything (Ctrl-C stops it)
 	$(PY) -m bot.launch
 
 validate: $(VENV)/.installed ## check the training data and domain
@@ -48,7 +56,7 @@ unit: $(VENV)/.installed ## pytest for actions, channels and the tracker store
 conversations: $(VENV)/.installed $(MODEL) ## conversation tests against the trained model
 	$(RASA) test core --e2e --model $(MODEL) --stories tests/conversations --fail-on-prediction-errors --out results --quiet
 
-e2e: $(VENV)/.installed $(MODEL) ## start the real servers and talk to them over HTTP
+e2e: $(VENV)/.installed $(MODEL) $(WIDGET) ## start the real servers; talk to them over HTTP, socket.io and Chromium
 	$(PY) -m pytest tests/e2e -q
 
 test: lint validate unit $(MODEL) conversations e2e ## set up what is missing and run the complete test suite
@@ -64,4 +72,4 @@ bench: $(VENV)/.installed $(MODEL) ## load benchmark against a vanilla `rasa ini
 	$(PY) bench/load.py
 
 clean: ## remove the model, results and local conversations (keeps the venv)
-	rm -rf models results var .rasa bench/.starter
+	rm -rf models results var .rasa bench/.starter widget/dist

@@ -15,6 +15,7 @@
    message: 23 ms of a 38 ms message. Stored in Fortran order after loading, the
    transposed matrix is contiguous already (0.06 ms), with the same results.
 """
+import logging
 from functools import lru_cache
 from typing import Any, Dict, Optional
 
@@ -83,6 +84,9 @@ def mend_rasa() -> None:
 
 def main() -> None:
     mend_rasa()
+    # httpx (python-telegram-bot's client) logs each request's URL, which holds the bot
+    # token, at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from rasa.__main__ import main as rasa_main
 
     rasa_main()

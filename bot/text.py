@@ -58,13 +58,19 @@ def offered_payloads(events: Iterable[Dict[str, Any]]) -> Set[str]:
     return payloads
 
 
+# Choosing a language is harmless: a widget's own language menu may always send it.
+_LANGUAGE_CHOICE = re.compile(r'^/change_language\{"language":"[a-z]{2}"\}$')
+
+
 def disarm_command(text: str, offered: Optional[Set[str]]) -> str:
     """Text that Rasa will read as words, unless it is a button payload we offered.
 
     Rasa treats "/intent{...}" as an intent with slots, bypassing NLU. Only a payload
-    of a button the bot just showed may do that; anything else typed with a leading
-    slash is read without it.
+    of a button the bot just showed, or a language choice, may do that; anything else
+    typed with a leading slash is read without it.
     """
     if not text.startswith(COMMAND_PREFIX) or (offered and text in offered):
+        return text
+    if _LANGUAGE_CHOICE.match(text):
         return text
     return text.lstrip(COMMAND_PREFIX).strip() or text.replace(COMMAND_PREFIX, "?")

@@ -1,0 +1,210 @@
+"""The socket.io channel of the web widget, hardened; Rasa's protocol is kept.
+
+Rasa 3.6's own SocketIOInput lets a client name any session id, in `session_request`
+and again in every `user_uttered`, and so read or write anyone's conversation. Here:
+- the session id a client holds is a token the server issued and signed (HMAC); the
+  conversation id (Rasa's sender id) is derived from it with the server's secret, so
+  knowing a conversation id gives nothing, and a token the server did not sign gets a
+  new, empty session;
+- a socket writes only into the conversation its `session_request` established;
+- after `session_confirm` the server sends `session_history` (our addition, which other
+  widgets ignore), so a reload shows the conversation, a counsellor's replies included;
+- text is checked like the REST channel's, typed "/intent{...}" is disarmed, and only
+  a `language_hint` is taken from the client's metadata;
+- cross-origin connections are accepted from WIDGET_ORIGINS only.
+
+Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
+`bot_uttered`, so third-party Rasa widgets still work.
+"""
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
+from rasa.shared.core.events import BotUttered, UserUttered
+from sanic import Blueprint, Sanic, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from socketio import AsyncServer
+
+from bot.text import InvalidMessage, clean_text, disarm_command, offered_payloads
+from bot.transcript import history
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ORIGINS = "http://127.0.0.1:8080,http://localhost:8080"
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class Sessions:
+    """Issues session tokens and derives each one's conversation id, with one secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, label: bytes, nonce: str) -> bytes:
+        return hmac.new(self._secret, label + nonce.encode(), hashlib.sha256).digest()
+
+    def issue(self) -> str:
+        nonce = _b64(secrets.token_bytes(18))
+        return f"{nonce}.{_b64(self._mac(b'token:', nonce)[:18])}"
+
+    def sender_of(self, token: Any) -> Optional[str]:
+        """The conversation id of a token this server issued, else None."""
+        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 100:
+            return None
+        nonce, mac = token.split(".")
+        if not hmac.compare_digest(mac, _b64(self._mac(b"token:", nonce)[:18])):
+            return None
+        return "web-" + self._mac(b"sender:", nonce).hex()[:32]
+
+
+def language_hint(metadata: Any) -> Dict[str, str]:
+    """Only the client's language hint, if it is a two-letter code."""
+    if isinstance(metadata, dict):
+        hint = str(metadata.get("language_hint") or metadata.get("language") or "")[:2].lower()
+        if _LANGUAGE.match(hint):
+            return {"language_hint": hint}
+    return {}
+
+
+class _Blueprint(SocketBlueprint):
+    """Rasa's socket blueprint, keeping the app so that handlers reach the tracker store."""
+
+    def register(self, app: Sanic, options: Dict[str, Any]) -> None:
+        self.ctx.app = app
+        super().register(app, options)
+
+
+class GuardedSocketIOInput(InputChannel):
+    """socket.io channel with server-issued sessions; see the module docstring."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "socketio"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
+        credentials = credentials or {}
+        return cls(
+            user_message_evt=credentials.get("user_message_evt", "user_uttered"),
+            bot_message_evt=credentials.get("bot_message_evt", "bot_uttered"),
+            socketio_path=credentials.get("socketio_path", "/socket.io"),
+        )
+
+    def __init__(
+        self,
+        user_message_evt: str = "user_uttered",
+        bot_message_evt: str = "bot_uttered",
+        socketio_path: str = "/socket.io",
+    ) -> None:
+        self.user_message_evt = user_message_evt
+        self.bot_message_evt = bot_message_evt
+        self.socketio_path = socketio_path
+        self.sio: Optional[AsyncServer] = None
+        secret = os.environ.get("SOCKET_SESSION_SECRET")
+        if not secret:
+            logger.warning(
+                "SOCKET_SESSION_SECRET is not set: web chat sessions end when the server stops"
+            )
+        self.sessions = Sessions((secret or secrets.token_hex(32)).encode())
+        origins = os.environ.get("WIDGET_ORIGINS", DEFAULT_ORIGINS)
+        self.origins = [o.strip() for o in origins.split(",") if o.strip()]
+
+    def get_output_channel(self) -> Optional[SocketIOOutput]:
+        return SocketIOOutput(self.sio, self.bot_message_evt) if self.sio else None
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        sio = AsyncServer(
+            async_mode="sanic",
+            cors_allowed_origins="*" if self.origins == ["*"] else self.origins,
+        )
+        webhook = _Blueprint(sio, self.socketio_path, "guarded_socketio_webhook", __name__)
+        self.sio = sio
+        senders: Dict[str, str] = {}
+
+        async def tracker_events(sender_id: str) -> List[Dict[str, Any]]:
+            tracker = await webhook.ctx.app.ctx.agent.tracker_store.retrieve(sender_id)
+            return (
+                [e.as_dict() for e in tracker.events if isinstance(e, UserUttered | BotUttered)]
+                if tracker
+                else []
+            )
+
+        @webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @sio.on("disconnect")
+        async def disconnect(sid: str) -> None:
+            senders.pop(sid, None)
+
+        @sio.on("session_request")
+        async def session_request(sid: str, data: Any) -> None:
+            token = data.get("session_id") if isinstance(data, dict) else data
+            sender_id = self.sessions.sender_of(token)
+            if sender_id is None:
+                token = self.sessions.issue()
+                sender_id = self.sessions.sender_of(token)
+            old = senders.get(sid)
+            if old and old != sender_id:
+                sio.leave_room(sid, old)
+            senders[sid] = sender_id
+            sio.enter_room(sid, sender_id)
+            await sio.emit("session_confirm", token, room=sid)
+            try:
+                shown = history(await tracker_events(sender_id))
+            except Exception as failure:  # noqa: BLE001 - history is a courtesy
+                logger.error("web chat history unavailable: %s", type(failure).__name__)
+                shown = []
+            await sio.emit("session_history", {"messages": shown}, room=sid)
+
+        @sio.on(self.user_message_evt)
+        async def handle_message(sid: str, data: Any) -> None:
+            sender_id = senders.get(sid)
+            if sender_id is None and isinstance(data, dict):
+                # A client that reconnected sends its token with the message.
+                sender_id = self.sessions.sender_of(data.get("session_id"))
+                if sender_id:
+                    senders[sid] = sender_id
+                    sio.enter_room(sid, sender_id)
+            if sender_id is None or not isinstance(data, dict):
+                await sio.emit("session_invalid", {"error": "send session_request first"}, room=sid)
+                return
+            try:
+                text = clean_text(data.get("message"))
+            except InvalidMessage as invalid:
+                await sio.emit("message_refused", {"error": str(invalid)}, room=sid)
+                return
+            metadata = language_hint(data.get("metadata") or data.get("customData"))
+            try:
+                if text.startswith("/"):
+                    text = disarm_command(text, offered_payloads(await tracker_events(sender_id)))
+                await on_new_message(
+                    UserMessage(
+                        text,
+                        SocketIOOutput(sio, self.bot_message_evt),
+                        sender_id,
+                        input_channel=self.name(),
+                        metadata=metadata,
+                    )
+                )
+            except Exception as failure:  # noqa: BLE001 - tell the client to send it again
+                logger.error("web chat message could not be processed: %s", type(failure).__name__)
+                logger.debug("web chat message failure", exc_info=True)
+                await sio.emit(
+                    "message_failed", {"error": "not processed, please send it again"}, room=sid
+                )
+
+        return webhook
