@@ -7,9 +7,9 @@ handling failed, so that the platform's next delivery is handled. A claim left p
 a crash expires after CLAIM_TIMEOUT_S.
 
 It also keeps when each person last wrote on a channel: WhatsApp allows free text only
-within 24 hours of the person's last message. Messages that could not be sent then are
-`hold`ed until the person writes again (`take_held`), with a note of whether they were
-told (`notified`), and each person's language is kept for that notice.
+within 24 hours of the person's last message. Messages that cannot be sent then are
+kept (`hold`) until the person writes again (`take_held`), with a note of whether the
+person was told (`notified`); each person's language is kept for that notice.
 """
 import os
 import sqlite3
