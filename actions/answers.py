@@ -25,14 +25,16 @@ def detected_language(tracker: Tracker) -> Optional[str]:
 
 
 def hinted_language(tracker: Tracker) -> Optional[str]:
-    """The channel's hint (the app's or browser's language) for a first message that NLU
-    did not read, such as a sticker or Telegram's /start."""
-    if tracker.latest_message.get(LANGUAGE_DETECTION):
+    """The channel's hint (the app's or browser's language), for a first message whose
+    language NLU could not tell ("hello", a sticker, Telegram's /start). Later, such a
+    message keeps the conversation's language."""
+    if (tracker.latest_message.get(LANGUAGE_DETECTION) or {}).get("language"):
         return None
     if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
         return None
-    hint = (tracker.latest_message.get("metadata") or {}).get("language_hint")
-    return hint if hint in get_content().languages() else None
+    hint = str((tracker.latest_message.get("metadata") or {}).get("language_hint") or "")
+    code = hint.replace("_", "-").split("-")[0].lower()
+    return code if code in get_content().languages() else None
 
 
 def language_of(tracker: Tracker) -> str:
@@ -53,7 +55,12 @@ def language_unclear(tracker: Tracker) -> bool:
     """The person's first message did not tell us their language."""
     detection = tracker.latest_message.get(LANGUAGE_DETECTION)
     users = [e for e in tracker.events if e.get("event") == "user"]
-    return bool(detection) and detection.get("language") is None and len(users) <= 1
+    return (
+        bool(detection)
+        and detection.get("language") is None
+        and len(users) <= 1
+        and hinted_language(tracker) is None
+    )
 
 
 def send(

@@ -93,3 +93,14 @@ async def test_later_the_hint_does_not_override_the_conversations_language(dispa
     assert (
         dispatcher.messages[0]["text"] == get_content().replies("unsupported_media", "fr")[0].text
     )
+
+
+async def test_a_first_hello_is_answered_in_the_browsers_language_without_the_menu(dispatcher):
+    tracker = make_tracker("greet")
+    tracker.latest_message["language_detection"] = {"language": None}
+    tracker.latest_message["metadata"] = {"language_hint": "fa-IR"}
+    events = await ActionAnswer().run(dispatcher, tracker, {})
+    assert [m["text"] for m in dispatcher.messages] == [
+        r.text for r in get_content().replies("greet", "fa")
+    ]
+    assert events == [SlotSet("language", "fa")]

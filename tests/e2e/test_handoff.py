@@ -207,3 +207,47 @@ def test_a_repeated_callback_opens_one_ticket(assistant, desk):
     ]
     assert len(mine) == 1 and mine[0]["urgency"] == "legal"
     assert first.json()["responses"][0]["text"] == second.json()["responses"][0]["text"]
+
+
+def test_a_counsellors_reply_reaches_a_person_on_telegram(assistant, desk, telegram_api):
+    """One reply path: the desk writes through Rasa, which sends on the person's channel."""
+    from tests.e2e.test_telegram import message_update, new_id, post
+
+    chat_id = new_id()
+    assert post(
+        assistant, message_update(chat_id, "uk", text="Я хочу поговорити з консультантом")
+    ).ok
+    offer = telegram_api.wait_for("sendMessage", 1, chat_id=chat_id, timeout=20)
+    assert offer[-1].params.get("reply_markup"), "the offer has its two buttons"
+    press = {
+        "update_id": new_id(),
+        "callback_query": {
+            "id": str(new_id()),
+            "from": {"id": chat_id, "is_bot": False, "first_name": "Olena", "language_code": "uk"},
+            "message": {
+                "message_id": 7,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "first_name": "Olena", "type": "private"},
+                "text": offer[-1].params["text"],
+            },
+            "chat_instance": "42",
+            "data": "/affirm",
+        },
+    }
+    assert post(assistant, press).ok
+    ticket = desk.open_ticket_of(str(chat_id))
+    assert (ticket["channel"], ticket["language"]) == ("telegram", "uk")
+
+    reply = desk.api(
+        "POST",
+        f"/api/tickets/{ticket['id']}/messages",
+        json={"text": "Добрий день, це Марія з МОМ."},
+    )
+    assert reply.status_code == 201 and reply.json()["delivered"] is True
+    deadline = time.monotonic() + 20
+    while "Добрий день, це Марія з МОМ." not in [
+        c.params["text"] for c in telegram_api.sent_to(chat_id)
+    ]:
+        assert time.monotonic() < deadline, "the counsellor's reply did not reach Telegram"
+        time.sleep(0.2)
+    desk.api("POST", f"/api/tickets/{ticket['id']}/close")
