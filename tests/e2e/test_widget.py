@@ -1,0 +1,225 @@
+"""The web widget in a real browser: the demo page at 360 px, talking to the real assistant.
+
+Needs the built widget (`node widget/build.mjs`) and chromium at /usr/bin/chromium.
+"""
+import json
+import re
+import sqlite3
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+from typing import List
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "widget.png"
+PHONE = {"width": 360, "height": 740}
+TIMEOUT = 20_000
+ARABIC_LETTERS = re.compile("[\u0600-\u06ff]")
+
+
+class Widget:
+    """The demo page in its own browser context, as the person sees it."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: List[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def part(self, testid: str):
+        return self.page.get_by_test_id(testid)
+
+    def messages(self, sender: str):
+        return self.page.locator(f'[data-testid="message"][data-sender="{sender}"]')
+
+    def say(self, text: str) -> None:
+        self.part("input").fill(text)
+        self.part("input").press("Enter")
+
+    def wait_until_ready(self) -> None:
+        """Connected, session confirmed and its history shown."""
+        expect(self.part("panel")).to_have_attribute("data-state", "ready", timeout=TIMEOUT)
+
+    def reload(self) -> None:
+        self.page.reload()
+        self.wait_until_ready()
+
+    @property
+    def token(self) -> str:
+        return self.page.evaluate("() => localStorage.getItem('avrr.session')")
+
+
+@pytest.fixture
+def open_widget(assistant, browser: Browser):
+    """Opens the demo page in a new context: a phone screen, a locale, maybe a stored token."""
+    opened: List[Widget] = []
+
+    def open_widget(locale: str = "en-US", stored_token: str = "") -> Widget:
+        context = browser.new_context(viewport=PHONE, locale=locale)
+        if stored_token:
+            context.add_init_script(
+                f"localStorage.setItem('avrr.session', {json.dumps(stored_token)})"
+            )
+        widget = Widget(context.new_page())
+        opened.append(widget)
+        widget.page.goto(assistant.widget_url)
+        widget.wait_until_ready()
+        return widget
+
+    yield open_widget
+    for widget in opened:
+        widget.page.context.close()
+    assert [error for widget in opened for error in widget.errors] == []
+
+
+def conversation_id_of(assistant, marker: str) -> str:
+    """The Rasa sender id of the conversation in which `marker` was written."""
+    deadline = time.monotonic() + 20
+    while True:
+        with closing(sqlite3.connect(assistant.db)) as db:
+            found = db.execute(
+                "SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND data LIKE ?",
+                (f"%{marker}%",),
+            ).fetchall()
+        if found or time.monotonic() > deadline:
+            assert len(found) == 1, found
+            return found[0][0]
+        time.sleep(0.3)
+
+
+def test_a_greeting_gets_the_greeting_and_quick_replies_that_answer(open_widget):
+    widget = open_widget()
+    widget.say("Hello")
+
+    expect(widget.messages("user").last).to_have_text("Hello")
+    expect(
+        widget.messages("bot").filter(has_text="Hello! I am the IOM Hungary assistant")
+    ).to_have_count(1, timeout=TIMEOUT)
+    can_i_apply = widget.part("quick-reply").filter(has_text="Can I apply?")
+    expect(can_i_apply).to_be_visible(timeout=TIMEOUT)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    widget.page.screenshot(path=str(SCREENSHOT))
+
+    can_i_apply.click()
+
+    expect(widget.messages("user").last).to_have_text("Can I apply?")
+    expect(widget.part("quick-reply").filter(has_text="Can I apply?")).to_have_count(0)
+    expect(widget.messages("bot").filter(has_text="Question 1 of 5")).to_have_count(
+        1, timeout=TIMEOUT
+    )
+
+
+def test_arabic_is_answered_in_arabic_and_laid_out_right_to_left(open_widget):
+    widget = open_widget(locale="ar")
+    panel = widget.part("panel")
+    direction = "e => getComputedStyle(e).direction"
+    assert panel.evaluate(direction) == "rtl"  # the browser's language is Arabic
+    expect(widget.part("send")).to_have_text("إرسال")
+
+    widget.say("هل يمكنني العودة إلى بلدي مع المنظمة الدولية للهجرة؟")
+
+    expect(widget.messages("bot").filter(has_text=ARABIC_LETTERS).first).to_be_visible(
+        timeout=TIMEOUT
+    )
+    bot_messages = widget.messages("bot")
+    for index in range(bot_messages.count()):
+        expect(bot_messages.nth(index)).to_have_attribute("dir", "auto")
+
+    widget.part("language").click()
+    widget.part("language-option").filter(has_text="English").click()
+    assert panel.evaluate(direction) == "ltr"
+    expect(widget.part("send")).to_have_text("Send")
+    answered = bot_messages.count()
+    widget.part("language").click()
+    widget.part("language-option").filter(has_text="العربية").click()
+
+    assert panel.evaluate(direction) == "rtl"
+    expect(widget.messages("user").last).to_have_text("العربية")
+    expect(bot_messages).not_to_have_count(answered, timeout=TIMEOUT)
+    expect(bot_messages.last).to_contain_text(ARABIC_LETTERS, timeout=TIMEOUT)
+
+    widget.reload()  # the choice is kept, and the history shows it by name
+
+    assert panel.evaluate(direction) == "rtl"
+    expect(widget.messages("user").last).to_have_text("العربية", timeout=TIMEOUT)
+
+
+def test_a_reload_shows_the_conversation_again_with_the_same_token(open_widget):
+    widget = open_widget()
+    widget.say("Hello")
+    expect(widget.part("quick-reply").first).to_be_visible(timeout=TIMEOUT)
+    token = widget.token
+    shown = widget.part("message").all_text_contents()
+
+    widget.reload()
+
+    expect(widget.part("message")).to_have_text(shown, timeout=TIMEOUT)
+    expect(widget.part("quick-reply").filter(has_text="Can I apply?")).to_be_visible()
+    assert widget.token == token
+
+
+def test_a_conversation_id_is_no_key_to_its_history(assistant, open_widget):
+    marker = f"zq{uuid.uuid4().hex[:10]}"
+    first = open_widget()
+    first.say(f"Hello, my reference is {marker}")
+    expect(first.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+    conversation_id = conversation_id_of(assistant, marker)
+
+    second = open_widget(stored_token=conversation_id)
+
+    assert second.token not in (conversation_id, first.token)
+    expect(second.part("message")).to_have_count(0)
+    second.say("Hello")
+    expect(second.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+    expect(second.part("messages")).not_to_contain_text(marker)
+
+
+def test_markup_in_a_message_is_shown_as_text(open_widget):
+    widget = open_widget()
+    markup = "<b>bold</b><img src=x onerror=window.__pwned=1>"
+    widget.say(markup)
+    expect(widget.messages("user").last).to_have_text(markup)
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+
+    widget.reload()  # and again from the history
+
+    expect(widget.messages("user").first).to_have_text(markup, timeout=TIMEOUT)
+    expect(widget.part("messages").locator("b, img")).to_have_count(0)
+    assert widget.page.evaluate("() => window.__pwned") is None
+
+
+def test_a_phone_screen_has_no_horizontal_scroll(open_widget):
+    widget = open_widget()
+    widget.say("https://example.org/" + "a" * 300)  # one long word
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+
+    assert widget.page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    messages = widget.part("messages")
+    assert messages.evaluate("e => e.scrollWidth <= e.clientWidth")
+    for name in ("input", "send"):
+        expect(widget.part(name)).to_be_visible()
+        box = widget.part(name).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], name
+        assert box["height"] >= 44, name  # a tap target
+
+
+def test_the_keyboard_alone_opens_writes_sends_and_closes(open_widget):
+    widget = open_widget()
+    page = widget.page
+
+    page.keyboard.press("Escape")
+    expect(widget.part("panel")).to_be_hidden()
+    expect(widget.part("launcher")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(widget.part("panel")).to_be_visible()
+    expect(widget.part("input")).to_be_focused()
+    page.keyboard.type("Does it cost money?")
+    page.keyboard.press("Enter")
+
+    expect(widget.messages("user").last).to_have_text("Does it cost money?")
+    expect(widget.part("input")).to_have_value("")
+    expect(widget.part("input")).to_be_focused()
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
