@@ -68,6 +68,8 @@ RESULTS_FILE = BENCH_DIR / "results.md"
 HOST = "127.0.0.1"
 OUR_RASA_PORT = 5205
 OUR_ACTION_PORT = 5255
+OUR_DESK_PORT = 8205
+OUR_WIDGET_PORT = 8285
 STARTER_PORT = 5206
 WEBHOOK_PATH = "/webhooks/rest/webhook"
 
@@ -365,7 +367,7 @@ def find_our_servers(launcher_pid: int) -> tuple[int | None, int | None]:
     action_pid: int | None = None
     for pid in descendants(launcher_pid):
         words = command_words(pid)
-        if "rasa_sdk" in words:
+        if "bot.action_server" in words or "rasa_sdk" in words:
             action_pid = action_pid or pid
         elif "bot.serve" in words or "rasa" in words:
             rasa_pid = rasa_pid or pid
@@ -677,7 +679,7 @@ def check_our_prerequisites() -> None:
     launch = REPO_ROOT / "bot"
     if not (launch / "launch.py").is_file() and not (launch / "launch").is_dir():
         raise MissingPrerequisite("bot/launch.py not found: cannot start the assistant")
-    require_free_ports(OUR_RASA_PORT, OUR_ACTION_PORT)
+    require_free_ports(OUR_RASA_PORT, OUR_ACTION_PORT, OUR_DESK_PORT, OUR_WIDGET_PORT)
 
 
 def wait_for_ready_line(proc: subprocess.Popen[bytes], pump: LinePump, log_path: Path) -> None:
@@ -708,7 +710,7 @@ def find_our_servers_waiting(launcher_pid: int) -> tuple[int, int | None]:
         logger.warning("no Rasa server child of bot.launch found; measuring the launcher itself")
         rasa_pid = launcher_pid
     if action_pid is None:
-        logger.warning("no action server (rasa_sdk) child of bot.launch found")
+        logger.warning("no action server (bot.action_server) child of bot.launch found")
     logger.info("Rasa server pid %d, action server pid %s", rasa_pid, action_pid)
     return rasa_pid, action_pid
 
@@ -720,6 +722,8 @@ def bench_ours(plan: LoadPlan, logs_dir: Path) -> list[LevelResult]:
     env = child_env(
         RASA_PORT=str(OUR_RASA_PORT),
         ACTION_PORT=str(OUR_ACTION_PORT),
+        DESK_PORT=str(OUR_DESK_PORT),
+        WIDGET_PORT=str(OUR_WIDGET_PORT),
         AVRR_DATA_DIR=str(data_dir),
     )
     with open(log_path, "wb") as log:

@@ -23,9 +23,11 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from aiohttp import web
+
+from tests.fakes.calls import CallLog
 
 TOKEN = "wa-test-token"
 PHONE_NUMBER_ID = "1098765432"
@@ -41,45 +43,11 @@ def new_message_id() -> str:
 Call = Tuple[str, Dict[str, Any]]  # (path, json body)
 
 
-class Calls:
-    """(path, json) pairs that the server thread appends to and tests read."""
-
-    def __init__(self) -> None:
-        self._items: List[Call] = []
-        self._changed = threading.Condition()
-
-    def append(self, call: Call) -> None:
-        with self._changed:
-            self._items.append(call)
-            self._changed.notify_all()
-
-    def clear(self) -> None:
-        with self._changed:
-            self._items.clear()
-
-    def snapshot(self) -> List[Call]:
-        with self._changed:
-            return list(self._items)
-
-    def __iter__(self):
-        return iter(self.snapshot())
-
-    def __len__(self) -> int:
-        return len(self.snapshot())
-
-    def __getitem__(self, index):
-        return self.snapshot()[index]
-
-    def wait(self, found: Callable[[List[Call]], bool], timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: found(self._items), timeout=timeout)
-
-
 class FakeGraphApi:
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
-        self.calls = Calls()  # the messages taken
-        self.refused = Calls()  # the messages answered with an error (fail_next, bad token)
+        self.calls = CallLog()  # the messages taken
+        self.refused = CallLog()  # the messages answered with an error (fail_next, bad token)
         self._failures: List[Tuple[int, Optional[int]]] = []
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

@@ -20,9 +20,11 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from aiohttp import web
+
+from tests.fakes.calls import CallLog
 
 BOT_NAME = "AVRR test bot"
 
@@ -42,40 +44,6 @@ class Call(tuple):
     @property
     def params(self) -> Dict[str, Any]:
         return self[1]
-
-
-class CallLog:
-    """A list of calls that the server thread appends to and tests read and clear."""
-
-    def __init__(self) -> None:
-        self._calls: List[Call] = []
-        self._changed = threading.Condition()
-
-    def append(self, call: Call) -> None:
-        with self._changed:
-            self._calls.append(call)
-            self._changed.notify_all()
-
-    def clear(self) -> None:
-        with self._changed:
-            self._calls.clear()
-
-    def snapshot(self) -> List[Call]:
-        with self._changed:
-            return list(self._calls)
-
-    def __iter__(self):
-        return iter(self.snapshot())
-
-    def __len__(self) -> int:
-        return len(self.snapshot())
-
-    def __getitem__(self, index):
-        return self.snapshot()[index]
-
-    def wait(self, found: Callable[[List[Call]], bool], timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: found(self._calls), timeout=timeout)
 
 
 def _decode_form_value(value: str) -> Any:
