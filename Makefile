@@ -26,12 +26,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -c "import rasa, rasa_sdk" && touch $@
 
 $(MODEL): $(VENV)/.installed $(TRAINING_FILES)
-	@echo "==> Training the model (about 2 minutes on 2 cores)"
+	@echo "==> Training the model (about 7 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
 	@touch $@
 
 train: $(VENV)/.installed ## train the model into models/
-	@echo "==> Training the model (about 2 minutes on 2 cores)"
+	@echo "==> Training the model (about 7 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
 
 $(WIDGET): widget/package-lock.json widget/build.mjs $(wildcard widget/src/*)
