@@ -25,10 +25,10 @@ def detected_language(tracker: Tracker) -> Optional[str]:
 
 
 def hinted_language(tracker: Tracker) -> Optional[str]:
-    """The channel's hint (the app's or browser's language), for a first message whose
-    language NLU could not tell ("hello", a sticker, Telegram's /start). Later, such a
-    message keeps the conversation's language."""
-    if (tracker.latest_message.get(LANGUAGE_DETECTION) or {}).get("language"):
+    """The channel's hint (the app's or browser's language), for a first message that NLU
+    did not read: a sticker, Telegram's /start. (For text, the language detection weighs
+    the hint itself; words of every language, like "ok", keep the conversation's.)"""
+    if LANGUAGE_DETECTION in tracker.latest_message:
         return None
     if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
         return None
@@ -55,12 +55,7 @@ def language_unclear(tracker: Tracker) -> bool:
     """The person's first message did not tell us their language."""
     detection = tracker.latest_message.get(LANGUAGE_DETECTION)
     users = [e for e in tracker.events if e.get("event") == "user"]
-    return (
-        bool(detection)
-        and detection.get("language") is None
-        and len(users) <= 1
-        and hinted_language(tracker) is None
-    )
+    return bool(detection) and detection.get("language") is None and len(users) <= 1
 
 
 def send(

@@ -95,12 +95,10 @@ async def test_later_the_hint_does_not_override_the_conversations_language(dispa
     )
 
 
-async def test_a_first_hello_is_answered_in_the_browsers_language_without_the_menu(dispatcher):
-    tracker = make_tracker("greet")
+async def test_words_of_every_language_keep_the_language_whatever_the_hint(dispatcher):
+    tracker = make_tracker("affirm")
     tracker.latest_message["language_detection"] = {"language": None}
     tracker.latest_message["metadata"] = {"language_hint": "fa-IR"}
     events = await ActionAnswer().run(dispatcher, tracker, {})
-    assert [m["text"] for m in dispatcher.messages] == [
-        r.text for r in get_content().replies("greet", "fa")
-    ]
-    assert events == [SlotSet("language", "fa")]
+    assert dispatcher.messages[0]["text"] == get_content().replies("affirm", "en")[0].text
+    assert events == []

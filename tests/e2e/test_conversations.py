@@ -33,7 +33,7 @@ QUESTIONS = [
     ("ask_family", "can i go home with my children"),
     ("ask_reentry", "will i get an entry ban"),
     ("ask_contact", "what is your address"),
-    ("request_human", "i want to speak to a counsellor"),
+    ("handoff_offer", "i want to speak to a counsellor"),
     ("out_of_scope", "who won the football match"),
     ("report_emergency", "help someone is attacking me"),
     ("report_exploitation", "my employer took my passport and does not pay me"),
@@ -114,7 +114,11 @@ def test_two_misunderstandings_lead_to_the_counsellor_offer(assistant):
     assert len(first[-1][1]) >= 1
 
     second = assistant.say(sender, "trrrrrr grrrr")
-    assert second[-1] == (in_language("clarify_again").text, ["/request_human"])
+    # A safety answer may come first, when danger is among the likely meanings.
+    assert second[-2:] == [
+        (in_language("clarify_again").text, []),
+        (in_language("handoff_offer").text, ["/affirm", "/deny"]),
+    ]
 
 
 def test_typed_commands_neither_trigger_intents_nor_set_slots(assistant):

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from actions.content import get_content
+from tests.actions.test_content import ANSWER_TIME_VALUES
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ("en", "hu", "ar", "fa", "ps", "ur", "sq", "ru", "uk", "tr", "fr", "vi")
@@ -99,7 +100,7 @@ def test_the_browser_language_decides_an_unclear_first_message(assistant):
     french = {
         reply.text
         for key in get_content().language_file("fr")["answers"]
-        for reply in get_content().replies(key, "fr")
+        for reply in get_content().replies(key, "fr", values=ANSWER_TIME_VALUES)
     }
     assert reply.json()[0]["text"] in french
 
