@@ -204,6 +204,9 @@ def main() -> int:
     env = child_env(settings)
     processes: Dict[str, subprocess.Popen] = {}
     signal.signal(signal.SIGTERM, interrupt)
+    # Also when started with SIGINT ignored (a background job): Ctrl-C to the group
+    # must stop us as it stops the children.
+    signal.signal(signal.SIGINT, interrupt)
     try:
         for name, command in commands(settings).items():
             logger.info("starting the %s", name)
