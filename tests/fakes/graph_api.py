@@ -15,12 +15,10 @@ wrong token) and records every message it took.
 Also the webhook bodies Meta sends (`message_payload`, `status_payload`, ...) and their
 signature (`signed`).
 """
-import asyncio
 import hashlib
 import hmac
 import json
 import secrets
-import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from aiohttp import web
 
 from tests.fakes.calls import CallLog
+from tests.fakes.loopback import LoopbackServer
 
 TOKEN = "wa-test-token"
 PHONE_NUMBER_ID = "1098765432"
@@ -50,48 +49,20 @@ class FakeGraphApi:
         self.refused = CallLog()  # the messages answered with an error (fail_next, bad token)
         self._failures: List[Tuple[int, Optional[int]]] = []
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server = LoopbackServer("fake-graph-api")
         self.url = ""
 
     # -- control, from the test's thread --
 
     def start(self, version: str = "v21.0") -> str:
         """Serve on a free loopback port; returns the base URL with `version`."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_post("/{version}/{phone_number_id}/messages", self._answer)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            await web.SockSite(self._runner, listener).start()
-            self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-graph-api", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Graph API did not start")
+        self.url = self._server.start(
+            lambda app: app.router.add_post("/{version}/{phone_number_id}/messages", self._answer)
+        )
         return f"{self.url}/{version}"
 
     def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
+        self._server.stop()
 
     def fail_next(self, status: int = 429, code: Optional[int] = None, times: int = 1) -> None:
         """The next `times` messages get `status`, with Graph error `code` (a fitting

@@ -17,7 +17,6 @@ or array (`reply_markup`) is decoded, the others stay strings, so compare chat i
 """
 import asyncio
 import json
-import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -25,6 +24,7 @@ from typing import Any, Dict, List, Optional
 from aiohttp import web
 
 from tests.fakes.calls import CallLog
+from tests.fakes.loopback import LoopbackServer
 
 BOT_NAME = "AVRR test bot"
 
@@ -77,56 +77,20 @@ class FakeTelegramApi:
         self._updates: List[Dict[str, Any]] = []
         self._lock = threading.Lock()
         self._next_message_id = 1
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server = LoopbackServer("fake-telegram-api")
         self.url = ""
 
     # -- control, from the test's thread --
 
     def start(self) -> str:
         """Serve on a free loopback port; returns the API root (no /bot suffix)."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_post("/bot{token}/{method}", self._answer)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            await web.SockSite(self._runner, listener).start()
-            self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-telegram-api", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Telegram API did not start")
+        self.url = self._server.start(
+            lambda app: app.router.add_post("/bot{token}/{method}", self._answer)
+        )
         return self.url
 
     def stop(self) -> None:
-        if self._loop is None:
-            return
-        async def shut() -> None:
-            await self._runner.cleanup()
-            # A long poll still waiting for an update.
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
+        self._server.stop()
 
     def fail_next(self, method: str, retry_after: int = 1) -> None:
         """The next call of `method` gets Telegram's 429 "Too Many Requests"."""
