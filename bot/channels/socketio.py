@@ -2,10 +2,10 @@
 
 Rasa 3.6's own SocketIOInput lets a client name any session id, in `session_request`
 and again in every `user_uttered`, and so read or write anyone's conversation. Here:
-- the session id a client holds is a token the server issued and signed (HMAC); the
-  conversation id (Rasa's sender id) is derived from it with the server's secret, so
-  knowing a conversation id gives nothing, and a token the server did not sign gets a
-  new, empty session;
+- the session id (Rasa's sender id, as in Rasa) is issued by the server, unguessable,
+  and comes with a secret, its HMAC under the server's key, sent to the client that
+  opened the session (event `session_secret`). A `session_request` naming a session id
+  without its secret gets a new, empty session: a conversation id alone is no key;
 - a socket writes only into the conversation its `session_request` established;
 - after `session_confirm` the server sends `session_history` (our addition, which other
   widgets ignore), so a reload shows the conversation, a counsellor's replies included;
@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import secrets
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
@@ -48,26 +48,25 @@ def _b64(raw: bytes) -> str:
 
 
 class Sessions:
-    """Issues session tokens and derives each one's conversation id, with one secret."""
+    """Issues session ids with their secrets, and checks a secret, with one key."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    def __init__(self, key: bytes) -> None:
+        self._key = key
 
-    def _mac(self, label: bytes, nonce: str) -> bytes:
-        return hmac.new(self._secret, label + nonce.encode(), hashlib.sha256).digest()
+    def secret_of(self, session_id: str) -> str:
+        return _b64(hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()[:24])
 
-    def issue(self) -> str:
-        nonce = _b64(secrets.token_bytes(18))
-        return f"{nonce}.{_b64(self._mac(b'token:', nonce)[:18])}"
+    def issue(self) -> Tuple[str, str]:
+        session_id = f"web-{secrets.token_hex(16)}"
+        return session_id, self.secret_of(session_id)
 
-    def sender_of(self, token: Any) -> Optional[str]:
-        """The conversation id of a token this server issued, else None."""
-        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 100:
-            return None
-        nonce, mac = token.split(".")
-        if not hmac.compare_digest(mac, _b64(self._mac(b"token:", nonce)[:18])):
-            return None
-        return "web-" + self._mac(b"sender:", nonce).hex()[:32]
+    def owns(self, session_id: Any, secret: Any) -> bool:
+        """Whether `secret` is the one this server gave with `session_id`."""
+        if not isinstance(session_id, str) or not isinstance(secret, str):
+            return False
+        if not session_id.startswith("web-") or len(session_id) > 64:
+            return False
+        return hmac.compare_digest(secret, self.secret_of(session_id))
 
 
 def language_hint(metadata: Any) -> Dict[str, str]:
@@ -152,17 +151,19 @@ class GuardedSocketIOInput(InputChannel):
 
         @sio.on("session_request")
         async def session_request(sid: str, data: Any) -> None:
-            token = data.get("session_id") if isinstance(data, dict) else data
-            sender_id = self.sessions.sender_of(token)
-            if sender_id is None:
-                token = self.sessions.issue()
-                sender_id = self.sessions.sender_of(token)
+            data = data if isinstance(data, dict) else {}
+            sender_id, secret = data.get("session_id"), data.get("session_secret")
+            if not self.sessions.owns(sender_id, secret):
+                sender_id, secret = self.sessions.issue()
             old = senders.get(sid)
             if old and old != sender_id:
                 sio.leave_room(sid, old)
             senders[sid] = sender_id
             sio.enter_room(sid, sender_id)
-            await sio.emit("session_confirm", token, room=sid)
+            await sio.emit("session_confirm", sender_id, room=sid)
+            await sio.emit(
+                "session_secret", {"session_id": sender_id, "session_secret": secret}, room=sid
+            )
             try:
                 shown = history(await tracker_events(sender_id))
             except Exception as failure:  # noqa: BLE001 - history is a courtesy
@@ -174,9 +175,9 @@ class GuardedSocketIOInput(InputChannel):
         async def handle_message(sid: str, data: Any) -> None:
             sender_id = senders.get(sid)
             if sender_id is None and isinstance(data, dict):
-                # A client that reconnected sends its token with the message.
-                sender_id = self.sessions.sender_of(data.get("session_id"))
-                if sender_id:
+                # A client that reconnected may send its session with the message.
+                if self.sessions.owns(data.get("session_id"), data.get("session_secret")):
+                    sender_id = data["session_id"]
                     senders[sid] = sender_id
                     sio.enter_room(sid, sender_id)
             if sender_id is None or not isinstance(data, dict):

@@ -174,21 +174,24 @@ def desk(assistant) -> Desk:
 class WebChat:
     """A person on the web chat: Rasa's socket.io protocol, as a widget speaks it."""
 
-    def __init__(self, url: str, token: Any = None) -> None:
+    def __init__(self, url: str, session_id: Any = None, secret: Any = None) -> None:
         self.received: queue.Queue[Dict[str, Any]] = queue.Queue()
         self.history: queue.Queue[List[Dict[str, Any]]] = queue.Queue()
         self.confirmed: queue.Queue[str] = queue.Queue()
+        self.secrets: queue.Queue[Dict[str, str]] = queue.Queue()
         self.client = socketio.Client(reconnection=False)
         self.client.on("bot_uttered", self.received.put)
         self.client.on("session_confirm", self.confirmed.put)
+        self.client.on("session_secret", self.secrets.put)
         self.client.on("session_history", lambda data: self.history.put(data["messages"]))
         self.client.connect(url, socketio_path="/socket.io", transports=["websocket"])
-        self.client.emit("session_request", {"session_id": token})
-        self.token = self.confirmed.get(timeout=15)
+        self.client.emit("session_request", {"session_id": session_id, "session_secret": secret})
+        self.session_id = self.confirmed.get(timeout=15)
+        self.secret = self.secrets.get(timeout=15)["session_secret"]
 
     def say(self, text: str, **metadata) -> None:
         self.client.emit(
-            "user_uttered", {"message": text, "session_id": self.token, "metadata": metadata}
+            "user_uttered", {"message": text, "session_id": self.session_id, "metadata": metadata}
         )
 
     def replies(self, count: int, timeout: float = 20) -> List[Dict[str, Any]]:
@@ -222,8 +225,8 @@ class WebChat:
 def web_chat(assistant):
     chats: List[WebChat] = []
 
-    def open_chat(token: Any = None) -> WebChat:
-        chat = WebChat(assistant.url, token)
+    def open_chat(session_id: Any = None, secret: Any = None) -> WebChat:
+        chat = WebChat(assistant.url, session_id, secret)
         chats.append(chat)
         return chat
 

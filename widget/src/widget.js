@@ -18,7 +18,7 @@ var UI = {
   vi: "Tiếng Việt|Trợ lý của IOM Hungary|Viết câu hỏi của bạn…|Gửi|Đóng|Mở trò chuyện|Ngôn ngữ|Đang kết nối…|Đang kết nối lại…"
 };
 var RTL = ["ar", "fa", "ps", "ur"];
-var SESSION = "avrr.session"; // only the token is kept, never text: phones are shared
+var SESSION = "avrr.session", SECRET = "avrr.secret"; // never text: phones are shared
 var MAX_CHARS = 4096;
 
 script = script || document.querySelector("script[data-server]");
@@ -37,7 +37,7 @@ function save(key, value) {
 var browserLang = (navigator.language || "").slice(0, 2).toLowerCase();
 var chosen = known(load("avrr.lang")) ? load("avrr.lang") : null;
 var lang = chosen || (known(browserLang) ? browserLang : "en");
-var token = load(SESSION);
+var token = load(SESSION), secret = load(SECRET);
 var socket, state, failed;
 var ready = false; // sending waits for session_history
 var queue = []; // {message, node} not yet processed; queue[0] is sent first
@@ -173,7 +173,7 @@ function flush() {
 
 function requestSession() {
   ready = false;
-  socket.emit("session_request", { session_id: token });
+  socket.emit("session_request", { session_id: token, session_secret: secret });
 }
 
 function connect() {
@@ -191,6 +191,9 @@ function connect() {
     if (!issued) return;
     if (issued !== token) showHistory([]); // a new session: the old conversation is gone
     save(SESSION, token = issued);
+  });
+  socket.on("session_secret", function (data) {
+    if (data && data.session_id === token) save(SECRET, secret = data.session_secret);
   });
   socket.on("session_history", function (data) {
     showHistory((data && data.messages) || []);

@@ -2,33 +2,26 @@ from bot.channels.socketio import Sessions, language_hint
 from bot.transcript import history
 
 
-def test_a_session_token_leads_to_its_conversation_only_with_the_servers_secret():
-    sessions = Sessions(b"secret-one")
-    token = sessions.issue()
-    sender = sessions.sender_of(token)
-    assert sender.startswith("web-") and sessions.sender_of(token) == sender
-    assert sessions.issue() != token
-    assert Sessions(b"secret-two").sender_of(token) is None
-    assert sender not in token  # knowing the conversation id does not give the token
+def test_a_session_is_resumed_only_with_the_secret_the_server_gave_with_it():
+    sessions = Sessions(b"key-one")
+    session_id, secret = sessions.issue()
+    assert session_id.startswith("web-") and len(session_id) == 36
+    assert sessions.owns(session_id, secret)
+    assert sessions.issue()[0] != session_id
+    assert not Sessions(b"key-two").owns(session_id, secret)
+    assert secret not in session_id
 
 
-def test_a_token_the_server_did_not_issue_is_refused():
-    sessions = Sessions(b"secret")
-    token = sessions.issue()
-    nonce, mac = token.split(".")
-    for forged in (
-        None,
-        "",
-        42,
-        {"a": 1},
-        "web-0123",
-        nonce,
-        f"{nonce}.{mac[:-1]}A",
-        f"A{nonce[1:]}.{mac}",
-        "x" * 200,
-        sessions.sender_of(token),
+def test_a_session_id_without_its_secret_is_no_key():
+    sessions = Sessions(b"key")
+    session_id, secret = sessions.issue()
+    other_id, other_secret = sessions.issue()
+    for named, given in (
+        (session_id, None), (session_id, ""), (session_id, other_secret), (session_id, secret[:-1]),
+        (other_id, secret), ("abc", sessions.secret_of("abc")), (None, secret), (42, secret),
+        ("web-" + "x" * 100, sessions.secret_of("web-" + "x" * 100)),
     ):
-        assert sessions.sender_of(forged) is None, forged
+        assert not sessions.owns(named, given), (named, given)
 
 
 def test_only_a_two_letter_language_hint_is_taken_from_the_client():
