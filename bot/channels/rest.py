@@ -11,7 +11,7 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
-from sanic import Blueprint, response
+from sanic import Blueprint, Sanic, response
 from sanic.exceptions import SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -25,11 +25,14 @@ def error(reason: str, status: int) -> HTTPResponse:
     return response.json({"error": reason}, status=status)
 
 
-async def disarm(request: Request, sender_id: str, text: str) -> str:
-    """`text`, with a typed command turned into words (see `bot.text.disarm_command`)."""
+async def disarm(app: Sanic, sender_id: str, text: str) -> str:
+    """`text`, with a typed command turned into words (see `bot.text.disarm_command`).
+
+    Every channel calls this with Rasa's Sanic app, whose agent holds the tracker store.
+    """
     if not text.startswith("/"):
         return text
-    tracker = await request.app.ctx.agent.tracker_store.retrieve(sender_id)
+    tracker = await app.ctx.agent.tracker_store.retrieve(sender_id)
     offered = offered_payloads(e.as_dict() for e in tracker.events) if tracker else set()
     return disarm_command(text, offered)
 
@@ -66,7 +69,7 @@ class GuardedRestInput(InputChannel):
             metadata = body.get("metadata")
             collector = CollectingOutputChannel()
             try:
-                text = await disarm(request, sender_id, text)
+                text = await disarm(request.app, sender_id, text)
                 await on_new_message(
                     UserMessage(
                         text,

@@ -34,7 +34,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from bot.text import InvalidMessage, clean_text, disarm_command, offered_payloads
+from bot.channels.rest import disarm
+from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
 
 logger = logging.getLogger(__name__)
@@ -190,8 +191,7 @@ class GuardedSocketIOInput(InputChannel):
                 return
             metadata = language_hint(data.get("metadata") or data.get("customData"))
             try:
-                if text.startswith("/"):
-                    text = disarm_command(text, offered_payloads(await tracker_events(sender_id)))
+                text = await disarm(webhook.ctx.app, sender_id, text)
                 await on_new_message(
                     UserMessage(
                         text,

@@ -432,7 +432,7 @@ class TelegramInput(InputChannel):
             if message.callback_query_id:
                 await self.answer_callback(message.callback_query_id)
             if not message.ours:
-                text = await disarm(request, message.chat_id, text)
+                text = await disarm(request.app, message.chat_id, text)
             await on_new_message(
                 UserMessage(
                     text,

@@ -808,7 +808,7 @@ class WhatsAppInput(InputChannel):
             except InvalidMessage:
                 logger.info("WhatsApp message without readable text ignored")
                 return
-            disarmed = await disarm(request, inbound.wa_id, text)
+            disarmed = await disarm(request.app, inbound.wa_id, text)
             if disarmed != text and inbound.kind == CHOICE:
                 # A button of an earlier message: read what it said, as if typed.
                 disarmed = _title_or(inbound.title, disarmed)
