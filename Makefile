@@ -1,10 +1,13 @@
 # The assistant's jobs. `make help` lists them.
 SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 RASA := $(VENV)/bin/rasa
 MODEL := models/avrr.tar.gz
-TRAINING_FILES := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
+# The model depends on its data and on our own components in the pipeline and policies.
+TRAINING_FILES := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null) \
+	$(wildcard bot/language/*.py bot/safety/*.py) bot/handoff_policy.py avrr/vocabulary.py
 WIDGET := widget/dist/avrr-widget.js
 # Rasa 3.6 runs on Python 3.8-3.10 only: use python3.10, wherever pyenv keeps it.
 PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
@@ -13,17 +16,26 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run test train validate lint unit conversations e2e bench eval clean widget
+.PHONY: help run test train validate lint unit integration conversations e2e bench eval clean widget
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+# pip's own message shows when an install fails, and stops the build; only the notices
+# about this machine's extra package index are left out.
+PIP_INSTALL = $(PY) -m pip install --quiet --disable-pip-version-check
+QUIET_NOTICES = { grep -v "is ignored" || true; }
 
 $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is needed (Rasa 3.6 runs on 3.8-3.10 only)."; exit 1; }
 	@echo "==> Creating the virtual environment with $(PYTHON310) (about 2 minutes, 2.7 GB)"
-	$(PYTHON310) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored" || true
+	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PIP_INSTALL) -r requirements.txt 2>&1 | $(QUIET_NOTICES)
 	$(PY) -c "import rasa, rasa_sdk" && touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt 2>&1 | $(QUIET_NOTICES)
+	$(PY) -c "import pytest, ruff, playwright" && touch $@
 
 $(MODEL): $(VENV)/.installed $(TRAINING_FILES)
 	@echo "==> Training the model (about 7 minutes on 2 cores)"
@@ -47,28 +59,31 @@ run: $(VENV)/.installed $(MODEL) $(WIDGET) ## set up what is missing, then start
 validate: $(VENV)/.installed ## check the training data and domain
 	$(RASA) data validate --fail-on-warnings --quiet
 
-lint: $(VENV)/.installed ## ruff, with bugbear and security rules
+lint: $(VENV)/.dev-installed ## ruff, with bugbear and security rules
 	$(VENV)/bin/ruff check .
 
-unit: $(VENV)/.installed ## pytest for actions, channels and the tracker store
-	$(PY) -m pytest tests --ignore=tests/e2e -q
+unit: $(VENV)/.dev-installed ## pytest without any server: actions, channels, stores, desk on SQLite
+	$(PY) -m pytest tests --ignore=tests/e2e -m "not integration" -q
+
+integration: $(VENV)/.dev-installed ## the stores on a PostgreSQL server the tests start (Debian's postgresql)
+	$(PY) -m pytest tests --ignore=tests/e2e -m integration -q
 
 conversations: $(VENV)/.installed $(MODEL) ## conversation tests against the trained model
 	$(RASA) test core --e2e --model $(MODEL) --stories tests/conversations --fail-on-prediction-errors --out results --quiet
 
-e2e: $(VENV)/.installed $(MODEL) $(WIDGET) ## start the real servers; talk to them over HTTP, socket.io and Chromium
+e2e: $(VENV)/.dev-installed $(MODEL) $(WIDGET) ## start the real servers; talk to them over HTTP, socket.io and Chromium
 	$(PY) -m pytest tests/e2e -q
 
-test: lint validate unit $(MODEL) conversations e2e ## set up what is missing and run the complete test suite
+test: lint validate unit integration $(MODEL) conversations e2e ## set up what is missing and run the complete test suite
 
 $(VENV)/.eval-installed: $(VENV)/.installed requirements-eval.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-eval.txt 2>&1 | grep -v "is ignored" || true
+	$(PIP_INSTALL) -r requirements-eval.txt 2>&1 | $(QUIET_NOTICES)
 	$(PY) -c "import lingua, pycld2" && touch $@
 
 eval: $(VENV)/.eval-installed $(MODEL) ## held-out accuracy per language, against lingua and cld2 (eval/report/)
 	$(PY) eval/evaluate.py
 
-bench: $(VENV)/.installed $(MODEL) ## load benchmark against a vanilla `rasa init` assistant
+bench: $(VENV)/.dev-installed $(MODEL) ## load benchmark against a vanilla `rasa init` assistant
 	$(PY) bench/load.py
 
 clean: ## remove the model, results and local conversations (keeps the venv)

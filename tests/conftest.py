@@ -1,9 +1,12 @@
-"""Shared helpers: rasa-sdk trackers as the action server receives them."""
+"""Shared helpers: rasa-sdk trackers as the action server receives them; every store in a
+temporary folder; PostgreSQL for the integration tests (tests/postgres.py)."""
 from typing import Any, Dict, List, Optional
 
 import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
+
+pytest_plugins = ["tests.postgres"]
 
 
 def user_event(intent: str, text: str = "", ranking: Optional[List[Dict[str, Any]]] = None):
@@ -50,23 +53,45 @@ def content_dir(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
-    from actions.content import get_content
-
     folder = tmp_path / "content"
     shutil.copytree(Path(__file__).resolve().parent.parent / "content", folder)
     monkeypatch.setenv("AVRR_CONTENT_DIR", str(folder))
-    get_content.cache_clear()
+    forget_settings()
     yield folder
-    get_content.cache_clear()
+    forget_settings()
+
+
+TEST_TOKENS = {
+    "DESK_API_TOKEN": "test-token-0123456789",
+    "ACTION_SERVER_TOKEN": "action-test-token-0123456789",
+    "RASA_API_TOKEN": "rasa-test-token-0123456789",
+}
+
+
+def forget_settings():
+    """Drop every process-wide object made from the settings (they are made on first use)."""
+    import actions.content
+    import actions.outbox
+    import actions.runtime
+    from bot import runtime
+
+    actions.runtime.settings.cache_clear()
+    actions.outbox.get_outbox.cache_clear()
+    actions.content.get_content.cache_clear()
+    runtime.reset()
 
 
 @pytest.fixture(autouse=True)
 def private_stores(tmp_path, monkeypatch):
-    """The outbox and the channel ledger in a temporary folder; no desk listening."""
-    import actions.outbox
-
-    monkeypatch.setenv("AVRR_OUTBOX_DB", str(tmp_path / "outbox.db"))
-    monkeypatch.setenv("AVRR_CHANNEL_DB", str(tmp_path / "channels.db"))
+    """Every store in a temporary data folder; no desk listening; test secrets."""
+    monkeypatch.setenv("AVRR_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DESK_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("DESK_API_TOKEN", "test-token-0123456789")
-    monkeypatch.setattr(actions.outbox, "_outbox", None)
+    monkeypatch.setenv("RASA_URL", "http://127.0.0.1:9")
+    for name, value in TEST_TOKENS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AVRR_DATABASE_URL", "AVRR_CONTENT_DIR", "REST_CHANNEL_TOKEN",
+                 "SOCKET_SESSION_SECRET", "WIDGET_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    forget_settings()
+    yield
+    forget_settings()

@@ -1,4 +1,5 @@
-"""A PostgreSQL server of the tests' own (Debian's package), for the desk's scale-out store."""
+"""A PostgreSQL server of the tests' own (Debian's package), for the stores' integration
+tests (`make integration`): started once, on loopback, with a new database per test."""
 
 import glob
 import os
@@ -11,7 +12,7 @@ import uuid
 import psycopg2
 import pytest
 
-PORT = 55432
+from tests.ports import free_port
 
 
 def _as_postgres(command):
@@ -24,7 +25,8 @@ def postgres_server():
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     assert found, "PostgreSQL is not installed: apt-get install postgresql (see the README)"
     bin_dir = os.path.dirname(found[-1])
-    folder = tempfile.mkdtemp(prefix="desk-pg-")
+    port = free_port()
+    folder = tempfile.mkdtemp(prefix="avrr-pg-")
     os.chmod(folder, 0o777)  # noqa: S103 - the postgres user writes here; a test folder
     data = os.path.join(folder, "data")
     subprocess.run(
@@ -43,7 +45,7 @@ def postgres_server():
                 "-w",
                 "start",
                 "-o",
-                f"-p {PORT} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
             ]
         ),
         check=True,
@@ -54,13 +56,13 @@ def postgres_server():
         while True:
             try:
                 psycopg2.connect(
-                    host="127.0.0.1", port=PORT, user="desk", dbname="postgres"
+                    host="127.0.0.1", port=port, user="desk", dbname="postgres"
                 ).close()
                 break
             except psycopg2.OperationalError:
                 assert time.monotonic() < deadline, "PostgreSQL did not start"
                 time.sleep(0.2)
-        yield f"postgresql://desk@127.0.0.1:{PORT}"
+        yield f"postgresql://desk@127.0.0.1:{port}"
     finally:
         subprocess.run(
             _as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-m", "fast", "stop"]),

@@ -1,0 +1,278 @@
+"""Every setting of every process, from one definition: the environment and `.env`.
+
+Each process builds its own settings object once, at start-up, with `load(<class>)`:
+the launcher (`LaunchSettings`), the Rasa server and its channels (`RasaSettings`,
+`TelegramSettings`, `WhatsAppSettings`), the action server (`ActionServerSettings`), the
+desk (`DeskSettings`) and the widget's page (`WidgetSettings`). Values come from the
+environment, then from `.env` at the repository's root (never committed; see
+`.env.example`), then from the defaults here. An empty value counts as unset. Every
+storage location is derived from the data folder unless a database URL is given. No
+other module reads the environment.
+"""
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Type, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseSettings, Field, SecretStr, ValidationError, root_validator, validator
+from pydantic.env_settings import SettingsError as EnvSettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+MIN_SECRET_CHARS = 16
+
+S = TypeVar("S", bound="Settings")
+LIST_FIELDS = ("widget_origins",)
+
+
+def _origin_list(value: Any) -> List[str]:
+    if isinstance(value, str):
+        return [origin.strip() for origin in value.split(",") if origin.strip()]
+    return list(value)
+
+
+class SettingsError(SystemExit):
+    """The settings are not usable; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    """What every process shares: where data and content live, and how long data is kept."""
+
+    data_dir: Path = Field(ROOT / "var", env="AVRR_DATA_DIR")
+    content_dir: Path = Field(ROOT / "content", env="AVRR_CONTENT_DIR")
+    # One database for the Rasa server's and the action server's stores (PostgreSQL on
+    # several machines); unset: SQLite files in the data folder.
+    database_url: Optional[str] = Field(None, env="AVRR_DATABASE_URL")
+    retention_days: int = Field(90, env="AVRR_RETENTION_DAYS", ge=1, le=3650)
+
+    class Config:
+        env_file = str(ROOT / ".env")
+        env_file_encoding = "utf-8"
+        extra = "ignore"
+        allow_mutation = False
+
+        @classmethod
+        def parse_env_var(cls, field_name: str, raw: str) -> Any:
+            """Lists are written comma-separated in the environment, not as JSON."""
+            if not raw.strip():
+                return raw  # unset: see _empty_is_unset
+            return _origin_list(raw) if field_name in LIST_FIELDS else cls.json_loads(raw)
+
+    @root_validator(pre=True)
+    def _empty_is_unset(cls, values: Dict[str, Any]) -> Dict[str, Any]:  # noqa: N805
+        return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+
+    def store_url(self, name: str) -> str:
+        """The database of the store `name`: the shared one, or `<data_dir>/<name>.db`."""
+        return self.database_url or f"sqlite:///{self.data_dir / name}.db"
+
+
+def _secret(value: Optional[SecretStr], name: str) -> Optional[SecretStr]:
+    if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+        raise ValueError(f"{name} must be at least {MIN_SECRET_CHARS} characters")
+    return value
+
+
+class RasaSettings(Settings):
+    """The Rasa server: its HTTP API, channels, tracker store and channel records."""
+
+    api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
+    rest_channel_token: Optional[SecretStr] = Field(None, env="REST_CHANNEL_TOKEN")
+    socket_session_secret: Optional[SecretStr] = Field(None, env="SOCKET_SESSION_SECRET")
+    widget_origins: List[str] = Field(
+        ["http://127.0.0.1:8080", "http://localhost:8080"], env="WIDGET_ORIGINS"
+    )
+
+    _origins = validator("widget_origins", pre=True, allow_reuse=True)(_origin_list)
+
+    @validator("api_token", "rest_channel_token", "socket_session_secret")
+    def _long_enough(cls, value: Optional[SecretStr], field: Any) -> Optional[SecretStr]:  # noqa: N805
+        return _secret(value, field.field_info.extra.get("env", field.name))
+
+    @property
+    def tracker_url(self) -> str:
+        return self.store_url("conversations")
+
+    @property
+    def channels_url(self) -> str:
+        return self.store_url("channels")
+
+
+class TelegramSettings(Settings):
+    """The Telegram channel (docs/telegram.md): started when the bot token is set."""
+
+    bot_token: SecretStr = Field(..., env="TELEGRAM_BOT_TOKEN")
+    webhook_secret: SecretStr = Field(..., env="TELEGRAM_WEBHOOK_SECRET")
+    api_base_url: str = Field("https://api.telegram.org", env="TELEGRAM_API_BASE_URL")
+    # Polling mode forwards updates to this Rasa server.
+    rasa_url: str = Field(f"http://{LOOPBACK}:5005", env="RASA_URL")
+
+    @validator("webhook_secret")
+    def _telegram_accepts_it(cls, value: SecretStr) -> SecretStr:  # noqa: N805
+        secret = value.get_secret_value()
+        if not (1 <= len(secret) <= 256 and all(c.isascii() and (c.isalnum() or c in "_-")
+                                                 for c in secret)):
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET must be 1-256 letters, digits, _ or - "
+                "(what Telegram's setWebhook accepts as secret_token)"
+            )
+        return value
+
+    @validator("api_base_url", "rasa_url")
+    def _no_trailing_slash(cls, value: str) -> str:  # noqa: N805
+        return value.rstrip("/")
+
+
+class WhatsAppSettings(Settings):
+    """The WhatsApp Cloud API channel (docs/whatsapp.md): started when the token is set."""
+
+    access_token: SecretStr = Field(..., env="WHATSAPP_ACCESS_TOKEN")
+    app_secret: SecretStr = Field(..., env="WHATSAPP_APP_SECRET")
+    verify_token: SecretStr = Field(..., env="WHATSAPP_VERIFY_TOKEN")
+    phone_number_id: str = Field(..., env="WHATSAPP_PHONE_NUMBER_ID", regex=r"^[0-9]{1,32}$")
+    api_base_url: str = Field("https://graph.facebook.com/v21.0", env="WHATSAPP_API_BASE_URL")
+    reply_template: str = Field("counsellor_reply", env="WHATSAPP_REPLY_TEMPLATE")
+
+    @validator("api_base_url")
+    def _no_trailing_slash(cls, value: str) -> str:  # noqa: N805
+        return value.rstrip("/")
+
+
+class ActionServerSettings(Settings):
+    """The action server: where it listens, its shared secret, and the desk it writes to."""
+
+    host: str = Field(LOOPBACK, env="ACTION_HOST")
+    port: int = Field(5055, env="ACTION_PORT", ge=1, le=65535)
+    token: SecretStr = Field(..., env="ACTION_SERVER_TOKEN")
+    desk_url: str = Field(f"http://{LOOPBACK}:8000", env="DESK_URL")
+    desk_api_token: SecretStr = Field(..., env="DESK_API_TOKEN")
+    # To tell a person, in their conversation, that their request was refused.
+    rasa_url: str = Field(f"http://{LOOPBACK}:5005", env="RASA_URL")
+    rasa_api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
+
+    @validator("token", "desk_api_token")
+    def _long_enough(cls, value: SecretStr, field: Any) -> SecretStr:  # noqa: N805
+        return _secret(value, field.field_info.extra.get("env", field.name))
+
+    @validator("desk_url", "rasa_url")
+    def _no_trailing_slash(cls, value: str) -> str:  # noqa: N805
+        return value.rstrip("/")
+
+    @property
+    def outbox_url(self) -> str:
+        return self.store_url("outbox")
+
+
+class DeskSettings(Settings):
+    """The counsellor desk."""
+
+    host: str = Field(LOOPBACK, env="DESK_HOST")
+    port: int = Field(8000, env="DESK_PORT", ge=1, le=65535)
+    desk_database_url: Optional[str] = Field(None, env="DESK_DATABASE_URL")
+    api_token: SecretStr = Field(..., env="DESK_API_TOKEN")
+    rasa_url: str = Field(f"http://{LOOPBACK}:5005", env="RASA_URL")
+    rasa_api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
+    cookie_secure: bool = Field(False, env="DESK_COOKIE_SECURE")
+    initial_password: Optional[SecretStr] = Field(None, env="DESK_INITIAL_PASSWORD")
+    # `python -m desk add-counsellor`: the new account's password (else asked for).
+    new_password: Optional[SecretStr] = Field(None, env="DESK_NEW_PASSWORD")
+    telegram_bot_token: Optional[SecretStr] = Field(None, env="TELEGRAM_BOT_TOKEN")
+    telegram_chat_id: Optional[str] = Field(None, env="DESK_TELEGRAM_CHAT_ID")
+    telegram_api_base_url: str = Field("https://api.telegram.org", env="TELEGRAM_API_BASE_URL")
+
+    @validator("api_token")
+    def _long_enough(cls, value: SecretStr) -> SecretStr:  # noqa: N805
+        return _secret(value, "DESK_API_TOKEN")
+
+    @validator("rasa_url", "telegram_api_base_url")
+    def _no_trailing_slash(cls, value: str) -> str:  # noqa: N805
+        return value.rstrip("/")
+
+    @property
+    def database(self) -> str:
+        return self.desk_database_url or f"sqlite:///{self.data_dir / 'desk.db'}"
+
+
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
+def http_origin(url: str) -> str:
+    """The origin (scheme://host[:port]) of the Rasa server's URL; ValueError if it is none."""
+    parts = urlsplit(url.strip())
+    if (
+        parts.scheme not in ("http", "https")
+        or not _HOST.match(parts.netloc)
+        or parts.path.strip("/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(
+            f"WIDGET_RASA_URL must be the Rasa server's origin, like http://{LOOPBACK}:5005: "
+            f"{url!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class WidgetSettings(Settings):
+    """The web widget's demo page, and the Rasa server (an origin) its widget talks to."""
+
+    port: int = Field(8080, env="WIDGET_PORT", ge=1, le=65535)
+    rasa_url: str = Field(f"http://{LOOPBACK}:5005", env="WIDGET_RASA_URL")
+    widget_dir: Path = ROOT / "widget"
+
+    _origin = validator("rasa_url", allow_reuse=True)(http_origin)
+
+    @property
+    def script(self) -> Path:
+        return self.widget_dir / "dist" / "avrr-widget.js"
+
+    @property
+    def demo_page(self) -> Path:
+        return self.widget_dir / "demo" / "index.html"
+
+
+class LaunchSettings(Settings):
+    """`make run`: where each part listens; which optional channels start."""
+
+    rasa_port: int = Field(5005, env="RASA_PORT", ge=1, le=65535)
+    action_port: int = Field(5055, env="ACTION_PORT", ge=1, le=65535)
+    desk_port: int = Field(8000, env="DESK_PORT", ge=1, le=65535)
+    widget_port: int = Field(8080, env="WIDGET_PORT", ge=1, le=65535)
+    model: Path = Field(ROOT / "models" / "avrr.tar.gz", env="AVRR_MODEL")
+    widget_rasa_url: Optional[str] = Field(None, env="WIDGET_RASA_URL")
+    widget_origins: Optional[str] = Field(None, env="WIDGET_ORIGINS")
+    telegram_bot_token: Optional[SecretStr] = Field(None, env="TELEGRAM_BOT_TOKEN")
+    whatsapp_access_token: Optional[SecretStr] = Field(None, env="WHATSAPP_ACCESS_TOKEN")
+    # Given to the parts; generated once and kept in the data folder when unset.
+    desk_api_token: Optional[SecretStr] = Field(None, env="DESK_API_TOKEN")
+    socket_session_secret: Optional[SecretStr] = Field(None, env="SOCKET_SESSION_SECRET")
+    rasa_api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
+    action_server_token: Optional[SecretStr] = Field(None, env="ACTION_SERVER_TOKEN")
+
+    def secret(self, variable: str) -> Optional[str]:
+        """The secret set for the environment variable `variable`, if any."""
+        value = getattr(self, variable.lower())
+        return value.get_secret_value() if value is not None else None
+
+
+def environment() -> Dict[str, str]:
+    """This process's environment, for the launcher to pass on to the parts it starts."""
+    return dict(os.environ)
+
+
+def load(kind: Type[S], **overrides: Any) -> S:
+    """`kind` from the environment and `.env`; a clear message, not a traceback, if unusable."""
+    try:
+        return kind(**overrides)
+    except EnvSettingsError as unreadable:
+        raise SettingsError(f"{kind.__name__} cannot start: {unreadable}") from None
+    except ValidationError as invalid:
+        problems = []
+        for error in invalid.errors():
+            field = kind.__fields__.get(str(error["loc"][0])) if error["loc"] else None
+            name = field.field_info.extra.get("env", field.name) if field else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError(
+            f"{kind.__name__} cannot start: " + "; ".join(problems) + " (see .env.example)"
+        ) from None
