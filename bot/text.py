@@ -62,15 +62,20 @@ def offered_payloads(events: Iterable[Dict[str, Any]]) -> Set[str]:
 _LANGUAGE_CHOICE = re.compile(r'^/change_language\{"language":"[a-z]{2}"\}$')
 
 
+# Leading slashes and white space, in any combination: "/ /affirm", "/\t/restart".
+_COMMAND_LEAD = re.compile(r"^[\s/]+")
+
+
 def disarm_command(text: str, offered: Optional[Set[str]]) -> str:
     """Text that Rasa will read as words, unless it is a button payload we offered.
 
-    Rasa treats "/intent{...}" as an intent with slots, bypassing NLU. Only a payload
-    of a button the bot just showed, or a language choice, may do that; anything else
-    typed with a leading slash is read without it.
+    Rasa treats "/intent{...}" as an intent with slots, bypassing NLU. Only the exact
+    payload of a button the bot just showed, or a language choice, may do that; anything
+    else typed with leading slashes (and white space between them) is read without them.
     """
-    if not text.startswith(COMMAND_PREFIX) or (offered and text in offered):
+    stripped = text.strip()
+    if not stripped.startswith(COMMAND_PREFIX):
         return text
-    if _LANGUAGE_CHOICE.match(text):
-        return text
-    return text.lstrip(COMMAND_PREFIX).strip() or text.replace(COMMAND_PREFIX, "?")
+    if (offered and stripped in offered) or _LANGUAGE_CHOICE.match(stripped):
+        return stripped
+    return _COMMAND_LEAD.sub("", stripped) or stripped.replace(COMMAND_PREFIX, "?")

@@ -2,39 +2,41 @@
 
 Differences from Rasa's own RestInput, on purpose:
 - bad input gets a 4xx with a JSON reason, never a 500;
+- a `sender` naming another channel's conversation (`telegram:`, `whatsapp:`, `web-`)
+  is refused: the REST channel can neither read nor write nor redirect those;
+- with REST_CHANNEL_TOKEN set, every request needs `Authorization: Bearer <token>`;
 - typed "/intent{...}" text is read as words unless it is a button payload just offered;
+- only the metadata the assistant uses (`language_hint`) is kept;
 - a failure to process or store the message is a 503 the client can retry, and the
-  message text is never logged;
-- the client cannot name another channel (`input_channel`) to receive the replies.
+  message text is never logged.
 """
+import hmac
 import logging
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
-from sanic import Blueprint, Sanic, response
+from sanic import Blueprint, response
 from sanic.exceptions import SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.text import InvalidMessage, clean_sender, clean_text, disarm_command, offered_payloads
+from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
+from bot import runtime
+from bot.channels.base import add_health, disarm, error, language_hint
+from bot.text import InvalidMessage, clean_sender, clean_text
 
 logger = logging.getLogger(__name__)
 
 
-def error(reason: str, status: int) -> HTTPResponse:
-    return response.json({"error": reason}, status=status)
-
-
-async def disarm(app: Sanic, sender_id: str, text: str) -> str:
-    """`text`, with a typed command turned into words (see `bot.text.disarm_command`).
-
-    Every channel calls this with Rasa's Sanic app, whose agent holds the tracker store.
-    """
-    if not text.startswith("/"):
-        return text
-    tracker = await app.ctx.agent.tracker_store.retrieve(sender_id)
-    offered = offered_payloads(e.as_dict() for e in tracker.events) if tracker else set()
-    return disarm_command(text, offered)
+def rest_sender(sender: Any) -> str:
+    """A REST conversation id; InvalidMessage for one of another channel's."""
+    sender_id = clean_sender(sender)
+    if sender_id.startswith(tuple(CONVERSATION_PREFIXES.values())):
+        raise InvalidMessage(
+            "'sender' must not start with telegram:, whatsapp: or web-: "
+            "those conversations belong to their own channels"
+        )
+    return sender_id
 
 
 class GuardedRestInput(InputChannel):
@@ -42,19 +44,31 @@ class GuardedRestInput(InputChannel):
 
     @classmethod
     def name(cls) -> str:
-        return "rest"
+        return Channel.REST
+
+    def __init__(self, token: Optional[str] = None) -> None:
+        if token is None:
+            secret = runtime.settings().rest_channel_token
+            token = secret.get_secret_value() if secret else None
+        self.token = token
+
+    def authorized(self, request: Request) -> bool:
+        if self.token is None:
+            return True
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {self.token}"
+        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
         webhook = Blueprint("guarded_rest_webhook", __name__)
-
-        @webhook.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
-            return response.json({"status": "ok"})
+        add_health(webhook)
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            if not self.authorized(request):
+                return error("Authorization: Bearer <REST_CHANNEL_TOKEN> is required", 401)
             try:
                 body = request.json
             except SanicException:
@@ -62,22 +76,19 @@ class GuardedRestInput(InputChannel):
             if not isinstance(body, dict):
                 return error('the body must be a JSON object: {"sender": ..., "message": ...}', 400)
             try:
-                sender_id = clean_sender(body.get("sender"))
+                sender_id = rest_sender(body.get("sender"))
                 text = clean_text(body.get("message"))
             except InvalidMessage as invalid:
                 return error(str(invalid), invalid.status)
             metadata = body.get("metadata")
+            hint = language_hint(metadata.get(Metadata.LANGUAGE_HINT)) if isinstance(
+                metadata, dict) else {}
             collector = CollectingOutputChannel()
             try:
                 text = await disarm(request.app, sender_id, text)
                 await on_new_message(
-                    UserMessage(
-                        text,
-                        collector,
-                        sender_id,
-                        input_channel=self.name(),
-                        metadata=metadata if isinstance(metadata, dict) else None,
-                    )
+                    UserMessage(text, collector, sender_id, input_channel=self.name(),
+                                metadata=hint)
                 )
             except Exception as failure:  # noqa: BLE001 - any failure: the client retries
                 # The exception's text may quote the message or the sender (a database

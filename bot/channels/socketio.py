@@ -11,6 +11,9 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
   widgets ignore), so a reload shows the conversation, a counsellor's replies included;
 - text is checked like the REST channel's, typed "/intent{...}" is disarmed, and only
   a `language_hint` is taken from the client's metadata;
+- the replies to a message are emitted once the message is recorded, then
+  `message_processed` (our addition: the turn is over); if it could not be recorded,
+  the client gets `message_failed` and sends it again (nothing half answered);
 - cross-origin connections are accepted from WIDGET_ORIGINS only.
 
 Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
@@ -21,27 +24,24 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
-import re
 import secrets
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
 from rasa.shared.core.events import BotUttered, UserUttered
-from sanic import Blueprint, Sanic, response
-from sanic.request import Request
-from sanic.response import HTTPResponse
+from sanic import Blueprint, Sanic
 from socketio import AsyncServer
 
-from bot.channels.rest import disarm
+from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
+from bot import runtime
+from bot.channels.base import add_health, disarm, language_hint
 from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ORIGINS = "http://127.0.0.1:8080,http://localhost:8080"
-_LANGUAGE = re.compile(r"^[a-z]{2}$")
+WEB_PREFIX = CONVERSATION_PREFIXES[Channel.SOCKETIO]
 
 
 def _b64(raw: bytes) -> str:
@@ -58,24 +58,24 @@ class Sessions:
         return _b64(hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()[:24])
 
     def issue(self) -> Tuple[str, str]:
-        session_id = f"web-{secrets.token_hex(16)}"
+        session_id = f"{WEB_PREFIX}{secrets.token_hex(16)}"
         return session_id, self.secret_of(session_id)
 
     def owns(self, session_id: Any, secret: Any) -> bool:
         """Whether `secret` is the one this server gave with `session_id`."""
         if not isinstance(session_id, str) or not isinstance(secret, str):
             return False
-        if not session_id.startswith("web-") or len(session_id) > 64:
+        if not session_id.startswith(WEB_PREFIX) or len(session_id) > 64:
             return False
-        return hmac.compare_digest(secret, self.secret_of(session_id))
+        return hmac.compare_digest(
+            secret.encode("utf-8", "surrogatepass"), self.secret_of(session_id).encode()
+        )
 
 
-def language_hint(metadata: Any) -> Dict[str, str]:
-    """Only the client's language hint, if it is a two-letter code."""
+def hint_of(metadata: Any) -> Dict[str, str]:
+    """Only the client's language hint (rasa-webchat calls it `language`)."""
     if isinstance(metadata, dict):
-        hint = str(metadata.get("language_hint") or metadata.get("language") or "")[:2].lower()
-        if _LANGUAGE.match(hint):
-            return {"language_hint": hint}
+        return language_hint(metadata.get(Metadata.LANGUAGE_HINT) or metadata.get("language"))
     return {}
 
 
@@ -92,7 +92,7 @@ class GuardedSocketIOInput(InputChannel):
 
     @classmethod
     def name(cls) -> str:
-        return "socketio"
+        return Channel.SOCKETIO
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
@@ -113,14 +113,15 @@ class GuardedSocketIOInput(InputChannel):
         self.bot_message_evt = bot_message_evt
         self.socketio_path = socketio_path
         self.sio: Optional[AsyncServer] = None
-        secret = os.environ.get("SOCKET_SESSION_SECRET")
-        if not secret:
+        settings = runtime.settings()
+        secret = settings.socket_session_secret
+        if secret is None:
             logger.warning(
                 "SOCKET_SESSION_SECRET is not set: web chat sessions end when the server stops"
             )
-        self.sessions = Sessions((secret or secrets.token_hex(32)).encode())
-        origins = os.environ.get("WIDGET_ORIGINS", DEFAULT_ORIGINS)
-        self.origins = [o.strip() for o in origins.split(",") if o.strip()]
+        key = secret.get_secret_value() if secret else secrets.token_hex(32)
+        self.sessions = Sessions(key.encode())
+        self.origins = settings.widget_origins
 
     def get_output_channel(self) -> Optional[SocketIOOutput]:
         return SocketIOOutput(self.sio, self.bot_message_evt) if self.sio else None
@@ -142,9 +143,7 @@ class GuardedSocketIOInput(InputChannel):
                 else []
             )
 
-        @webhook.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
-            return response.json({"status": "ok"})
+        add_health(webhook)
 
         @sio.on("disconnect")
         async def disconnect(sid: str) -> None:
@@ -189,17 +188,13 @@ class GuardedSocketIOInput(InputChannel):
             except InvalidMessage as invalid:
                 await sio.emit("message_refused", {"error": str(invalid)}, room=sid)
                 return
-            metadata = language_hint(data.get("metadata") or data.get("customData"))
+            metadata = hint_of(data.get("metadata") or data.get("customData"))
+            collector = CollectingOutputChannel()
             try:
                 text = await disarm(webhook.ctx.app, sender_id, text)
                 await on_new_message(
-                    UserMessage(
-                        text,
-                        SocketIOOutput(sio, self.bot_message_evt),
-                        sender_id,
-                        input_channel=self.name(),
-                        metadata=metadata,
-                    )
+                    UserMessage(text, collector, sender_id, input_channel=self.name(),
+                                metadata=metadata)
                 )
             except Exception as failure:  # noqa: BLE001 - tell the client to send it again
                 logger.error("web chat message could not be processed: %s", type(failure).__name__)
@@ -207,5 +202,10 @@ class GuardedSocketIOInput(InputChannel):
                 await sio.emit(
                     "message_failed", {"error": "not processed, please send it again"}, room=sid
                 )
+                return
+            output = SocketIOOutput(sio, self.bot_message_evt)
+            for message in collector.messages:
+                await output.send_response(message.pop("recipient_id"), message)
+            await sio.emit("message_processed", {"replies": len(collector.messages)}, room=sid)
 
         return webhook

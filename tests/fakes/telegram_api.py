@@ -69,6 +69,8 @@ def _chat(chat_id: Any) -> Dict[str, Any]:
 
 class FakeTelegramApi:
     def __init__(self, token: Optional[str] = None) -> None:
+        # Chats whose person blocked the bot: sendMessage answers 403.
+        self.blocked: set = set()
         """`token`: if given, any other token is refused with 401, as Telegram does."""
         self.token = token
         self.calls = CallLog()
@@ -159,6 +161,8 @@ class FakeTelegramApi:
                 },
                 status=429,
             )
+        if method == "sendMessage" and str(params.get("chat_id")) in self.blocked:
+            return _error(403, "Forbidden: bot was blocked by the user")
         answer = {
             "getMe": self._get_me,
             "sendMessage": self._send_message,

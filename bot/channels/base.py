@@ -1,0 +1,202 @@
+"""What every channel of ours shares: refusals, the typed-command guard, language hints,
+the once-only handling of the platforms' deliveries, and the durable output channel.
+
+A messaging platform (Telegram, WhatsApp) delivers a webhook again when it gets no 200 in
+time, even while the first delivery is still being handled. `once` handles each delivery
+exactly once: a new one is handled; one in hand answers 503 (the platform tries again
+later, by which time it is done or released); one done answers 200; a failure releases
+the claim and answers 503, so the platform's retry is handled. The replies are queued in
+the same transaction that marks the delivery done, and sent by `bot.channels.delivery`.
+"""
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
+
+from rasa.core.channels.channel import OutputChannel
+from sanic import Blueprint, Sanic, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from avrr.vocabulary import CODES, Metadata, platform_id
+from bot.channels.records import ChannelRecords, Claim
+from bot.text import disarm_command, offered_payloads
+
+logger = logging.getLogger(__name__)
+
+_LANGUAGE_TAG = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*$")
+# A counsellor's reply is confirmed sent within this time, or the desk tries again later.
+CONFIRM_TIMEOUT_S = 10.0
+CONFIRM_POLL_S = 0.1
+
+
+def error(reason: str, status: int) -> HTTPResponse:
+    """A refusal with its reason, as JSON."""
+    return response.json({"error": reason}, status=status)
+
+
+def add_health(blueprint: Blueprint) -> None:
+    """`GET /webhooks/<channel>/`: the channel is up."""
+
+    @blueprint.route("/", methods=["GET"])
+    async def health(_: Request) -> HTTPResponse:
+        return response.json({"status": "ok"})
+
+
+def language_hint(tag: Any) -> Dict[str, str]:
+    """The metadata for a client's language tag ("pt-BR" -> {"language_hint": "pt"}).
+
+    Any primary language subtag is kept (the detector weighs it; the actions use it only
+    when it is one of ours); anything else is no hint.
+    """
+    if isinstance(tag, str):
+        found = _LANGUAGE_TAG.match(tag.strip())
+        if found:
+            return {Metadata.LANGUAGE_HINT: found.group(1).lower()}
+    return {}
+
+
+def ours(hint: Dict[str, str]) -> Optional[str]:
+    """The hinted language, if we answer in it."""
+    code = hint.get(Metadata.LANGUAGE_HINT)
+    return code if code in CODES else None
+
+
+async def disarm(app: Sanic, sender_id: str, text: str) -> str:
+    """`text`, with a typed command turned into words (see `bot.text.disarm_command`).
+
+    Only a button payload the conversation was just offered may reach Rasa as a command.
+    """
+    if not text.lstrip().startswith("/"):
+        return text
+    tracker = await app.ctx.agent.tracker_store.retrieve(sender_id)
+    offered = offered_payloads(e.as_dict() for e in tracker.events) if tracker else set()
+    return disarm_command(text, offered)
+
+
+# -- once-only handling of a platform's delivery --
+
+
+class AlreadyHandled(Exception):
+    """Handled before: acknowledge it (200)."""
+
+
+class InHand(Exception):
+    """Being handled right now: not yet recorded, so the platform must try again (503)."""
+
+
+@dataclass
+class Turn:
+    """What one delivery leaves to send: its replies, rendered for the platform."""
+
+    conversation: Optional[str] = None
+    payloads: List[Dict[str, Any]] = field(default_factory=list)
+    # Until when these replies may go out whatever else is known (WhatsApp's window).
+    window_until: Optional[float] = None
+
+    def reply(self, conversation: str, payloads: List[Dict[str, Any]],
+              window_until: Optional[float] = None) -> None:
+        self.conversation = conversation
+        self.payloads = payloads
+        self.window_until = window_until
+
+
+@contextlib.asynccontextmanager
+async def once(records: ChannelRecords, channel: str, key: str) -> AsyncIterator[Turn]:
+    """Handle the delivery `key` of `channel` once; see the module docstring.
+
+    Raises AlreadyHandled or InHand instead of entering; releases the claim when the
+    block fails; marks it done and queues the turn's replies when the block succeeds.
+    """
+    claim = await asyncio.to_thread(records.claim, channel, key)
+    if claim is Claim.DONE:
+        raise AlreadyHandled(key)
+    if claim is Claim.IN_HAND:
+        raise InHand(key)
+    turn = Turn()
+    try:
+        yield turn
+    except BaseException:
+        # If even the release fails, the claim expires (records.CLAIM_TIMEOUT_S).
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(records.release, channel, key)
+        raise
+    await asyncio.to_thread(
+        records.finish, channel, key, turn.conversation or "", turn.payloads, turn.window_until
+    )
+
+
+async def handled_once(
+    records: ChannelRecords, channel: str, key: str, work: Callable[[Turn], Awaitable[None]]
+) -> int:
+    """The HTTP status for the platform after handling `key` once with `work`."""
+    try:
+        async with once(records, channel, key) as turn:
+            await work(turn)
+    except AlreadyHandled:
+        return 200
+    except InHand:
+        logger.info("%s delivery in hand already: asked to deliver it again", channel)
+        return 503
+    except Exception as failure:  # noqa: BLE001 - any failure: the platform delivers again
+        # The exception's text may quote the message or the sender (a database error
+        # quotes its parameters): only its type is logged above DEBUG.
+        logger.error("%s delivery could not be handled: %s", channel, type(failure).__name__)
+        logger.debug("%s delivery failure", channel, exc_info=True)
+        return 503
+    return 200
+
+
+# -- out: messages that reach Rasa later (a counsellor's reply through the HTTP API) --
+
+
+class NotYetSent(RuntimeError):
+    """The message is queued but not confirmed sent: the desk asks again later."""
+
+
+class QueuedOutput(OutputChannel):
+    """An output channel that queues each message durably for the channel's deliverer.
+
+    A message with a `reply_key` (a counsellor's reply) is queued once however often it
+    is offered, and sending returns only once the platform has it (else NotYetSent, and
+    Rasa's API answers 500: the desk offers it again later).
+    """
+
+    channel: str = ""
+
+    def __init__(self, records: ChannelRecords, wake: Callable[[], None]) -> None:
+        self.records = records
+        self.wake = wake
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.channel
+
+    def render(self, message: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """The platform's payloads for a Rasa bot message."""
+        raise NotImplementedError
+
+    async def send_response(self, recipient_id: str, message: Dict[str, Any]) -> None:
+        platform_id(self.channel, recipient_id)  # ValueError: not this channel's person
+        payloads = self.render(message)
+        if not payloads:
+            return
+        key = message.get("reply_key")
+        key = str(key) if key is not None else None
+        await asyncio.to_thread(self.records.enqueue, self.channel, recipient_id, payloads, key)
+        self.wake()
+        if key is not None:
+            await self._confirmed(key)
+
+    async def _confirmed(self, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONFIRM_TIMEOUT_S
+        while not await asyncio.to_thread(self.records.is_sent, self.channel, key):
+            if loop.time() > deadline:
+                raise NotYetSent(f"{self.channel} message queued, not yet sent")
+            await asyncio.sleep(CONFIRM_POLL_S)
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        await self.send_response(recipient_id, {"text": text, **kwargs})
