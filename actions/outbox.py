@@ -1,163 +1,387 @@
-"""A durable outbox from the action server to the counsellor desk. Pure, no Rasa imports.
+"""A durable outbox from the action server to the counsellor desk (and back to Rasa).
 
 Every request to the desk (a new ticket, a message during the handoff, a deletion) is
-first committed to SQLite with an idempotency key, then sent. If the desk cannot be
-reached, it stays and is sent again, in order, by `flush` - called at once by the action
-and every few seconds by the delivery thread of `python -m bot.action_server`. The desk
-treats a repeated key as the same request, so nothing is lost and nothing doubled.
-
-Delivered requests keep only their answer (for the action that is waiting for it), not
-their body: a transcript does not stay on the action server once the desk has it.
+first committed with an idempotency key, then sent; the desk treats a repeated key as
+the same request, so nothing is lost and nothing doubled. It cannot be poisoned:
+- order is kept per conversation, not globally: a conversation whose request keeps
+  failing delays nobody else;
+- a failure is retried with backoff, up to a cap; what keeps failing, or what the desk
+  refuses for good, moves to the dead letters with its reason, where an operator sees
+  it (`python -m actions.outbox`, the desk's status page, the metrics) and can retry it;
+- answers are classified: unreachable, 408/425/429/5xx: the desk is busy or down, try
+  again; 401/403: our token is refused, 413: too large: configuration problems, tried
+  again and logged as errors for the operator; 404 on a message for a ticket: the ticket
+  is not there (yet), tried again a few times; any other 4xx: refused for good;
+- when a ticket is refused for good, the conversation's later messages to that ticket
+  die with it, and the person is told (`action_handoff_failed`, through Rasa's API), in
+  their language, with the hotline; the handoff is cleared so the assistant answers.
+Sending happens outside any transaction; a request being sent is leased, so the action
+and the delivery thread (or two replicas) never send it both. Delivered requests keep
+only their key and the desk's answer, for an hour: no text and no conversation id.
 """
-
 import json
 import logging
-import os
-import sqlite3
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from pathlib import Path
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Dict, Iterable, List, Optional
+
+import jwt
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from actions.runtime import settings
+from avrr.db import engine, forget_on_disk
+from avrr.vocabulary import Actions
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT_S = 5.0
-KEEP_DELIVERED_S = 24 * 3600
-PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
-# The desk is down, overloaded or restarting: try again later.
-RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+LEASE_S = 30.0
+MAX_BACKOFF_S = 300.0
+MAX_ATTEMPTS = 40  # about three hours of retries at most
+MAX_MISSING_TICKET_ATTEMPTS = 5
+KEEP_DELIVERED_S = 3600
+DESK, RASA = "desk", "rasa"
+PENDING, DELIVERED = "pending", "delivered"
+TICKETS_PATH = "/api/tickets"
+INBOUND_PATH = "/api/inbound"
+# The desk or Rasa is down, overloaded or restarting: try again later.
+BUSY = {408, 425, 429, 500, 502, 503, 504}
+# Our token is refused, or the request is too large: an operator must act; keep trying.
+CONFIGURATION = {401, 403, 413}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT UNIQUE NOT NULL,
-    conversation_id TEXT NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    body TEXT,
-    state TEXT NOT NULL,
-    response TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
-);
-"""
+metadata = sa.MetaData()
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(160), unique=True, nullable=False),
+    sa.Column("conversation_id", sa.String(160), nullable=True, index=True),
+    sa.Column("target", sa.String(8), nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("path", sa.String(400), nullable=False),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("response", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(160), unique=True, nullable=False),
+    sa.Column("conversation_id", sa.String(160), nullable=True, index=True),
+    sa.Column("target", sa.String(8), nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("path", sa.String(400), nullable=False),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("died_at", sa.Float, nullable=False, index=True),
+    sqlite_autoincrement=True,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a request after one attempt."""
+
+    delivered: bool = False
+    retry: bool = False
+    reason: str = ""
+    response: Optional[str] = None
+    status: Optional[int] = None
+
+
+def classify(status: Optional[int], path: str, attempts: int) -> Verdict:
+    """The verdict on an answer (`status` None: no answer) to the attempt number `attempts`."""
+    if status is not None and status < 300:
+        return Verdict(delivered=True, status=status)
+    if status is None or status in BUSY:
+        reason = "unreachable" if status is None else f"busy ({status})"
+        return Verdict(retry=attempts < MAX_ATTEMPTS, reason=reason, status=status)
+    if status in CONFIGURATION:
+        what = "too large" if status == 413 else "our token is refused"
+        return Verdict(retry=attempts < MAX_ATTEMPTS, reason=f"{what} ({status})", status=status)
+    if status == 404 and path == INBOUND_PATH:
+        return Verdict(retry=attempts < MAX_MISSING_TICKET_ATTEMPTS,
+                       reason="its ticket is missing (404)", status=status)
+    return Verdict(reason=f"refused ({status})", status=status)
+
+
+def kind(row: Any) -> str:
+    """What a request is, in a word that names nobody."""
+    if row.target == RASA:
+        return "notice"
+    if row.method == "DELETE":
+        return "deletion"
+    return {TICKETS_PATH: "ticket", INBOUND_PATH: "message"}.get(row.path, "request")
+
+
+def backoff(attempts: int) -> float:
+    return min(MAX_BACKOFF_S, 2.0 ** min(attempts, 16))
 
 
 class Outbox:
-    def __init__(self, path: Path, desk_url: str, token: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """The outbox on one engine; safe to share between threads."""
+
+    def __init__(self, made: Engine, desk_url: str, desk_token: str, rasa_url: str = "",
+                 rasa_token: str = "", clock=time.time) -> None:
+        self.engine = made
         self.desk_url = desk_url.rstrip("/")
-        self.token = token
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self.desk_token = desk_token
+        self.rasa_url = rasa_url.rstrip("/")
+        self.rasa_token = rasa_token
+        self.clock = clock
+        metadata.create_all(self.engine)
 
-    def put(self, key: str, conversation_id: str, method: str, path: str, body: Any) -> None:
-        """Keep the request; a key already kept is not added again."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO outbox (key, conversation_id, method, path, body, state,"
-                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, conversation_id, method, path, json.dumps(body), PENDING, time.time()),
-            )
+    def put(self, key: str, conversation_id: str, method: str, path: str, body: Any,
+            target: str = DESK) -> None:
+        """Keep the request; a key already kept (or dead) is not added again."""
+        now = self.clock()
+        with self.engine.begin() as db:
+            if db.execute(sa.select(dead_letters.c.id).where(dead_letters.c.key == key)).first():
+                return
+            exists = db.execute(sa.select(outbox.c.id).where(outbox.c.key == key)).first()
+            if exists:
+                return
+            db.execute(outbox.insert().values(
+                key=key, conversation_id=conversation_id, target=target, method=method,
+                path=path, body=None if body is None else json.dumps(body), state=PENDING,
+                attempts=0, next_at=now, created_at=now,
+            ))
 
-    def forget(self, conversation_id: str) -> None:
-        """Drop what is not yet sent for a conversation whose data the person deleted."""
-        with self._lock:
-            self._db.execute(
-                "DELETE FROM outbox WHERE conversation_id = ? AND state = ?",
-                (conversation_id, PENDING),
-            )
+    def state(self, key: str) -> Optional[str]:
+        """PENDING, DELIVERED, "dead", or None if unknown."""
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(outbox.c.state).where(outbox.c.key == key)).first()
+            if row:
+                return row.state
+            dead = db.execute(sa.select(dead_letters.c.id).where(dead_letters.c.key == key))
+            return "dead" if dead.first() else None
 
     def answer(self, key: str) -> Optional[Dict[str, Any]]:
         """The desk's answer to the request `key`, once delivered."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT response FROM outbox WHERE key = ? AND state = ?", (key, DELIVERED)
-            ).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+        with self.engine.connect() as db:
+            row = db.execute(
+                sa.select(outbox.c.response).where(outbox.c.key == key, outbox.c.state == DELIVERED)
+            ).first()
+        return json.loads(row.response) if row and row.response else None
 
-    def pending(self) -> int:
-        with self._lock:
-            return self._db.execute(
-                "SELECT count(*) FROM outbox WHERE state = ?", (PENDING,)
-            ).fetchone()[0]
+    def counts(self) -> Dict[str, int]:
+        with self.engine.connect() as db:
+            pending = db.execute(sa.select(sa.func.count()).select_from(outbox).where(
+                outbox.c.state == PENDING)).scalar()
+            dead = db.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar()
+        return {"pending": pending, "dead": dead}
 
-    def flush(self) -> None:
-        """Send what is pending, oldest first; stop at the first failure (order matters:
-        a ticket must reach the desk before the messages written to it)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, key, method, path, body FROM outbox WHERE state = ? ORDER BY id",
-                (PENDING,),
-            ).fetchall()
-            for row_id, key, method, path, body in rows:
-                state, response = self._send(method, path, body, key)
-                if state == PENDING:
-                    self._db.execute(
-                        "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row_id,)
-                    )
-                    return
-                self._db.execute(
-                    "UPDATE outbox SET state = ?, response = ?, body = NULL WHERE id = ?",
-                    (state, response, row_id),
-                )
-            self._db.execute(
-                "DELETE FROM outbox WHERE state != ? AND created < ?",
-                (PENDING, time.time() - KEEP_DELIVERED_S),
-            )
+    # Sending.
 
-    def _send(self, method: str, path: str, body: str, key: str) -> Any:
-        request = urllib.request.Request(  # noqa: S310 - the desk's URL is ours
-            f"{self.desk_url}{path}",
-            data=None if method == "DELETE" else body.encode(),
+    def _heads(self, conversation_id: Optional[str]) -> List[Any]:
+        """The oldest pending request of each conversation, if it may be tried now."""
+        now = self.clock()
+        head = (
+            sa.select(sa.func.min(outbox.c.id))
+            .where(outbox.c.state == PENDING)
+            .group_by(outbox.c.conversation_id)
+            .scalar_subquery()
+        )
+        query = sa.select(outbox).where(
+            outbox.c.id.in_(head),
+            outbox.c.next_at <= now,
+            sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
+        )
+        if conversation_id is not None:
+            query = query.where(outbox.c.conversation_id == conversation_id)
+        with self.engine.connect() as db:
+            return db.execute(query.order_by(outbox.c.id).limit(64)).fetchall()
+
+    def _lease(self, row_id: int) -> bool:
+        now = self.clock()
+        with self.engine.begin() as db:
+            return db.execute(
+                outbox.update()
+                .where(outbox.c.id == row_id, outbox.c.state == PENDING,
+                       sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now))
+                .values(lease_until=now + LEASE_S)
+            ).rowcount == 1
+
+    def flush(self, conversation_id: Optional[str] = None, notify: bool = True) -> int:
+        """Send what is due, oldest first per conversation; how many were delivered.
+
+        With `conversation_id`, only that conversation's requests, until one must wait.
+        `notify`: tell the person through Rasa when their ticket is refused for good
+        (the action that is waiting for the answer tells them itself).
+        """
+        delivered, progressed = 0, True
+        while progressed:  # a request done (or dead) lets its conversation's next one go
+            progressed = False
+            for row in self._heads(conversation_id):
+                if not self._lease(row.id):
+                    continue
+                status, body = self._send(row.target, row.method, row.path, row.body, row.key)
+                verdict = classify(status, row.path, row.attempts + 1)
+                self._record(row, verdict, body, notify)
+                delivered += verdict.delivered
+                progressed |= not verdict.retry
+        return delivered
+
+    def _record(self, row: Any, verdict: Verdict, body: Optional[str], notify: bool) -> None:
+        if verdict.delivered:
+            with self.engine.begin() as db:
+                db.execute(outbox.update().where(outbox.c.id == row.id).values(
+                    state=DELIVERED, response=body, body=None, conversation_id=None,
+                    lease_until=None, next_at=self.clock()))
+            return
+        if verdict.retry:
+            level = logging.ERROR if verdict.status in CONFIGURATION else logging.WARNING
+            logger.log(level, "the %s did not take a request: %s; attempt %d, again later",
+                       row.target, verdict.reason, row.attempts + 1)
+            with self.engine.begin() as db:
+                db.execute(outbox.update().where(outbox.c.id == row.id).values(
+                    attempts=row.attempts + 1, next_at=self.clock() + backoff(row.attempts + 1),
+                    lease_until=None))
+            return
+        logger.error("a %s for the %s is given up: %s (attempt %d)",
+                     kind(row), row.target, verdict.reason, row.attempts + 1)
+        with self.engine.begin() as db:
+            self._bury(db, row, verdict.reason)
+            if row.target == DESK and row.path == TICKETS_PATH:
+                self._bury_followers(db, row)
+                if notify:
+                    self._notify_refusal(db, row)
+
+    def _bury(self, db: Any, row: Any, reason: str) -> None:
+        db.execute(outbox.delete().where(outbox.c.id == row.id))
+        db.execute(dead_letters.insert().values(
+            key=row.key, conversation_id=row.conversation_id, target=row.target,
+            method=row.method, path=row.path, body=row.body, reason=reason[:200],
+            attempts=row.attempts + 1, created_at=row.created_at, died_at=self.clock()))
+
+    def _bury_followers(self, db: Any, ticket: Any) -> None:
+        """The messages written to a refused ticket cannot reach it either."""
+        for follower in db.execute(sa.select(outbox).where(
+            outbox.c.conversation_id == ticket.conversation_id,
+            outbox.c.state == PENDING, outbox.c.path == INBOUND_PATH,
+        )).fetchall():
+            self._bury(db, follower, "its ticket was refused")
+
+    def _notify_refusal(self, db: Any, ticket: Any) -> None:
+        conversation = urllib.parse.quote(ticket.conversation_id, safe="")
+        db.execute(outbox.insert().values(
+            key=f"{ticket.key}:refused", conversation_id=ticket.conversation_id, target=RASA,
+            method="POST", path=f"/conversations/{conversation}/execute?output_channel=latest",
+            body=json.dumps({"name": Actions.HANDOFF_FAILED}), state=PENDING, attempts=0,
+            next_at=self.clock(), created_at=self.clock()))
+
+    def send_now(self, key: str, method: str, path: str) -> Optional[int]:
+        """Send a bodiless request to the desk at once, keeping nothing: its status, or None."""
+        status, _ = self._send(DESK, method, path, None, key)
+        return status
+
+    def _send(self, target: str, method: str, path: str, body: Optional[str],
+              key: str) -> Any:
+        """(status or None, body) of one attempt; never raises."""
+        if target == RASA:
+            url = f"{self.rasa_url}{path}"
+            token = jwt.encode({"user": {"username": "action-server", "role": "admin"},
+                                "exp": int(self.clock()) + 300}, self.rasa_token, "HS256")
+        else:
+            url, token = f"{self.desk_url}{path}", self.desk_token
+        request = urllib.request.Request(  # noqa: S310 - our own services' URLs
+            url,
+            data=body.encode() if body is not None else None,
             method=method,
             headers={
-                "Authorization": f"Bearer {self.token}",
+                "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
                 "Idempotency-Key": key,
             },
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:  # noqa: S310
-                return DELIVERED, reply.read().decode()
+                return reply.status, reply.read().decode()
         except urllib.error.HTTPError as refused:
-            if refused.code in RETRY_STATUSES:
-                logger.warning("the desk answered %d; will retry", refused.code)
-                return PENDING, None
-            logger.error("the desk refused a request (%d); it is kept as refused", refused.code)
-            return REFUSED, None
+            return refused.code, None
         except (urllib.error.URLError, OSError) as failure:
-            logger.warning("the desk is unreachable (%s); will retry", type(failure).__name__)
-            return PENDING, None
+            logger.debug("%s unreachable: %s", target, type(failure).__name__)
+            return None, None
+
+    # Operators, deletion and retention.
+
+    def dead(self) -> List[Dict[str, Any]]:
+        """The dead letters, without their bodies (which may hold what a person wrote)."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(dead_letters).order_by(dead_letters.c.id)).fetchall()
+        return [
+            {"id": row.id, "kind": kind(row), "target": row.target, "reason": row.reason,
+             "attempts": row.attempts, "created_at": row.created_at, "died_at": row.died_at}
+            for row in rows
+        ]
+
+    def retry_dead(self, ids: Optional[Iterable[int]] = None) -> int:
+        """Put dead letters (all, or those `ids`) back in the outbox; how many."""
+        now = self.clock()
+        with self.engine.begin() as db:
+            query = sa.select(dead_letters)
+            if ids is not None:
+                query = query.where(dead_letters.c.id.in_(list(ids)))
+            rows = db.execute(query.order_by(dead_letters.c.id)).fetchall()
+            for row in rows:
+                db.execute(dead_letters.delete().where(dead_letters.c.id == row.id))
+                db.execute(outbox.insert().values(
+                    key=row.key, conversation_id=row.conversation_id, target=row.target,
+                    method=row.method, path=row.path, body=row.body, state=PENDING,
+                    attempts=0, next_at=now, created_at=row.created_at))
+        return len(rows)
+
+    def forget(self, conversation_id: str) -> None:
+        """Delete every request of a conversation whose data the person deleted."""
+        with self.engine.begin() as db:
+            for table in (outbox, dead_letters):
+                db.execute(table.delete().where(table.c.conversation_id == conversation_id))
+        forget_on_disk(self.engine)
+
+    def prune(self, retention_s: float) -> int:
+        """Delete delivered answers after an hour, dead letters after the retention period."""
+        now = self.clock()
+        with self.engine.begin() as db:
+            removed = db.execute(outbox.delete().where(
+                outbox.c.state == DELIVERED, outbox.c.next_at < now - KEEP_DELIVERED_S)).rowcount
+            removed += db.execute(dead_letters.delete().where(
+                dead_letters.c.died_at < now - retention_s)).rowcount
+        return removed
 
 
-_outbox: Optional[Outbox] = None
-_outbox_lock = threading.Lock()
-
-
+@cache
 def get_outbox() -> Outbox:
-    """The outbox of this deployment, from AVRR_OUTBOX_DB, DESK_URL and DESK_API_TOKEN."""
-    global _outbox
-    with _outbox_lock:
-        if _outbox is None:
-            default = Path(__file__).resolve().parent.parent / "var" / "outbox.db"
-            _outbox = Outbox(
-                Path(os.environ.get("AVRR_OUTBOX_DB", default)),
-                os.environ.get("DESK_URL", "http://127.0.0.1:8000"),
-                os.environ.get("DESK_API_TOKEN", ""),
-            )
-        return _outbox
+    """The outbox of this deployment (the action server's settings)."""
+    found = settings()
+    rasa_token = found.rasa_api_token.get_secret_value() if found.rasa_api_token else ""
+    return Outbox(engine(found.outbox_url), found.desk_url,
+                  found.desk_api_token.get_secret_value(), found.rasa_url, rasa_token)
 
 
 def deliver_forever(interval_s: float = 3.0, stop: Optional[threading.Event] = None) -> None:
-    """Flush the outbox every `interval_s` seconds until `stop` is set."""
+    """Flush the outbox every `interval_s` seconds until `stop` is set; prune hourly."""
     stop = stop or threading.Event()
+    last_prune = 0.0
     while not stop.wait(interval_s):
         try:
-            get_outbox().flush()
-        except Exception:  # noqa: BLE001 - the thread must outlive any one failure
-            logger.exception("outbox delivery failed; retrying")
+            box = get_outbox()
+            box.flush()
+            if time.time() - last_prune > 3600:
+                box.prune(settings().retention_days * 86400)
+                last_prune = time.time()
+        except Exception as failure:  # noqa: BLE001 - the thread must outlive any one failure
+            logger.error("outbox delivery failed: %s; retrying", type(failure).__name__)

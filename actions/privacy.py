@@ -1,15 +1,18 @@
-"""Deleting a person's conversation on request.
+"""Deleting a person's conversation on request, and saying so only when it is done.
 
-The deletion itself happens in the tracker store (bot/tracker_store.py): when it saves a
-conversation in which `action_delete_my_data` ran, it deletes every stored event of that
-sender and stores nothing of it. This action deletes the person's tickets at the desk
-and what the channels keep about them, and tells the person.
+`action_delete_my_data` deletes, in order, what the action server keeps (the outbox's
+requests) and the person's tickets at the desk (at once, not through the outbox: the
+person is told the truth now). Only when both succeeded does it set `data_deleted`, and
+the Rasa server then deletes its part as it saves the conversation (the channels'
+records, then every stored event: bot/tracker_store.py). If a step fails, the person is
+told that nothing is deleted yet and can ask again; every step is idempotent.
 """
 import asyncio
 import urllib.parse
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -18,16 +21,14 @@ from actions.content import get_content
 from actions.eligibility import NO, YES
 from actions.handoff import message_key
 from actions.outbox import get_outbox
-from bot.channels.ledger import get_ledger
-
-ACTION_DELETE_MY_DATA = "action_delete_my_data"
+from avrr.vocabulary import Actions, Slots
 
 
 class ActionConfirmDelete(Action):
     """Ask the person to confirm before anything is deleted."""
 
     def name(self) -> Text:
-        return "action_confirm_delete"
+        return Actions.CONFIRM_DELETE
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -51,22 +52,20 @@ class ActionCancelDelete(Action):
 
 
 class ActionDeleteMyData(Action):
-    """Confirm the deletion, which the tracker store carries out as it saves."""
+    """Delete the person's data here and at the desk; see the module docstring."""
 
     def name(self) -> Text:
-        return ACTION_DELETE_MY_DATA
+        return Actions.DELETE_MY_DATA
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
-        # Tickets at the desk go too; what the outbox still holds is never sent.
         outbox = get_outbox()
-        outbox.forget(tracker.sender_id)
-        outbox.put(
-            message_key(tracker), tracker.sender_id, "DELETE",
-            f"/api/conversations/{urllib.parse.quote(tracker.sender_id, safe='')}", None,
-        )
-        await asyncio.to_thread(outbox.flush)
-        get_ledger().forget(tracker.sender_id)
+        await asyncio.to_thread(outbox.forget, tracker.sender_id)
+        path = f"/api/conversations/{urllib.parse.quote(tracker.sender_id, safe='')}"
+        status = await asyncio.to_thread(outbox.send_now, message_key(tracker), "DELETE", path)
+        if status is None or status >= 300:
+            send(dispatcher, tracker, "delete_failed")
+            return language_events(tracker)
         send(dispatcher, tracker, "delete_done")
-        return language_events(tracker)
+        return [SlotSet(Slots.DATA_DELETED, True)]

@@ -22,12 +22,14 @@ from rasa.shared.core.events import ActionExecuted
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
-HANDOFF_SLOT = "handoff_ticket"
-RELAY = "action_handoff_relay"
-PASS_THROUGH_INTENTS = ("delete_my_data",)
+from avrr.vocabulary import Actions, Intents, Slots
+
+HANDOFF_SLOT = Slots.HANDOFF_TICKET
+RELAY = Actions.HANDOFF_RELAY
+PASS_THROUGH_INTENTS = (Intents.DELETE_MY_DATA,)
 # After these the assistant waits for the person, whatever else is predicted.
-LISTEN_AFTER = (RELAY, "action_offer_handoff")
-PASS_THROUGH_AFTER = ("action_confirm_delete",)
+LISTEN_AFTER = (RELAY, Actions.OFFER_HANDOFF)
+PASS_THROUGH_AFTER = (Actions.CONFIRM_DELETE,)
 
 
 def relays(tracker: DialogueStateTracker) -> bool:

@@ -2,78 +2,57 @@
 
 Starts, on loopback: the action server; the Rasa server with its HTTP API and the
 channels (REST and the web widget's socket.io always; Telegram and WhatsApp when their
-settings are in the environment); the counsellor desk; and the web widget's demo page.
-Conversations, tickets and the outbox are SQLite files in AVRR_DATA_DIR. Secrets not
-given in the environment are generated once and kept there (mode 0600). Prints one
-line with "ready" once all answer and the model is loaded. If one process ends, all
-are stopped.
+settings are given); the counsellor desk; and the web widget's demo page. Conversations,
+tickets and the outbox are SQLite files in the data folder. Secrets not given in the
+environment are generated once and kept there (mode 0600).
+
+It refuses to start when a port it needs is taken, naming the port, so that it never
+mistakes another program for one of its own parts. It prints one line with "ready"
+once all answer and the model is loaded. Then it supervises them: a part that dies is
+started again, after a pause that grows while it keeps dying (it says so, loudly), and
+the others keep serving. Ctrl-C (or SIGTERM) stops everything.
 """
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess  # noqa: S404 - we start our own servers
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from avrr.settings import LOOPBACK, ROOT, LaunchSettings, environment, load
+
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 15
-# Channels that start only when their settings are given, by the variable that tells.
+# A part that dies is restarted after 1, 2, 4 ... seconds, at most this long.
+MAX_RESTART_DELAY_S = 60.0
+# A part that ran this long without dying is healthy again: its next restart is quick.
+HEALTHY_AFTER_S = 120.0
+# Secrets generated once and kept in the data folder when the environment has none.
+KEPT_SECRETS = ("DESK_API_TOKEN", "SOCKET_SESSION_SECRET", "RASA_API_TOKEN",
+                "ACTION_SERVER_TOKEN")
+# Channels that start only when their settings are given.
 OPTIONAL_CHANNELS = {
-    "bot.channels.telegram.TelegramInput": "TELEGRAM_BOT_TOKEN",
-    "bot.channels.whatsapp.WhatsAppInput": "WHATSAPP_ACCESS_TOKEN",
+    "bot.channels.telegram.channel.TelegramInput": "telegram_bot_token",
+    "bot.channels.whatsapp.channel.WhatsAppInput": "whatsapp_access_token",
 }
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where the parts listen and keep their data, from the environment."""
-
-    rasa_port: int
-    action_port: int
-    data_dir: Path
-    model: Path
-    api_token: Optional[str]
-    desk_port: int
-    widget_port: int
-    channels: List[str]
-
-    @classmethod
-    def from_env(cls, env: Dict[str, str]) -> "Settings":
-        return cls(
-            rasa_port=int(env.get("RASA_PORT", "5005")),
-            action_port=int(env.get("ACTION_PORT", "5055")),
-            data_dir=Path(env.get("AVRR_DATA_DIR", ROOT / "var")),
-            model=Path(env.get("AVRR_MODEL", ROOT / "models" / "avrr.tar.gz")),
-            api_token=env.get("RASA_API_TOKEN") or None,
-            desk_port=int(env.get("DESK_PORT", "8000")),
-            widget_port=int(env.get("WIDGET_PORT", "8080")),
-            channels=[name for name, variable in OPTIONAL_CHANNELS.items() if env.get(variable)],
-        )
-
-    @property
-    def tracker_db(self) -> Path:
-        return self.data_dir / "conversations.db"
-
-    @property
-    def status_url(self) -> str:
-        query = f"?token={urllib.parse.quote(self.api_token)}" if self.api_token else ""
-        return f"http://127.0.0.1:{self.rasa_port}/status{query}"
+class PortTaken(RuntimeError):
+    """A port the assistant needs is in use by another program."""
 
 
-def kept_secret(env: Dict[str, str], name: str, data_dir: Path) -> str:
-    """The secret `name` from the environment, else one generated once and kept."""
-    if env.get(name):
-        return env[name]
+def kept_secret(name: str, data_dir: Path) -> str:
+    """The secret `name` kept in the data folder, generated the first time."""
     path = data_dir / name.lower()
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -82,111 +61,201 @@ def kept_secret(env: Dict[str, str], name: str, data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def credentials(settings: Settings) -> Path:
+def port_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def ports(settings: LaunchSettings) -> Dict[str, int]:
+    return {
+        "action server": settings.action_port,
+        "rasa server": settings.rasa_port,
+        "counsellor desk": settings.desk_port,
+        "web widget": settings.widget_port,
+    }
+
+
+def check_ports(settings: LaunchSettings) -> None:
+    for name, port in ports(settings).items():
+        if not port_free(port):
+            raise PortTaken(
+                f"port {port} ({name}) is already in use on {LOOPBACK}: stop what uses it, "
+                f"or choose another port in the environment (see .env.example)"
+            )
+
+
+def credentials(settings: LaunchSettings) -> Path:
     """Rasa's credentials file: the channels to start. Their secrets stay in the environment."""
     path = settings.data_dir / "credentials.yml"
     lines = (ROOT / "credentials.yml").read_text().splitlines()
-    lines += [f"{channel}:" for channel in settings.channels]
+    lines += [f"{channel}:" for channel, field_name in OPTIONAL_CHANNELS.items()
+              if getattr(settings, field_name) is not None]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def child_env(settings: Settings) -> Dict[str, str]:
-    env = dict(os.environ)
-    rasa_url = f"http://127.0.0.1:{settings.rasa_port}"
+def child_env(settings: LaunchSettings, environ: Dict[str, str]) -> Dict[str, str]:
+    """The environment of the parts: ours, the kept secrets, and where each part is."""
+    env = dict(environ)
+    for name in KEPT_SECRETS:
+        env[name] = settings.secret(name) or kept_secret(name, settings.data_dir)
+    rasa_url = f"http://{LOOPBACK}:{settings.rasa_port}"
     # The widget's page, and Rasa's own origin (same-origin pages, test clients).
-    widget = [
+    origins = [
         f"http://{host}:{port}"
         for port in (settings.widget_port, settings.rasa_port)
-        for host in ("127.0.0.1", "localhost")
+        for host in (LOOPBACK, "localhost")
     ]
     env.update(
         RASA_TELEMETRY_ENABLED="false",
-        ACTION_SERVER_URL=f"http://127.0.0.1:{settings.action_port}/webhook",
-        AVRR_TRACKER_DB=str(settings.tracker_db),
-        AVRR_OUTBOX_DB=str(settings.data_dir / "outbox.db"),
-        AVRR_CHANNEL_DB=str(settings.data_dir / "channels.db"),
+        ACTION_SERVER_URL=f"http://{LOOPBACK}:{settings.action_port}/webhook",
+        ACTION_PORT=str(settings.action_port),
         AVRR_DATA_DIR=str(settings.data_dir),
-        DESK_URL=f"http://127.0.0.1:{settings.desk_port}",
+        DESK_URL=f"http://{LOOPBACK}:{settings.desk_port}",
         DESK_PORT=str(settings.desk_port),
-        DESK_API_TOKEN=kept_secret(env, "DESK_API_TOKEN", settings.data_dir),
-        SOCKET_SESSION_SECRET=kept_secret(env, "SOCKET_SESSION_SECRET", settings.data_dir),
         RASA_URL=rasa_url,
-        WIDGET_RASA_URL=env.get("WIDGET_RASA_URL", rasa_url),
+        WIDGET_RASA_URL=settings.widget_rasa_url or rasa_url,
         WIDGET_PORT=str(settings.widget_port),
-        WIDGET_ORIGINS=env.get("WIDGET_ORIGINS", ",".join(widget)),
+        WIDGET_ORIGINS=settings.widget_origins or ",".join(origins),
         PYTHONPATH=str(ROOT),
     )
     return env
 
 
-def commands(settings: Settings) -> Dict[str, List[str]]:
-    rasa = [
-        sys.executable, "-m", "bot.serve", "run",
-        "--enable-api",
-        "--interface", "127.0.0.1",
-        "--port", str(settings.rasa_port),
-        "--model", str(settings.model),
-        "--credentials", str(credentials(settings)),
-        "--endpoints", str(ROOT / "endpoints.yml"),
-    ]
-    if settings.api_token:
-        rasa += ["--auth-token", settings.api_token]
+def commands(settings: LaunchSettings) -> Dict[str, List[str]]:
     return {
-        "action server": [
-            sys.executable, "-m", "bot.action_server",
-            "--actions", "actions",
-            "--port", str(settings.action_port),
+        "action server": [sys.executable, "-m", "bot.action_server"],
+        "rasa server": [
+            sys.executable, "-m", "bot.serve", "run",
+            "--enable-api",
+            "--interface", LOOPBACK,
+            "--port", str(settings.rasa_port),
+            "--model", str(settings.model),
+            "--credentials", str(credentials(settings)),
+            "--endpoints", str(ROOT / "endpoints.yml"),
         ],
-        "rasa server": rasa,
         "counsellor desk": [sys.executable, "-m", "desk"],
         "web widget": [sys.executable, "-m", "bot.widget_server"],
     }
 
 
-def answers(url: str, want_model: bool = False) -> bool:
-    """Whether `url` answers 200 (and, for /status, names a loaded model)."""
+def health_urls(settings: LaunchSettings, api_token: str) -> Dict[str, str]:
+    status = f"http://{LOOPBACK}:{settings.rasa_port}/status?" + urllib.parse.urlencode(
+        {"token": api_token})
+    return {
+        "action server": f"http://{LOOPBACK}:{settings.action_port}/health",
+        "rasa server": status,
+        "counsellor desk": f"http://{LOOPBACK}:{settings.desk_port}/health",
+        "web widget": f"http://{LOOPBACK}:{settings.widget_port}/health",
+    }
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 (and, for Rasa's /status, names a loaded model)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
             body = reply.read()
     except (urllib.error.URLError, OSError):
         return False
-    return not want_model or b'"model_file":"' in body.replace(b" ", b"")
+    return "/status?" not in url or b'"model_file":"' in body.replace(b" ", b"")
 
 
-def wait_until_ready(settings: Settings, processes: Dict[str, subprocess.Popen]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    checks = {
-        "action server": (f"http://127.0.0.1:{settings.action_port}/health", False),
-        "rasa server": (settings.status_url, True),
-        "counsellor desk": (f"http://127.0.0.1:{settings.desk_port}/health", False),
-        "web widget": (f"http://127.0.0.1:{settings.widget_port}/health", False),
-    }
-    pending = dict(checks)
-    while pending:
-        for name, process in processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"the {name} stopped while starting (exit {process.returncode})")
-        for name, (url, want_model) in list(pending.items()):
-            if answers(url, want_model):
-                logger.info("%s is up", name)
-                del pending[name]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready after {STARTUP_TIMEOUT_S} s: {', '.join(pending)}")
-        time.sleep(0.5)
+@dataclass
+class Part:
+    """One supervised process."""
+
+    name: str
+    command: List[str]
+    process: Optional[subprocess.Popen] = None
+    started_at: float = 0.0
+    deaths: int = 0
+    restart_at: Optional[float] = None
+    exits: List[int] = field(default_factory=list)
+
+    def start(self, env: Dict[str, str]) -> None:
+        # Their output goes to our stderr: stdout carries only the "ready" line.
+        self.process = subprocess.Popen(  # noqa: S603
+            self.command, cwd=ROOT, env=env, stdout=sys.stderr
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def died(self, now: float) -> float:
+        """Note the death; the delay before the restart."""
+        code = self.process.returncode if self.process else None
+        if now - self.started_at > HEALTHY_AFTER_S:
+            self.deaths = 0
+        self.deaths += 1
+        self.exits.append(code)
+        delay = min(MAX_RESTART_DELAY_S, 2.0 ** (self.deaths - 1))
+        self.restart_at = now + delay
+        return delay
 
 
-def stop(processes: Dict[str, subprocess.Popen]) -> None:
-    for process in processes.values():
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for process in processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+class Supervisor:
+    def __init__(self, settings: LaunchSettings, env: Dict[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+        self.parts = [Part(name, command) for name, command in commands(settings).items()]
+
+    def start(self) -> None:
+        for part in self.parts:
+            logger.info("starting the %s", part.name)
+            part.start(self.env)
+
+    def wait_until_ready(self) -> None:
+        pending = dict(health_urls(self.settings, self.env["RASA_API_TOKEN"]))
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while pending:
+            for part in self.parts:
+                if not part.alive():
+                    raise RuntimeError(
+                        f"the {part.name} stopped while starting (exit {part.process.returncode})"
+                    )
+            for name, url in list(pending.items()):
+                if answers(url):
+                    logger.info("%s is up", name)
+                    del pending[name]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {STARTUP_TIMEOUT_S} s: {', '.join(pending)}")
+            time.sleep(0.5)
+
+    def watch_once(self) -> None:
+        """Restart what died, when its pause is over."""
+        now = time.monotonic()
+        for part in self.parts:
+            if part.alive():
+                continue
+            if part.restart_at is None:
+                delay = part.died(now)
+                level = logging.ERROR if part.deaths >= 3 else logging.WARNING
+                logger.log(level, "the %s stopped (exit %s, %d time(s) in a row): "
+                           "starting it again in %.0f s; the other parts keep serving",
+                           part.name, part.exits[-1], part.deaths, delay)
+            elif now >= part.restart_at:
+                logger.info("starting the %s again", part.name)
+                part.start(self.env)
+
+    def stop(self) -> None:
+        for part in self.parts:
+            if part.alive():
+                part.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for part in self.parts:
+            if part.process is None:
+                continue
+            try:
+                part.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                part.process.kill()
+                part.process.wait()
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -196,38 +265,36 @@ def interrupt(signum: int, frame: object) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launch: %(message)s")
-    settings = Settings.from_env(dict(os.environ))
+    settings = load(LaunchSettings)
     if not settings.model.exists():
         logger.error("No trained model at %s: run `make train` first.", settings.model)
         return 2
+    try:
+        check_ports(settings)
+    except PortTaken as taken:
+        logger.error("%s", taken)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = child_env(settings)
-    processes: Dict[str, subprocess.Popen] = {}
+    supervisor = Supervisor(settings, child_env(settings, environment()))
     signal.signal(signal.SIGTERM, interrupt)
     # Also when started with SIGINT ignored (a background job): Ctrl-C to the group
     # must stop us as it stops the children.
     signal.signal(signal.SIGINT, interrupt)
     try:
-        for name, command in commands(settings).items():
-            logger.info("starting the %s", name)
-            # Their output goes to our stderr: stdout carries only the "ready" line.
-            processes[name] = subprocess.Popen(  # noqa: S603
-                command, cwd=ROOT, env=env, stdout=sys.stderr
-            )
-        wait_until_ready(settings, processes)
+        supervisor.start()
+        supervisor.wait_until_ready()
         logger.info(
-            "ready: web chat http://127.0.0.1:%d/ , counsellor desk http://127.0.0.1:%d/ "
-            "(first login in %s), REST http://127.0.0.1:%d/webhooks/rest/webhook, "
+            "ready: web chat http://%s:%d/ , counsellor desk http://%s:%d/ "
+            "(first login in %s), REST http://%s:%d/webhooks/rest/webhook, "
             "data in %s. Ctrl-C stops.",
-            settings.widget_port, settings.desk_port,
-            settings.data_dir / "desk-first-login.txt", settings.rasa_port, settings.data_dir,
+            LOOPBACK, settings.widget_port, LOOPBACK, settings.desk_port,
+            settings.data_dir / "desk-first-login.txt", LOOPBACK, settings.rasa_port,
+            settings.data_dir,
         )
         print("ready", flush=True)
-        while all(process.poll() is None for process in processes.values()):
+        while True:
+            supervisor.watch_once()
             time.sleep(0.5)
-        ended = [name for name, process in processes.items() if process.poll() is not None]
-        logger.error("the %s stopped; stopping everything", " and ".join(ended))
-        return 1
     except KeyboardInterrupt:
         logger.info("stopping")
         return 0
@@ -235,7 +302,7 @@ def main() -> int:
         logger.error("%s", failure)
         return 1
     finally:
-        stop(processes)
+        supervisor.stop()
 
 
 if __name__ == "__main__":

@@ -1,34 +1,69 @@
-"""`python -m bot.serve run ...`: Rasa's command line, with three of its flaws mended.
+"""`python -m bot.serve run ...`: Rasa's command line, with its flaws mended for us.
 
 1. Rasa wraps every tracker store in a FailSafeTrackerStore: when the database fails,
    it logs, keeps the conversation in memory and answers as if all were well, so what
-   the person wrote is lost at the next restart. It also falls back to memory when a
-   custom store cannot be imported. Here the configured store is used as it is, an
-   in-memory one is refused, and a storage error fails the request (the channel
-   answers 503, and the client can send again).
-2. Rasa checks each action server response with `jsonschema.validate`, which first
+   the person wrote is lost at the next restart. Here the configured store is used as it
+   is, an in-memory one is refused, and a storage error fails the request (the channel
+   answers 503, and the client sends again).
+2. Rasa records an action as executed even when the action server could not run it
+   (the person's relayed message, or their deletion request, silently vanishes). Here
+   the failure fails the whole message: nothing of it is recorded, the channel answers
+   503, and the platform or the widget sends it again.
+3. Rasa checks each action server response with `jsonschema.validate`, which first
    validates the schema itself against its meta-schema, on every call: measured here
-   (py-spy, bench/load.py) at 45% of the server's CPU. The same check runs with a
-   validator built once.
-3. LogisticRegressionClassifier computes `X @ coef.T` with X sparse: scipy copies the
+   (py-spy, bench/) at 45% of the server's CPU. The same check runs with a validator
+   built once.
+4. LogisticRegressionClassifier computes `X @ coef.T` with X sparse: scipy copies the
    transposed coefficients (29 x 270,000 here) to make them contiguous, for every
    message: 23 ms of a 38 ms message. Stored in Fortran order after loading, the
    transposed matrix is contiguous already (0.06 ms), with the same results.
+5. The HTTP API is never open: `run` refuses to start without RASA_API_TOKEN, which is
+   accepted as `?token=` and as the secret of a JWT in the Authorization header (what
+   the desk and the action server send). The token is given to Rasa inside this
+   process, so it never shows in the process list.
+6. Every request body is limited (`MAX_BODY_BYTES`, 413 before it is read), and the
+   HTTP API cannot create a conversation out of nothing: a counsellor's reply racing a
+   deletion gets a 404 instead of a new, orphan conversation.
 """
+import asyncio
 import logging
+import re
+import sys
 from functools import lru_cache
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
-from rasa.core.actions.action import RemoteAction
+import rasa.core.run
+from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.agent import Agent
+from rasa.core.processor import MessageProcessor
 from rasa.core.tracker_store import InMemoryTrackerStore, TrackerStore
 from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
+from rasa.shared.constants import UTTER_PREFIX
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecutionRejected, UserUttered
+from sanic import Sanic, response
+from sanic.request import Request
+
+from avrr.settings import SettingsError
+from bot import runtime
+
+logger = logging.getLogger(__name__)
+
+# Telegram's largest update (a 4,096-character message, its entities and the message it
+# answers) is some tens of kB; Meta's WhatsApp webhooks likewise. Four times that.
+MAX_BODY_BYTES = 256 * 1024
+RETENTION_INTERVAL_S = 3600
+_API_WRITE = re.compile(r"^/conversations/(?P<conversation>[^/]+)/(tracker/events|execute)$")
 
 
 class TrackerStoreUnavailable(RuntimeError):
     """No durable tracker store is configured."""
+
+
+class ActionFailed(RuntimeError):
+    """The action server could not run an action: nothing of this message is recorded."""
 
 
 def durable_tracker_store(store: Optional[TrackerStore], domain: Domain) -> TrackerStore:
@@ -39,6 +74,37 @@ def durable_tracker_store(store: Optional[TrackerStore], domain: Domain) -> Trac
         )
     store.domain = domain
     return store
+
+
+async def run_action_or_fail(
+    self: MessageProcessor, action: Any, tracker: Any, output_channel: Any, nlg: Any,
+    prediction: Any,
+) -> bool:
+    """MessageProcessor._run_action, except that a failed action fails the message."""
+    try:
+        temporary_tracker = tracker.copy()
+        temporary_tracker.update_with_events(prediction.events, self.domain)
+        events = await action.run(output_channel, nlg, temporary_tracker, self.domain)
+    except ActionExecutionRejection:
+        events = [
+            ActionExecutionRejected(
+                action.name(), prediction.policy_name, prediction.max_confidence
+            )
+        ]
+        tracker.update(events[0])
+        return self.should_predict_another_action(action.name())
+    except Exception as failure:
+        logger.error("the action %s failed (%s): the message is not recorded",
+                     action.name(), type(failure).__name__)
+        raise ActionFailed(action.name()) from failure
+
+    self._log_action_on_tracker(tracker, action, events, prediction)
+    if any(isinstance(e, UserUttered) for e in events):
+        tracker = await self.run_action_extract_slots(output_channel, tracker)
+    if action.name() != ACTION_LISTEN_NAME and not action.name().startswith(UTTER_PREFIX):
+        self._log_slots(tracker)
+    await self.execute_side_effects(events, tracker, output_channel)
+    return self.should_predict_another_action(action.name())
 
 
 @lru_cache(maxsize=1)
@@ -76,13 +142,69 @@ def load_logistic_regression(cls: type, *args: Any, **kwargs: Any) -> Any:
     return component
 
 
+def guard_app(app: Sanic) -> Sanic:
+    """Limit bodies, keep the HTTP API from making conversations, expire old data."""
+    app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
+
+    @app.on_request
+    async def no_orphan_conversations(request: Request) -> Any:
+        found = _API_WRITE.match(request.path) if request.method == "POST" else None
+        if found is None or not hasattr(request.app.ctx, "agent"):
+            return None
+        conversation = found.group("conversation")
+        if await request.app.ctx.agent.tracker_store.retrieve(conversation) is None:
+            return response.json({"error": "no such conversation"}, status=404)
+        return None
+
+    async def expire_old_conversations(running: Sanic) -> None:
+        retention_s = runtime.settings().retention_days * 86400
+        while True:
+            try:
+                store = running.ctx.agent.tracker_store
+                expired = await store.expire(retention_s)
+                pruned = await asyncio.to_thread(runtime.records().prune, retention_s)
+                if expired or pruned:
+                    logger.info("retention: %d conversations, %d channel records removed",
+                                expired, pruned)
+            except Exception as failure:  # noqa: BLE001 - try again at the next round
+                logger.error("retention job failed: %s", type(failure).__name__)
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
+    app.add_task(expire_old_conversations)
+    return app
+
+
+_configure_app = rasa.core.run.configure_app
+
+
+def configure_app(*args: Any, **kwargs: Any) -> Sanic:
+    return guard_app(_configure_app(*args, **kwargs))
+
+
 def mend_rasa() -> None:
     Agent._create_tracker_store = staticmethod(durable_tracker_store)
+    MessageProcessor._run_action = run_action_or_fail
     RemoteAction._validate_action_result = validate_action_result
     LogisticRegressionClassifier.load = classmethod(load_logistic_regression)
+    rasa.core.run.configure_app = configure_app
+
+
+def with_api_token(argv: List[str]) -> List[str]:
+    """`argv` of `rasa run` with the API token and the JWT secret from the settings."""
+    if len(argv) < 2 or argv[1] != "run":
+        return argv
+    token = runtime.settings().api_token
+    if token is None:
+        raise SettingsError(
+            "RASA_API_TOKEN is not set: the Rasa HTTP API is never open "
+            "(`make run` generates one and keeps it in the data folder)"
+        )
+    secret = token.get_secret_value()
+    return argv + ["--auth-token", secret, "--jwt-secret", secret, "--jwt-method", "HS256"]
 
 
 def main() -> None:
+    sys.argv = with_api_token(sys.argv)
     mend_rasa()
     # httpx (python-telegram-bot's client) logs each request's URL, which holds the bot
     # token, at INFO.

@@ -1,55 +1,114 @@
 """The SQL tracker store, with deletion on request.
 
-When a conversation is saved in which `action_delete_my_data` ran, every stored event of
-that sender is deleted, in every session, and nothing of that conversation is stored.
-The person's next message starts a new conversation.
+The store's database comes from the settings (`AVRR_DATABASE_URL`, else
+`<data dir>/conversations.db`), not from endpoints.yml. When a conversation is saved in
+which `action_delete_my_data` reported success (it sets the slot `data_deleted` once the
+desk and the action server's own records are gone), the Rasa server deletes its part:
+first the channels' records of that person, then every stored event of that sender, in
+every session; nothing of that conversation is stored. The person's next message starts
+a new conversation. If the action failed, nothing is deleted here, and the person was
+told so: they can ask again, and every step runs again.
 """
 import logging
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Optional
 
 import sqlalchemy as sa
+from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import SQLTrackerStore
-from rasa.shared.core.events import ActionExecuted
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
+
+from avrr.db import forget_on_disk, sqlite_pragmas
+from avrr.vocabulary import Actions, Slots
+from bot import runtime
 
 logger = logging.getLogger(__name__)
 
-ACTION_DELETE_MY_DATA = "action_delete_my_data"
+
+def deletion_done(tracker: DialogueStateTracker) -> bool:
+    """Whether the deletion action ran in this conversation and reported success."""
+    ran = False
+    for event in tracker.events:
+        if isinstance(event, ActionExecuted) and event.action_name == Actions.DELETE_MY_DATA:
+            ran = True
+        elif ran and isinstance(event, SlotSet) and event.key == Slots.DATA_DELETED:
+            if event.value is True:
+                return True
+    return False
 
 
-def deletion_requested(tracker: DialogueStateTracker) -> bool:
-    return any(
-        isinstance(event, ActionExecuted) and event.action_name == ACTION_DELETE_MY_DATA
-        for event in tracker.events
-    )
-
-
-def use_write_ahead_log(connection: Any, _: Any) -> None:
-    """SQLite in WAL mode: one fsync per commit instead of several, equally durable."""
-    connection.execute("PRAGMA journal_mode=WAL")
+class ConversationGone(RuntimeError):
+    """Nothing is stored of this conversation and nobody wrote in it: it is not made."""
 
 
 class PrivacySQLTrackerStore(SQLTrackerStore):
     """SQLTrackerStore that forgets a sender entirely when they ask for it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        domain: Optional[Domain] = None,
+        event_broker: Optional[EventBroker] = None,
+        **kwargs: Any,
+    ) -> None:
+        url = sa.engine.make_url(runtime.settings().tracker_url)
+        if url.drivername.startswith("sqlite") and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            domain,
+            dialect=url.drivername,
+            host=url.host,
+            port=url.port,
+            db=url.database,
+            username=url.username,
+            password=url.password,
+            event_broker=event_broker,
+            query=dict(url.query) or None,
+        )
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", use_write_ahead_log)
-            self.engine.dispose()  # connections opened so far lack the pragma
+            sa.event.listen(self.engine, "connect", sqlite_pragmas)
+            self.engine.dispose()  # connections opened so far lack the pragmas
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        if not deletion_requested(tracker):
-            await super().save(tracker)
+        if deletion_done(tracker):
+            await self.delete(tracker.sender_id)
             return
-        await self.delete(tracker.sender_id)
+        if not any(isinstance(e, UserUttered) for e in tracker.events):
+            # A conversation begins with the person's message: Rasa's empty new tracker is
+            # not kept (it is saved whole with that message). Only the HTTP API writes a
+            # message into a conversation nobody wrote in: a counsellor's reply racing the
+            # person's deletion request must not bring the conversation back.
+            if any(isinstance(e, BotUttered) for e in tracker.events):
+                raise ConversationGone("no such conversation")
+            return
+        await super().save(tracker)
+
+    async def expire(self, retention_s: float) -> int:
+        """Delete the conversations nobody wrote in for `retention_s`; how many."""
+        cutoff = time.time() - retention_s
+        with self.session_scope() as session:
+            old = [
+                row[0]
+                for row in session.execute(
+                    sa.select(self.SQLEvent.sender_id)
+                    .group_by(self.SQLEvent.sender_id)
+                    .having(sa.func.max(self.SQLEvent.timestamp) < cutoff)
+                )
+            ]
+        for sender_id in old:
+            await self.delete(sender_id)
+        return len(old)
 
     async def delete(self, sender_id: str) -> int:
-        """Delete every stored event of `sender_id`; returns how many there were."""
+        """Delete the channels' records and every stored event of `sender_id`."""
+        runtime.records().forget(sender_id)
         with self.session_scope() as session:
             deleted = session.execute(
                 sa.delete(self.SQLEvent).where(self.SQLEvent.sender_id == sender_id)
             ).rowcount
             session.commit()
+        forget_on_disk(self.engine)
         logger.info("Deleted a conversation on request (%d events)", deleted)
         return deleted

@@ -6,66 +6,19 @@ builds; GET /health answers {"status": "ok"}. WIDGET_PORT sets the port (8080).
 """
 import html
 import logging
-import os
-import re
 import secrets
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from avrr.settings import LOOPBACK, WidgetSettings, load
+
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-DEFAULT_RASA_URL = "http://127.0.0.1:5005"
+HOST = LOOPBACK
 RASA_URL_PLACEHOLDER = "__RASA_URL__"
 NONCE_PLACEHOLDER = "__NONCE__"
 BUILD_COMMAND = "npm ci --prefix widget --no-audit --no-fund && node widget/build.mjs"
-_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the server listens, where the widget connects, and where its files are."""
-
-    port: int = 8080
-    rasa_url: str = DEFAULT_RASA_URL
-    widget_dir: Path = ROOT / "widget"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        port = int(env.get("WIDGET_PORT", "8080"))
-        if not 0 < port < 65536:
-            raise ValueError(f"WIDGET_PORT must be a port number: {port}")
-        return cls(port=port, rasa_url=rasa_origin(env.get("WIDGET_RASA_URL", DEFAULT_RASA_URL)))
-
-    @property
-    def script(self) -> Path:
-        return self.widget_dir / "dist" / "avrr-widget.js"
-
-    @property
-    def demo_page(self) -> Path:
-        return self.widget_dir / "demo" / "index.html"
-
-
-def rasa_origin(url: str) -> str:
-    """The origin (scheme://host[:port]) of the Rasa server's URL; ValueError if it is none."""
-    parts = urlsplit(url.strip())
-    if (
-        parts.scheme not in ("http", "https")
-        or not _HOST.match(parts.netloc)
-        or parts.path.strip("/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(
-            f"WIDGET_RASA_URL must be the Rasa server's origin, like {DEFAULT_RASA_URL}: {url!r}"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def content_security_policy(rasa_url: str, nonce: str) -> str:
@@ -78,7 +31,7 @@ def content_security_policy(rasa_url: str, nonce: str) -> str:
     )
 
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", WidgetSettings)
 DEMO_PAGE = web.AppKey("demo_page", str)
 
 
@@ -128,7 +81,7 @@ async def secure(_: web.Request, response: web.StreamResponse) -> None:
     response.headers["Referrer-Policy"] = "no-referrer"
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: WidgetSettings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[DEMO_PAGE] = settings.demo_page.read_text(encoding="utf-8")
@@ -141,11 +94,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s widget: %(message)s")
-    try:
-        settings = Settings.from_env()
-    except ValueError as invalid:
-        logger.error("%s", invalid)
-        return 2
+    settings = load(WidgetSettings)
     if not settings.script.is_file():
         logger.warning("the widget is not built; run: %s", BUILD_COMMAND)
     # Requests are logged without the client's address.

@@ -10,21 +10,22 @@ import sys
 
 from aiohttp import web
 
+from avrr.settings import DeskSettings, load
+from avrr.vocabulary import CODES
 from desk.app import create_app
-from desk.settings import Settings
 from desk.store import Store
 
 logger = logging.getLogger("desk")
-ALL_LANGUAGES = "en,hu,ar,fa,ps,ur,sq,ru,uk,tr,fr,vi"
 FIRST_USER = "counsellor"
 
 
-def first_account(settings: Settings, store: Store) -> None:
+def first_account(settings: DeskSettings, store: Store) -> None:
     """With no account yet, create one, its password in a file only the owner can read."""
     if store.has_counsellors():
         return
-    password = os.environ.get("DESK_INITIAL_PASSWORD") or secrets.token_urlsafe(12)
-    store.add_counsellor(FIRST_USER, password, ALL_LANGUAGES.split(","))
+    given = settings.initial_password
+    password = given.get_secret_value() if given else secrets.token_urlsafe(12)
+    store.add_counsellor(FIRST_USER, password, CODES)
     path = settings.data_dir / "desk-first-login.txt"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -41,14 +42,15 @@ def main() -> int:
     add = commands.add_parser("add-counsellor", help="add a counsellor account")
     add.add_argument("username")
     add.add_argument(
-        "--languages", default=ALL_LANGUAGES, help="codes they answer in, comma-separated"
+        "--languages", default=",".join(CODES), help="codes they answer in, comma-separated"
     )
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s desk: %(message)s")
-    settings = Settings.from_env()
-    store = Store(settings.database_url)
+    settings = load(DeskSettings)
+    store = Store(settings.database)
     if arguments.command == "add-counsellor":
-        password = os.environ.get("DESK_NEW_PASSWORD") or getpass.getpass("Password: ")
+        given = settings.new_password
+        password = given.get_secret_value() if given else getpass.getpass("Password: ")
         if len(password) < 10:
             print("The password needs at least 10 characters.", file=sys.stderr)
             return 2

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Set
 from telegram import Bot
 from telegram.error import TelegramError
 
-from desk.settings import Settings
+from avrr.settings import DeskSettings
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +25,14 @@ def announcement(ticket: Dict[str, Any]) -> str:
 
 
 class Announcer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: DeskSettings) -> None:
         self.settings = settings
         self._bot: Optional[Bot] = None
         self._tasks: Set[asyncio.Task] = set()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.settings.telegram_token and self.settings.telegram_chat_id)
+        return bool(self.settings.telegram_bot_token and self.settings.telegram_chat_id)
 
     def announce(self, ticket: Dict[str, Any]) -> None:
         """Send in the background: a slow Telegram never delays the person's ticket."""
@@ -45,9 +45,9 @@ class Announcer:
         try:
             if self._bot is None:
                 self._bot = Bot(
-                    self.settings.telegram_token,
-                    base_url=f"{self.settings.telegram_api}/bot",
-                    base_file_url=f"{self.settings.telegram_api}/file/bot",
+                    self.settings.telegram_bot_token.get_secret_value(),
+                    base_url=f"{self.settings.telegram_api_base_url}/bot",
+                    base_file_url=f"{self.settings.telegram_api_base_url}/file/bot",
                 )
                 await self._bot.initialize()
             await self._bot.send_message(chat_id=self.settings.telegram_chat_id, text=text)

@@ -10,10 +10,11 @@ from typing import Any, Awaitable, Callable, Deque, Dict, Optional
 
 from aiohttp import web
 
+from avrr.settings import DeskSettings
+from avrr.vocabulary import Channel, channel_of
 from desk.announce import Announcer
 from desk.openapi import document
-from desk.rasa import DeliveryError, Rasa
-from desk.settings import Settings
+from desk.rasa import ConversationGone, DeliveryError, Rasa
 from desk.store import URGENCIES, Store, now, parse_time
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ COOKIE = "desk_session"
 MAX_TEXT = 4096
 MAX_TRANSCRIPT = 500
 DELIVERY_INTERVAL_S = 2.0
+MAX_RETRY_PAUSE_S = 60.0
 LOGIN_WINDOW_S = 300
 LOGIN_ATTEMPTS = 5
 PUBLIC = {("GET", "/health"), ("GET", "/"), ("POST", "/api/login")}
@@ -66,12 +68,15 @@ def text_field(body: Dict[str, Any], name: str, limit: int = MAX_TEXT) -> str:
 class Desk:
     """The routes, with the store, the Rasa client and the announcer they share."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: DeskSettings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.rasa = Rasa(settings.rasa_url, settings.rasa_token)
+        self.rasa = Rasa(settings.rasa_url, settings.rasa_api_token)
         self.announcer = Announcer(settings)
         self.delivery_lock = asyncio.Lock()
+        # Per conversation: failed delivery attempts in a row, and when to try again.
+        self.failures: Dict[str, int] = {}
+        self.retry_at: Dict[str, float] = {}
         self.failed_logins: Dict[str, Deque[float]] = defaultdict(deque)
 
     # Authentication.
@@ -80,7 +85,7 @@ class Desk:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             given = header[len("Bearer ") :].encode()
-            if hmac.compare_digest(given, self.settings.api_token.encode()):
+            if hmac.compare_digest(given, self.settings.api_token.get_secret_value().encode()):
                 return {"kind": "api"}
             return None
         token = request.cookies.get(COOKIE)
@@ -262,25 +267,46 @@ class Desk:
 
     async def deliver(self) -> None:
         """Send what is waiting, oldest first. A conversation whose delivery fails keeps
-        the rest of its messages (their order matters) for the next try; the other
-        conversations go on."""
+        the rest of its messages (their order matters) for a later try, after a pause that
+        grows while it keeps failing; the other conversations go on. A reply is marked
+        delivered only once the channel confirmed it; a REST conversation, or one the
+        person deleted, can never receive it, and the reply says so."""
         async with self.delivery_lock:
             stuck = set()
+            now = asyncio.get_running_loop().time()
             for message in await asyncio.to_thread(self.store.undelivered):
-                if message["conversation_id"] in stuck:
+                conversation = message["conversation_id"]
+                if conversation in stuck or self.retry_at.get(conversation, 0) > now:
+                    stuck.add(conversation)
+                    continue
+                if channel_of(conversation) == Channel.REST:
+                    await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
+                                            "the REST channel cannot deliver a later message")
                     continue
                 try:
-                    await self.rasa.say(message["conversation_id"], message["text"])
-                except DeliveryError as failure:
-                    logger.warning("reply %d not delivered yet: %s", message["id"], failure)
-                    stuck.add(message["conversation_id"])
+                    await self.rasa.say(conversation, message["text"], f"desk-{message['id']}")
+                except ConversationGone:
+                    await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
+                                            "the person deleted the conversation")
                     continue
+                except DeliveryError as failure:
+                    self.failures[conversation] = self.failures.get(conversation, 0) + 1
+                    pause = min(MAX_RETRY_PAUSE_S, 2.0 ** self.failures[conversation])
+                    self.retry_at[conversation] = now + pause
+                    logger.warning("reply %d not delivered yet (%s): again in %.0f s",
+                                   message["id"], failure, pause)
+                    stuck.add(conversation)
+                    continue
+                self.failures.pop(conversation, None)
+                self.retry_at.pop(conversation, None)
                 await asyncio.to_thread(self.store.mark_delivered, message["id"])
             for ticket in await asyncio.to_thread(self.store.pending_hand_backs):
                 if ticket["conversation_id"] in stuck:
                     continue
                 try:
                     await self.rasa.hand_back(ticket["conversation_id"])
+                except ConversationGone:
+                    pass  # nobody to hand back to
                 except DeliveryError as failure:
                     logger.warning("ticket %d not handed back yet: %s", ticket["id"], failure)
                     continue
@@ -359,7 +385,7 @@ class Desk:
         return fields, entries
 
 
-def create_app(settings: Settings, store: Store) -> web.Application:
+def create_app(settings: DeskSettings, store: Store) -> web.Application:
     desk = Desk(settings, store)
     app = web.Application(middlewares=[desk.guard], client_max_size=1024 * 1024)
     app.router.add_get("/health", desk.health, name="health")

@@ -1,20 +1,33 @@
-"""The desk's client of Rasa's HTTP API: counsellor replies and the hand-back."""
+"""The desk's client of Rasa's HTTP API: counsellor replies and the hand-back.
 
+It authenticates with a short-lived JWT signed with RASA_API_TOKEN, in the Authorization
+header (the token never travels in a URL, so no log line can hold it).
+"""
+
+import time
 import urllib.parse
 from typing import Any, Dict, Optional
 
 import aiohttp
+import jwt
+from pydantic import SecretStr
 
-TIMEOUT = aiohttp.ClientTimeout(total=10)
-HANDBACK_ACTION = "action_handoff_end"
+from avrr.vocabulary import Actions, Metadata
+
+TIMEOUT = aiohttp.ClientTimeout(total=20)
+JWT_LIFETIME_S = 300
 
 
 class DeliveryError(RuntimeError):
     """Rasa did not take the message; the desk keeps it and tries again."""
 
 
+class ConversationGone(DeliveryError):
+    """The person deleted their conversation: the message can never be delivered."""
+
+
 class Rasa:
-    def __init__(self, url: str, token: Optional[str]) -> None:
+    def __init__(self, url: str, token: Optional[SecretStr]) -> None:
         self.url = url
         self.token = token
         self._session: Optional[aiohttp.ClientSession] = None
@@ -23,32 +36,45 @@ class Rasa:
         if self._session is not None:
             await self._session.close()
 
+    def _headers(self) -> Dict[str, str]:
+        if self.token is None:
+            return {}
+        claims = {"user": {"username": "desk", "role": "admin"},
+                  "exp": int(time.time()) + JWT_LIFETIME_S}
+        signed = jwt.encode(claims, self.token.get_secret_value(), algorithm="HS256")
+        return {"Authorization": f"Bearer {signed}"}
+
     async def _post(
         self, conversation_id: str, path: str, params: Dict[str, str], body: Any
     ) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT)
-        if self.token:
-            params = dict(params, token=self.token)
         url = f"{self.url}/conversations/{urllib.parse.quote(conversation_id, safe='')}/{path}"
         try:
-            async with self._session.post(url, params=params, json=body) as reply:
+            async with self._session.post(
+                url, params=params, json=body, headers=self._headers()
+            ) as reply:
+                if reply.status == 404:
+                    raise ConversationGone("the conversation no longer exists")
                 if reply.status >= 300:
                     raise DeliveryError(f"Rasa answered {reply.status}")
         except (aiohttp.ClientError, OSError, TimeoutError) as failure:
             raise DeliveryError(type(failure).__name__) from failure
 
-    async def say(self, conversation_id: str, text: str) -> None:
+    async def say(self, conversation_id: str, text: str, key: str) -> None:
         """Send a counsellor's text to the person, in the channel they last used.
 
         Appending a `bot` event keeps the whole conversation in the tracker; with
-        execute_side_effects Rasa also sends it through the channel.
+        execute_side_effects Rasa also sends it through the channel, which confirms it
+        (Rasa answers 200) only once the platform has it. `key` makes a retry the same
+        message: the channel sends it once.
         """
         await self._post(
             conversation_id,
             "tracker/events",
             {"output_channel": "latest", "execute_side_effects": "true"},
-            {"event": "bot", "text": text, "metadata": {"counsellor": True}},
+            {"event": "bot", "text": text,
+             "metadata": {Metadata.COUNSELLOR: True, "reply_key": key}},
         )
 
     async def hand_back(self, conversation_id: str) -> None:
@@ -57,5 +83,5 @@ class Rasa:
             conversation_id,
             "execute",
             {"output_channel": "latest"},
-            {"name": HANDBACK_ACTION},
+            {"name": Actions.HANDOFF_END},
         )

@@ -10,12 +10,13 @@ outbox.
 import hashlib
 import secrets
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from avrr.db import engine, forget_on_disk
 
 URGENCIES = ("urgent", "legal", "normal")
 SESSION_LIFETIME = timedelta(hours=12)
@@ -71,6 +72,8 @@ messages = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     # Only a counsellor's message is delivered by the desk: None for the others.
     sa.Column("delivered", sa.Boolean, nullable=True),
+    # Why a counsellor's message can never be delivered, if so.
+    sa.Column("undeliverable", sa.String(120), nullable=True),
     sqlite_autoincrement=True,
 )
 
@@ -101,15 +104,7 @@ def _hash_token(token: str) -> str:
 
 class Store:
     def __init__(self, url: str) -> None:
-        kwargs: Dict[str, Any] = {"future": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False}
-            database = sa.engine.make_url(url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = engine(url)
         metadata.create_all(self.engine)
         self.hasher = PasswordHasher()
 
@@ -331,6 +326,7 @@ class Store:
             if ids:
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
                 db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
+        forget_on_disk(self.engine)
         return len(ids)
 
     # The outbox towards Rasa.
@@ -341,13 +337,19 @@ class Store:
             rows = db.execute(
                 sa.select(messages, tickets.c.conversation_id)
                 .join(tickets, tickets.c.id == messages.c.ticket_id)
-                .where(messages.c.delivered.is_(False))
+                .where(messages.c.delivered.is_(False), messages.c.undeliverable.is_(None))
                 .order_by(messages.c.id)
             ).fetchall()
         return [
             dict(_message(r), ticket_id=r.ticket_id, conversation_id=r.conversation_id)
             for r in rows
         ]
+
+    def mark_undeliverable(self, message_id: int, reason: str) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                messages.update().where(messages.c.id == message_id).values(undeliverable=reason)
+            )
 
     def mark_delivered(self, message_id: int) -> None:
         with self.engine.begin() as db:
@@ -401,11 +403,5 @@ def _message(row: Any) -> Dict[str, Any]:
         "text": row.text,
         "at": iso(row.at),
         "delivered": row.delivered,
+        "undeliverable": row.undeliverable,
     }
-
-
-def _sqlite_pragmas(connection: Any, _: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

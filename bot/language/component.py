@@ -20,16 +20,15 @@ from rasa.shared.nlu.constants import METADATA, METADATA_INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from avrr.vocabulary import LANGDETECT_KNOWN, Metadata
 from bot.language.detector import LATIN_SUFFIX, LanguageDetector, NgramModel
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_DETECTION = "language_detection"
-LANGUAGE_HINT = "language_hint"
+LANGUAGE_DETECTION = Metadata.LANGUAGE_DETECTION
+LANGUAGE_HINT = Metadata.LANGUAGE_HINT
 MODEL_FILE = "ngram_counts.json"
 ROMANIZED_TABLE = "romanized_"
-# Our languages that langdetect has a profile for (it has none for Pashto).
-LANGDETECT_LANGUAGES = ("en", "hu", "ar", "fa", "ur", "sq", "ru", "uk", "tr", "fr", "vi")
 
 
 def example_language(message: Message) -> Optional[Text]:
@@ -53,7 +52,7 @@ def langdetect_probabilities(seed: int):
     profiles = Path(langdetect.__file__).parent / "profiles"
     factory = DetectorFactory()
     factory.load_json_profile(
-        [(profiles / code).read_text(encoding="utf-8") for code in LANGDETECT_LANGUAGES]
+        [(profiles / code).read_text(encoding="utf-8") for code in LANGDETECT_KNOWN]
     )
     factory.set_seed(seed)
 

@@ -19,13 +19,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-LANGUAGES = ("en", "hu", "ar", "fa", "ps", "ur", "sq", "ru", "uk", "tr", "fr", "vi")
-ROMANIZED = ("ar", "fa", "ps", "ur", "ru", "uk")
+from avrr.vocabulary import CODES as LANGUAGES
+from avrr.vocabulary import LANGDETECT_KNOWN, ROMANIZED, scripts
+
 LATIN_SUFFIX = "-Latn"
 
-ARABIC_SCRIPT = ("ar", "fa", "ps", "ur")
-CYRILLIC_SCRIPT = ("ru", "uk")
-LATIN_SCRIPT = ("en", "hu", "sq", "tr", "fr", "vi") + tuple(c + LATIN_SUFFIX for c in ROMANIZED)
+ARABIC_SCRIPT = scripts("arabic")
+CYRILLIC_SCRIPT = scripts("cyrillic")
+LATIN_SCRIPT = scripts("latin") + tuple(c + LATIN_SUFFIX for c in ROMANIZED)
 
 # Letters that settle the question on their own (within their script).
 DECISIVE_LETTERS: Mapping[str, str] = {
@@ -187,7 +188,7 @@ class LanguageDetector:
 
     def _with_langdetect(self, text: str, model: Dict[str, float]) -> Dict[str, float]:
         """Average with langdetect over the languages it knows, keeping the others' mass."""
-        known = {label: p for label, p in model.items() if label in LANGUAGES and label != "ps"}
+        known = {label: p for label, p in model.items() if label in LANGDETECT_KNOWN}
         if not known:
             return model
         detected = self.langdetect(text)

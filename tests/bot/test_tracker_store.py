@@ -1,3 +1,6 @@
+"""The tracker store: saves like Rasa's SQL store; deletes a person entirely, only after
+the deletion action reported success; never makes a conversation nobody wrote in;
+expires old conversations."""
 import itertools
 import sqlite3
 import time
@@ -5,18 +8,29 @@ import time
 import pytest
 from rasa.core.tracker_store import InMemoryTrackerStore
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot import runtime
 from bot.serve import TrackerStoreUnavailable, durable_tracker_store
-from bot.tracker_store import PrivacySQLTrackerStore
+from bot.tracker_store import ConversationGone, PrivacySQLTrackerStore
 
-DOMAIN = Domain.from_yaml("version: '3.1'\nintents: [greet, affirm]")
+DOMAIN = Domain.from_yaml(
+    "version: '3.1'\nintents: [greet, affirm]\n"
+    "slots:\n  data_deleted:\n    type: bool\n    mappings: [{type: custom}]"
+)
 
 
 @pytest.fixture
-def store(tmp_path):
-    return PrivacySQLTrackerStore(domain=DOMAIN, dialect="sqlite", db=str(tmp_path / "t.db"))
+def store():
+    """The store where the settings put it (a temporary data folder, see conftest)."""
+    return PrivacySQLTrackerStore(domain=DOMAIN)
 
 
 def rows(store, sender_id):
@@ -63,6 +77,7 @@ async def test_deletion_removes_every_session_and_stores_nothing_after(store):
 
     alice.update(stamped(ActionExecuted("action_delete_my_data")))
     alice.update(stamped(BotUttered("Done")))
+    alice.update(stamped(SlotSet("data_deleted", True)))
     await store.save(alice)
     # Rasa saves the same tracker again at the end of the turn: still nothing stored.
     alice.update(stamped(ActionExecuted("action_listen")))
@@ -86,3 +101,68 @@ async def test_sqlite_runs_in_write_ahead_log_mode(store):
     await store.save(conversation("carol", UserUttered("hi")))
     with sqlite3.connect(store.engine.url.database) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_the_channels_records_of_the_person_go_first(store):
+    records = runtime.records()
+    records.wrote("whatsapp:36201234567")
+    records.set_language("whatsapp:36201234567", "fa")
+    person = conversation("whatsapp:36201234567", UserUttered("delete my data"))
+    await store.save(person)
+
+    person.update(stamped(ActionExecuted("action_delete_my_data")))
+    person.update(stamped(SlotSet("data_deleted", True)))
+    await store.save(person)
+
+    assert rows(store, "whatsapp:36201234567") == 0
+    assert records.last_wrote("whatsapp:36201234567") is None
+    assert records.language("whatsapp:36201234567") is None
+
+
+async def test_a_deletion_that_failed_deletes_nothing(store):
+    alice = conversation("alice", UserUttered("delete my data"), UserUttered("yes"))
+    alice.update(stamped(ActionExecuted("action_delete_my_data")))
+    alice.update(stamped(BotUttered("Sorry, I could not delete everything right now")))
+
+    await store.save(alice)
+
+    assert rows(store, "alice") == 6
+
+
+async def test_no_conversation_is_made_out_of_nothing(store):
+    """A counsellor's reply racing the person's deletion must not bring the conversation back;
+    Rasa's empty new tracker (made when a message arrives, or the API asks) is not kept."""
+    orphan = conversation("gone", BotUttered("A counsellor's reply"))
+
+    with pytest.raises(ConversationGone):
+        await store.save(orphan)
+    await store.save(DialogueStateTracker("asked-about", DOMAIN.slots))
+    await store.save(conversation("asked-about"))
+    assert rows(store, "gone") == rows(store, "asked-about") == 0
+
+    alice = conversation("alice", UserUttered("hi"))
+    await store.save(alice)
+    reply = DialogueStateTracker.from_events("alice", (await store.retrieve("alice")).events,
+                                             DOMAIN.slots)
+    reply.update(stamped(BotUttered("A counsellor's reply")))
+    await store.save(reply)
+    assert rows(store, "alice") == 4
+
+
+async def test_conversations_nobody_wrote_in_for_the_retention_period_expire(store):
+    old = conversation("old", UserUttered("hello"))
+    for event in old.events:
+        event.timestamp -= 100 * 86400
+    await store.save(old)
+    await store.save(conversation("recent", UserUttered("hello")))
+
+    assert await store.expire(90 * 86400) == 1
+
+    assert rows(store, "old") == 0
+    assert rows(store, "recent") == 3
+
+
+async def test_secure_delete_is_on(store):
+    await store.save(conversation("carol", UserUttered("hi")))
+    with store.engine.connect() as db:
+        assert db.exec_driver_sql("PRAGMA secure_delete").scalar() == 1

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.widget_server import Settings, create_app, rasa_origin
+from avrr.settings import WidgetSettings
+from bot.widget_server import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 RASA = "http://127.0.0.1:5305"
@@ -25,7 +26,8 @@ def widget_dir(tmp_path: Path) -> Path:
 
 @asynccontextmanager
 async def serve(widget_dir: Path, rasa_url: str = RASA):
-    app = create_app(Settings(rasa_url=rasa_url, widget_dir=widget_dir))
+    # construct(): the page must escape even a URL the settings would refuse.
+    app = create_app(WidgetSettings.construct(rasa_url=rasa_url, widget_dir=widget_dir))
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -126,36 +128,3 @@ async def test_other_paths_are_not_found(widget_dir):
             reply = await client.get(path)
             assert reply.status == 404, path
             assert reply.headers["X-Content-Type-Options"] == "nosniff"
-
-
-def test_settings_come_from_the_environment():
-    assert Settings.from_env({}) == Settings(port=8080, rasa_url="http://127.0.0.1:5005")
-    settings = Settings.from_env(
-        {"WIDGET_PORT": "8380", "WIDGET_RASA_URL": "https://chat.example.org:8443/"}
-    )
-    assert settings.port == 8380
-    assert settings.rasa_url == "https://chat.example.org:8443"
-    assert settings.script == ROOT / "widget" / "dist" / "avrr-widget.js"
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "127.0.0.1:5005",
-        "ftp://127.0.0.1:5005",
-        "http://",
-        "http://127.0.0.1:5005/rasa",
-        "http://127.0.0.1:5005/?x=1",
-        "http://user:secret@127.0.0.1:5005",
-        'http://x"><script>',
-    ],
-)
-def test_the_rasa_url_must_be_an_http_origin(url):
-    with pytest.raises(ValueError, match="WIDGET_RASA_URL"):
-        rasa_origin(url)
-
-
-@pytest.mark.parametrize("port", ["0", "70000", "eighty"])
-def test_the_port_must_be_a_port_number(port):
-    with pytest.raises(ValueError):
-        Settings.from_env({"WIDGET_PORT": port})

@@ -7,9 +7,9 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from avrr.settings import DeskSettings
 from desk.app import create_app
 from desk.openapi import document
-from desk.settings import Settings
 from desk.store import Store
 
 TOKEN = "unit-test-token-0123456789"
@@ -37,18 +37,18 @@ def new_ticket(
     return body
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 async def client(request, tmp_path):
     """The desk on SQLite (the embedded default) and on PostgreSQL (DESK_DATABASE_URL)."""
-    env = {
-        "DESK_API_TOKEN": TOKEN,
-        "AVRR_DATA_DIR": str(tmp_path),
-        "RASA_URL": "http://127.0.0.1:9",  # nothing listens: replies stay queued
-    }
-    if request.param == "postgresql":
-        env["DESK_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    settings = Settings.from_env(env)
-    store = Store(settings.database_url)
+    settings = DeskSettings(
+        api_token=TOKEN,
+        data_dir=tmp_path,
+        rasa_url="http://127.0.0.1:9",  # nothing listens: replies stay queued
+        desk_database_url=(
+            request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+        ),
+    )
+    store = Store(settings.database)
     store.add_counsellor("amina", PASSWORD, ["ar", "fa"])
     async with TestClient(TestServer(create_app(settings, store))) as test_client:
         yield test_client
