@@ -1,8 +1,10 @@
 """The real assistant on loopback, started once by `python -m bot.launch`: Rasa, the
 action server, the counsellor desk and the widget's page, with Telegram and WhatsApp
-pointed at local fakes of their APIs."""
+pointed at local fakes of their APIs. Every port is a free one: two checkouts, or a
+running `make run`, never collide with the tests."""
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,14 +19,17 @@ import socketio
 
 from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.telegram_api import FakeTelegramApi
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-RASA_PORT = 5305
-ACTION_PORT = 5355
-DESK_PORT = 8300
-WIDGET_PORT = 8380
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
+DESK_PORT = free_port()
+WIDGET_PORT = free_port()
 STARTUP_TIMEOUT_S = 300
 DESK_TOKEN = "desk-test-token-0123456789"
+RASA_TOKEN = "rasa-test-token-0123456789"
+ACTION_TOKEN = "action-test-token-0123456789"
 COUNSELLOR_PASSWORD = "counsellor-test-password"
 CHANNEL_ENV = {
     "TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN",
@@ -57,8 +62,35 @@ class Assistant:
         assert reply.status_code == 200, reply.text
         return [(m.get("text"), [b["payload"] for b in m.get("buttons", [])]) for m in reply.json()]
 
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Rasa's HTTP API, with its token."""
+        params = dict(kwargs.pop("params", {}), token=RASA_TOKEN)
+        return requests.request(method, f"{self.url}{path}", params=params, timeout=30, **kwargs)
+
+    def queue(self, conversation: str) -> Dict[str, int]:
+        """Messages to `conversation` in the channels' send queue, by state (queued, held)."""
+        with sqlite3.connect(self.data_dir / "channels.db") as db:
+            return dict(db.execute(
+                "SELECT state, count(*) FROM outgoing WHERE conversation = ? GROUP BY state",
+                (conversation,),
+            ).fetchall())
+
+    def queued(self, conversation: str) -> int:
+        """Messages to `conversation` still in the channels' send queue (queued or held)."""
+        return sum(self.queue(conversation).values())
+
+    def drained(self, conversation: str, timeout: float = 30) -> None:
+        """Wait until everything queued for `conversation` has gone out. A webhook answers
+        200 only once its replies are queued, so after this nothing more comes for them."""
+        deadline = time.monotonic() + timeout
+        while self.queued(conversation):
+            assert time.monotonic() < deadline, f"{conversation}: the queue does not drain"
+            time.sleep(0.1)
+
     def tracker(self, sender: str):
-        return requests.get(f"{self.url}/conversations/{sender}/tracker", timeout=30).json()
+        reply = self.api("GET", f"/conversations/{sender}/tracker")
+        assert reply.status_code == 200, reply.text
+        return reply.json()
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +119,16 @@ def launch_env(data_dir: Path, telegram_api, graph_api) -> Dict[str, str]:
         AVRR_DATA_DIR=str(data_dir),
         RASA_TELEMETRY_ENABLED="false",
         DESK_API_TOKEN=DESK_TOKEN,
+        RASA_API_TOKEN=RASA_TOKEN,
+        ACTION_SERVER_TOKEN=ACTION_TOKEN,
         DESK_INITIAL_PASSWORD=COUNSELLOR_PASSWORD,
         TELEGRAM_API_BASE_URL=telegram_api.root,
         WHATSAPP_API_BASE_URL=graph_api.base,
         **CHANNEL_ENV,
     )
-    env.pop("RASA_API_TOKEN", None)
-    env.pop("DESK_DATABASE_URL", None)
+    for name in ("DESK_DATABASE_URL", "AVRR_DATABASE_URL", "REST_CHANNEL_TOKEN",
+                 "SOCKET_SESSION_SECRET", "WIDGET_ORIGINS", "WIDGET_RASA_URL"):
+        env.pop(name, None)
     return env
 
 
@@ -171,6 +206,9 @@ def desk(assistant) -> Desk:
     return Desk(assistant)
 
 
+TURN_OVER = {"event": "message_processed"}
+
+
 class WebChat:
     """A person on the web chat: Rasa's socket.io protocol, as a widget speaks it."""
 
@@ -184,6 +222,8 @@ class WebChat:
         self.client.on("session_confirm", self.confirmed.put)
         self.client.on("session_secret", self.secrets.put)
         self.client.on("session_history", lambda data: self.history.put(data["messages"]))
+        # The end of each turn, in order with the replies: what arrived before it is all.
+        self.client.on("message_processed", lambda data: self.received.put(TURN_OVER))
         self.client.connect(url, socketio_path="/socket.io", transports=["websocket"])
         self.client.emit("session_request", {"session_id": session_id, "session_secret": secret})
         self.session_id = self.confirmed.get(timeout=15)
@@ -194,28 +234,42 @@ class WebChat:
             "user_uttered", {"message": text, "session_id": self.session_id, "metadata": metadata}
         )
 
+    def _next(self, deadline: float) -> Dict[str, Any]:
+        return self.received.get(timeout=max(0.1, deadline - time.monotonic()))
+
+    def turn(self, timeout: float = 20) -> List[Dict[str, Any]]:
+        """The replies to the message just sent: what arrives until its turn is over."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while (message := self._next(deadline)) is not TURN_OVER:
+            seen.append(message)
+        return seen
+
+    def say_and_wait(self, text: str, **metadata) -> List[Dict[str, Any]]:
+        self.say(text, **metadata)
+        return self.turn()
+
     def replies(self, count: int, timeout: float = 20) -> List[Dict[str, Any]]:
-        return [self.received.get(timeout=timeout) for _ in range(count)]
+        """The next `count` replies (the ends of turns between them are skipped)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while len(seen) < count:
+            message = self._next(deadline)
+            if message is not TURN_OVER:
+                seen.append(message)
+        return seen
 
     def until(self, predicate, timeout: float = 20) -> List[Dict[str, Any]]:
         """Messages received until one matches `predicate` (that one included)."""
         seen = []
         deadline = time.monotonic() + timeout
         while True:
-            seen.append(self.received.get(timeout=max(0.1, deadline - time.monotonic())))
-            if predicate(seen[-1]):
+            message = self._next(deadline)
+            if message is TURN_OVER:
+                continue
+            seen.append(message)
+            if predicate(message):
                 return seen
-
-    def quiet(self, seconds: float = 2.0) -> List[Dict[str, Any]]:
-        """Whatever arrives within `seconds`."""
-        seen = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                seen.append(self.received.get(timeout=max(0.05, deadline - time.monotonic())))
-            except queue.Empty:
-                break
-        return seen
 
     def close(self) -> None:
         self.client.disconnect()

@@ -26,10 +26,8 @@ def ticket_with(desk, marker):
 
 
 def ask_for_counsellor(chat, marker):
-    chat.say(f"Hello, I have a question about my case {marker}")
-    chat.quiet(4)
-    chat.say("I want to talk to a counsellor")
-    offer = chat.until(lambda m: m.get("quick_replies"))
+    chat.say_and_wait(f"Hello, I have a question about my case {marker}")
+    offer = chat.say_and_wait("I want to talk to a counsellor")
     assert offer[-1]["text"].startswith(OFFER)
     assert [q["payload"] for q in offer[-1]["quick_replies"]] == ["/affirm", "/deny"]
     assert [q["title"] for q in offer[-1]["quick_replies"]] == ["Yes, I agree", "No, thanks"]
@@ -75,8 +73,7 @@ def test_the_whole_loop_from_request_to_hand_back(web_chat, desk, assistant, tel
     assert texts(chat.replies(1)) == [
         RELAYED + " They will answer you here. I will not answer while the counsellor is with you."
     ]
-    chat.say("how much does it cost")
-    assert chat.quiet(3) == []  # the bot does not talk over the counsellor
+    assert chat.say_and_wait("how much does it cost") == []  # no talking over the counsellor
 
     detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
     assert [m["text"] for m in detail["messages"] if m["sender"] == "person"][-2:] == [

@@ -5,8 +5,7 @@ import uuid
 def test_a_session_is_issued_by_the_server_and_is_the_conversation_id(web_chat, assistant):
     chat = web_chat("a-name-the-client-chose")
     assert chat.session_id.startswith("web-") and chat.session_id != "a-name-the-client-chose"
-    chat.say("how much does it cost")
-    [answer] = chat.replies(1)
+    [answer] = chat.say_and_wait("how much does it cost")[:1]
     assert answer["text"].startswith("The programme is for people who do not have the money")
     tracker = assistant.tracker(chat.session_id)
     said = [e["text"] for e in tracker["events"] if e["event"] == "user"]
@@ -17,8 +16,7 @@ def test_a_session_is_issued_by_the_server_and_is_the_conversation_id(web_chat, 
 def test_the_owner_gets_the_history_back_and_a_stranger_naming_the_id_gets_nothing(web_chat):
     owner = web_chat()
     marker = uuid.uuid4().hex[:10]
-    owner.say(f"hello, my reference is {marker}")
-    owner.quiet(4)
+    assert owner.say_and_wait(f"hello, my reference is {marker}")
     assert owner.history.get(timeout=5) == []
 
     again = web_chat(owner.session_id, owner.secret)
@@ -29,20 +27,34 @@ def test_the_owner_gets_the_history_back_and_a_stranger_naming_the_id_gets_nothi
     stranger = web_chat(owner.session_id, "a-guessed-secret")
     assert stranger.session_id != owner.session_id
     assert stranger.history.get(timeout=10) == []
-    owner.say("how much does it cost")
-    assert owner.replies(1)
-    assert stranger.quiet(3) == []  # the owner's replies never reach the stranger
+    assert owner.say_and_wait("how much does it cost")
+    # The stranger's own turn comes after anything the server sent it before: nothing of
+    # the owner's conversation is among it.
+    theirs = stranger.say_and_wait("hello")
+    assert theirs and all(marker not in (m.get("text") or "") for m in theirs)
+    assert all(not m["text"].startswith("The programme is for people") for m in theirs)
 
 
 def test_a_message_before_any_session_gets_no_answer(assistant):
+    import queue
+
     import socketio
 
     client = socketio.Client(reconnection=False)
-    refused = []
-    client.on("session_invalid", refused.append)
-    client.on("bot_uttered", refused.append)
+    seen = queue.Queue()
+    client.on("session_invalid", lambda data: seen.put(("session_invalid", data)))
+    client.on("bot_uttered", lambda data: seen.put(("bot_uttered", data)))
+    client.on("session_confirm", lambda data: seen.put(("session_confirm", None)))
+    client.on("message_processed", lambda data: seen.put(("message_processed", None)))
     client.connect(assistant.url, socketio_path="/socket.io", transports=["websocket"])
     client.emit("user_uttered", {"message": "hello", "session_id": "web-0123456789abcdef"})
-    client.sleep(2)
+    assert seen.get(timeout=10) == ("session_invalid", {"error": "send session_request first"})
+    # Then a session and a message of its own: its turn ends after anything sent before.
+    client.emit("session_request", {})
+    assert seen.get(timeout=10) == ("session_confirm", None)
+    client.emit("user_uttered", {"message": "hello"})
+    events = []
+    while not events or events[-1][0] != "message_processed":
+        events.append(seen.get(timeout=20))
     client.disconnect()
-    assert refused == [{"error": "send session_request first"}]
+    assert [kind for kind, _ in events].count("bot_uttered") == len(events) - 1 >= 1

@@ -9,14 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from actions.content import get_content
+from avrr.vocabulary import CODES
 
 WEBHOOK = "/webhooks/telegram/webhook"
 SECRET = "telegram-test-secret"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-LANGUAGES = {"en", "hu", "ar", "fa", "ps", "ur", "sq", "ru", "uk", "tr", "fr", "vi"}
 ARABIC_LETTERS = re.compile("[\u0621-\u064a]")
-# Replies go out one per second per chat: a duplicate would show within this time.
-QUIET_S = 2.5
 TIMEOUT_S = 15
 
 
@@ -83,18 +81,16 @@ def user_texts(tracker: dict):
     return [e["text"] for e in tracker["events"] if e["event"] == "user"]
 
 
+def conversation(chat_id: int) -> str:
+    return f"telegram:{chat_id}"
+
+
 def replies(assistant, telegram_api, chat_id: int):
-    """All replies to the chat, once as many were sent as the tracker holds, and no more came."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        expected = recorded(assistant.tracker(str(chat_id)))
-        if expected and len(sent(telegram_api, chat_id)) >= len(expected):
-            break
-        assert time.monotonic() < deadline, (expected, sent(telegram_api, chat_id))
-        time.sleep(0.25)
-    time.sleep(QUIET_S)
+    """All replies sent to the chat once its send queue is empty: exactly those recorded."""
+    assistant.drained(conversation(chat_id))
     got = sent(telegram_api, chat_id)
-    assert got == expected, "the replies sent differ from the ones recorded"
+    assert got == recorded(assistant.tracker(conversation(chat_id))), (
+        "the replies sent differ from the ones recorded")
     return got
 
 
@@ -107,7 +103,7 @@ def test_a_greeting_is_answered_in_english(assistant, telegram_api):
     messages = replies(assistant, telegram_api, chat_id)
     assert messages[0][0].startswith("Hello! I am the IOM Hungary assistant")
     assert any(buttons for _, buttons in messages)
-    tracker = assistant.tracker(str(chat_id))
+    tracker = assistant.tracker(conversation(chat_id))
     assert user_texts(tracker) == ["Hello"]
     assert tracker["latest_input_channel"] == "telegram"
 
@@ -120,7 +116,7 @@ def test_arabic_is_answered_in_arabic_without_a_telegram_language(assistant, tel
 
     messages = replies(assistant, telegram_api, chat_id)
     assert all(ARABIC_LETTERS.search(text) for text, _ in messages)
-    assert assistant.tracker(str(chat_id))["slots"]["language"] == "ar"
+    assert assistant.tracker(conversation(chat_id))["slots"]["language"] == "ar"
 
 
 def test_a_forged_update_is_refused_and_leaves_no_trace(assistant, telegram_api):
@@ -132,9 +128,9 @@ def test_a_forged_update_is_refused_and_leaves_no_trace(assistant, telegram_api)
         assert reply.status_code == 403
         assert reply.json() == {"error": "the secret token is wrong or missing"}
 
-    time.sleep(QUIET_S)
+    assert assistant.queued(conversation(chat_id)) == 0
     assert sent(telegram_api, chat_id) == []
-    assert user_texts(assistant.tracker(str(chat_id))) == []
+    assert user_texts(assistant.tracker(conversation(chat_id))) == []
     # Nothing was claimed either: Telegram's own delivery of that update is handled.
     assert post(assistant, update).status_code == 200
     assert replies(assistant, telegram_api, chat_id)
@@ -146,13 +142,16 @@ def test_an_update_is_handled_once_however_often_it_arrives(assistant, telegram_
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         statuses = [r.status_code for r in pool.map(lambda _: post(assistant, update), range(3))]
-    assert statuses == [200, 200, 200]
+    # One is handled; one that arrives while it is in hand is a 503 (Telegram delivers it
+    # again later); one that arrives after it is done is a 200.
+    assert 200 in statuses and set(statuses) <= {200, 503}
+    assert post(assistant, copy.deepcopy(update)).status_code == 200  # Telegram's retry
     first = replies(assistant, telegram_api, chat_id)
 
     assert post(assistant, copy.deepcopy(update)).status_code == 200  # a late redelivery
-    time.sleep(QUIET_S)
+    assistant.drained(conversation(chat_id))
     assert sent(telegram_api, chat_id) == first
-    assert user_texts(assistant.tracker(str(chat_id))) == ["how much does the return cost?"]
+    assert user_texts(assistant.tracker(conversation(chat_id))) == ["how much does the return cost?"]
 
 
 def test_a_sticker_gets_one_reply_asking_for_text(assistant, telegram_api):
@@ -165,9 +164,7 @@ def test_a_sticker_gets_one_reply_asking_for_text(assistant, telegram_api):
 
     assert post(assistant, message_update(chat_id, sticker=sticker)).status_code == 200
 
-    telegram_api.wait_for("sendMessage", 1, timeout=TIMEOUT_S, chat_id=chat_id)
-    time.sleep(QUIET_S)
-    messages = sent(telegram_api, chat_id)
+    messages = replies(assistant, telegram_api, chat_id)
     assert len(messages) == 1
     assert messages[0][0].startswith("Sorry, I can only read text messages")
     assert messages[0][0] == first_text("unsupported_media", "en")
@@ -187,7 +184,7 @@ def test_start_shows_the_language_menu_and_a_press_switches_to_french(
     assert len(menu[1]) == 12
     codes = {re.fullmatch(r'/change_language\{"language":"([a-z]{2})"\}', p).group(1)
              for p in menu[1]}
-    assert codes == LANGUAGES
+    assert codes == set(CODES)
 
     query_id = uuid.uuid4().hex
     french = '/change_language{"language":"fr"}'
@@ -221,6 +218,6 @@ def test_start_shows_the_language_menu_and_a_press_switches_to_french(
     ]
     after = replies(assistant, telegram_api, chat_id)[before:]
     assert after[0][0] == first_text("language_changed", "fr")
-    tracker = assistant.tracker(str(chat_id))
+    tracker = assistant.tracker(conversation(chat_id))
     assert tracker["slots"]["language"] == "fr"
     assert user_texts(tracker)[-1] == french

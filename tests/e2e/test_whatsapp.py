@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 import requests
 
 from actions.content import get_content
-from bot.channels.whatsapp import render
+from bot.channels.whatsapp.render import render
 from tests.fakes.graph_api import (
     button_reply_payload,
     encode,
@@ -26,8 +26,6 @@ SECRET = "wa-test-secret"
 VERIFY_TOKEN = "wa-verify-token"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 HOUR = 3600
-# Long enough for a duplicate or a stray reply to show.
-QUIET_S = 2.0
 TIMEOUT_S = 20
 FORGED = {"error": "the signature is wrong or missing"}
 
@@ -96,19 +94,17 @@ def user_texts(tracker: Dict[str, Any]) -> List[str]:
     return [e["text"] for e in tracker["events"] if e["event"] == "user"]
 
 
+def conversation(wa_id: str) -> str:
+    return f"whatsapp:{wa_id}"
+
+
 def replies(assistant, graph_api, wa_id: str) -> List[Dict[str, Any]]:
-    """All messages sent to `wa_id`, once as many were sent as the tracker's replies make,
-    and no more came; they must be exactly those."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        expected = recorded(assistant.tracker(wa_id))
-        if expected and len(sent(graph_api, wa_id)) >= len(expected):
-            break
-        assert time.monotonic() < deadline, (expected, sent(graph_api, wa_id))
-        time.sleep(0.25)
-    time.sleep(QUIET_S)
+    """All messages sent to `wa_id` once its send queue is empty: exactly the replies
+    recorded."""
+    assistant.drained(conversation(wa_id))
     got = sent(graph_api, wa_id)
-    assert got == expected, "the messages sent differ from the replies recorded"
+    assert got == recorded(assistant.tracker(conversation(wa_id))), (
+        "the messages sent differ from the replies recorded")
     return got
 
 
@@ -147,7 +143,7 @@ def test_a_greeting_is_answered_in_english_with_buttons(assistant, graph_api):
     interactive = [m for m in messages if m["type"] == "interactive"]
     assert interactive and interactive[0]["interactive"]["type"] in ("button", "list")
     assert "/ask_eligibility" in offered(interactive[0])
-    tracker = assistant.tracker(wa_id)
+    tracker = assistant.tracker(conversation(wa_id))
     assert user_texts(tracker) == ["Hello"]
     assert tracker["latest_input_channel"] == "whatsapp"
     assert tracker["slots"]["language"] == "en"
@@ -160,7 +156,7 @@ def test_a_turkish_question_is_answered_in_turkish(assistant, graph_api):
     assert post(assistant, message_payload(wa_id, question)).status_code == 200
 
     messages = replies(assistant, graph_api, wa_id)
-    tracker = assistant.tracker(wa_id)
+    tracker = assistant.tracker(conversation(wa_id))
     assert tracker["slots"]["language"] == "tr"
     turkish, english = content_texts("tr"), content_texts("en")
     answers = [event["text"] for event in bot_messages(tracker)]
@@ -181,9 +177,9 @@ def test_a_forged_or_unsigned_webhook_is_refused_and_leaves_no_trace(assistant, 
     )
     assert (tampered.status_code, tampered.json()) == (403, FORGED)
 
-    time.sleep(QUIET_S)
+    assert assistant.queued(conversation(wa_id)) == 0
     assert sent(graph_api, wa_id) == []
-    assert user_texts(assistant.tracker(wa_id)) == []
+    assert user_texts(assistant.tracker(conversation(wa_id))) == []
     # Nothing was claimed either: Meta's own delivery of that message is handled.
     assert post(assistant, body=body).status_code == 200
     assert replies(assistant, graph_api, wa_id)
@@ -205,7 +201,7 @@ def test_a_message_delivered_twice_is_answered_once(assistant, graph_api):
 
     assert (first.status_code, again.status_code) == (200, 200)
     replies(assistant, graph_api, wa_id)
-    assert user_texts(assistant.tracker(wa_id)) == ["Hello"]
+    assert user_texts(assistant.tracker(conversation(wa_id))) == ["Hello"]
 
 
 def test_a_message_delivered_three_times_at_once_is_answered_once(assistant, graph_api):
@@ -220,7 +216,7 @@ def test_a_message_delivered_three_times_at_once_is_answered_once(assistant, gra
     assert 200 in statuses and set(statuses) <= {200, 503}
     assert post(assistant, payload).status_code == 200
     replies(assistant, graph_api, wa_id)
-    assert user_texts(assistant.tracker(wa_id)) == ["How much does it cost?"]
+    assert user_texts(assistant.tracker(conversation(wa_id))) == ["How much does it cost?"]
 
 
 def test_a_status_callback_is_acknowledged_and_nothing_sent(assistant, graph_api):
@@ -230,9 +226,9 @@ def test_a_status_callback_is_acknowledged_and_nothing_sent(assistant, graph_api
         reply = post(assistant, status_payload(wa_id, status=status))
         assert (reply.status_code, reply.json()) == (200, {"status": "ok"})
 
-    time.sleep(QUIET_S)
+    assert assistant.queued(conversation(wa_id)) == 0
     assert sent(graph_api, wa_id) == []
-    assert user_texts(assistant.tracker(wa_id)) == []
+    assert user_texts(assistant.tracker(conversation(wa_id))) == []
 
 
 def test_a_photo_gets_the_text_only_answer(assistant, graph_api):
@@ -242,7 +238,7 @@ def test_a_photo_gets_the_text_only_answer(assistant, graph_api):
 
     messages = replies(assistant, graph_api, wa_id)
     assert shown(messages[0]).startswith("Sorry, I can only read text messages")
-    tracker = assistant.tracker(wa_id)
+    tracker = assistant.tracker(conversation(wa_id))
     assert tracker["latest_message"]["intent"]["name"] == "unsupported_media"
 
 
@@ -259,7 +255,7 @@ def test_pressing_an_offered_button_is_handled(assistant, graph_api):
     assert post(assistant, press).status_code == 200
 
     messages = replies(assistant, graph_api, wa_id)[len(greeting):]
-    tracker = assistant.tracker(wa_id)
+    tracker = assistant.tracker(conversation(wa_id))
     assert user_texts(tracker) == ["Hello", "/ask_cost"]
     assert tracker["latest_message"]["intent"]["name"] == "ask_cost"
     first_answer = get_content().replies("ask_cost", "en")[0].text
@@ -286,18 +282,17 @@ def test_the_eligibility_check_is_answered_with_a_list_row_and_reply_buttons(
     assert post(assistant, button_reply_payload(wa_id, "/deny", "No")).status_code == 200
 
     after = replies(assistant, graph_api, wa_id)[len(asked) + len(asked_again):]
-    assert user_texts(assistant.tracker(wa_id)) == [question, row["id"], "/deny"]
+    assert user_texts(assistant.tracker(conversation(wa_id))) == [question, row["id"], "/deny"]
     documents_question = get_content().replies("elig_ask_documents", "en")[0].text
     assert documents_question in [shown(m) for m in after]
 
 
 def counsellor_says(assistant, wa_id: str, text: str) -> None:
-    """A counsellor's reply, as the desk posts it through Rasa's HTTP API."""
-    reply = requests.post(
-        f"{assistant.url}/conversations/{wa_id}/tracker/events",
+    """A message sent later into the conversation through Rasa's HTTP API (queued)."""
+    reply = assistant.api(
+        "POST", f"/conversations/{conversation(wa_id)}/tracker/events",
         params={"output_channel": "latest", "execute_side_effects": "true"},
         json={"event": "bot", "text": text, "metadata": {"counsellor": True}},
-        timeout=30,
     )
     assert reply.status_code == 200, reply.text
 
@@ -321,10 +316,10 @@ def test_after_24_hours_the_template_goes_and_the_text_waits_for_the_person(
     wa_id = new_wa_id()
     post(assistant, message_payload(wa_id, "Merhaba, gönüllü geri dönüş programı ücretli mi?"))
     before = len(replies(assistant, graph_api, wa_id))
-    with sqlite3.connect(assistant.data_dir / "channels.db") as ledger:
-        ledger.execute(
-            "UPDATE last_inbound SET at = at - ? WHERE channel = 'whatsapp' AND recipient = ?",
-            (25 * HOUR, wa_id),
+    with sqlite3.connect(assistant.data_dir / "channels.db") as records:
+        records.execute(
+            "UPDATE last_inbound SET at = at - ? WHERE conversation = ?",
+            (25 * HOUR, conversation(wa_id)),
         )
 
     counsellor_says(assistant, wa_id, "Merhaba, ben IOM'dan Anna.")
@@ -333,7 +328,10 @@ def test_after_24_hours_the_template_goes_and_the_text_waits_for_the_person(
     [template] = graph_api.wait_for(before + 1, to=wa_id)[before:]
     assert template["type"] == "template"
     assert template["template"] == {"name": "counsellor_reply", "language": {"code": "tr"}}
-    time.sleep(QUIET_S)
+    deadline = time.monotonic() + TIMEOUT_S
+    while assistant.queue(conversation(wa_id)) != {"held": 2}:  # both wait for the person
+        assert time.monotonic() < deadline, assistant.queue(conversation(wa_id))
+        time.sleep(0.1)
     assert len(graph_api.sent_to(wa_id)) == before + 1  # one template, no free text
 
     assert post(assistant, message_payload(wa_id, "Tamam, teşekkürler")).status_code == 200
