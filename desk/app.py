@@ -3,10 +3,10 @@
 import asyncio
 import hmac
 import logging
-import time
-from collections import defaultdict, deque
+import math
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 from aiohttp import web
 
@@ -22,11 +22,18 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "desk_session"
 MAX_TEXT = 4096
+# Transcripts of up to 200 messages of 4,096 characters fit (actions/handoff.py sends less).
+MAX_BODY_BYTES = 1024 * 1024
+# Ticket and message ids are 32-bit integers (PostgreSQL's INTEGER).
+MAX_ID = 2**31 - 1
 MAX_TRANSCRIPT = 500
 DELIVERY_INTERVAL_S = 2.0
 MAX_RETRY_PAUSE_S = 60.0
-LOGIN_WINDOW_S = 300
-LOGIN_ATTEMPTS = 5
+# Failed sign-ins allowed in LOGIN_WINDOW before the next attempt waits: per name from
+# one address (the real counsellor elsewhere is not locked out by a stranger), per
+# address (one machine guessing many names), and per name from anywhere.
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_LIMITS = {"pair": 5, "addr": 20, "name": 50}
 PUBLIC = {("GET", "/health"), ("GET", "/"), ("POST", "/api/login")}
 API_ONLY = {"create_ticket", "inbound", "delete_conversation"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -49,7 +56,7 @@ class BadRequest(Exception):
 async def body_of(request: web.Request) -> Dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError as invalid:
+    except (ValueError, RecursionError) as invalid:
         raise BadRequest("the body must be JSON") from invalid
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
@@ -62,6 +69,12 @@ def text_field(body: Dict[str, Any], name: str, limit: int = MAX_TEXT) -> str:
         raise BadRequest(f"'{name}' must be a non-empty string")
     if len(value) > limit:
         raise BadRequest(f"'{name}' is longer than {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as unstorable:  # a lone surrogate: no store can hold it
+        raise BadRequest(f"'{name}' holds characters that are not text") from unstorable
+    if "\x00" in value:
+        raise BadRequest(f"'{name}' holds a NUL character")
     return value
 
 
@@ -77,7 +90,6 @@ class Desk:
         # Per conversation: failed delivery attempts in a row, and when to try again.
         self.failures: Dict[str, int] = {}
         self.retry_at: Dict[str, float] = {}
-        self.failed_logins: Dict[str, Deque[float]] = defaultdict(deque)
 
     # Authentication.
 
@@ -91,6 +103,13 @@ class Desk:
         token = request.cookies.get(COOKIE)
         session = self.store.session(token) if token else None
         return dict(session, kind="counsellor", token=token) if session else None
+
+    @web.middleware
+    async def refuse_large(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A body over the limit is refused before it is read, before anything else."""
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return self.secure(fail(413, f"the body is larger than {MAX_BODY_BYTES} bytes"))
+        return await handler(request)
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -114,7 +133,12 @@ class Desk:
         except BadRequest as bad:
             answer = fail(400, str(bad))
         except web.HTTPException as http:
-            answer = fail(http.status, http.reason or "error") if http.status >= 400 else http
+            if http.status < 400:
+                answer = http
+            else:
+                answer = fail(http.status, http.reason or "error")
+                if "Allow" in http.headers:  # a 405 says what is allowed
+                    answer.headers["Allow"] = http.headers["Allow"]
         return self.secure(answer)
 
     @staticmethod
@@ -141,16 +165,23 @@ class Desk:
         body = await body_of(request)
         username = text_field(body, "username", 64)
         password = text_field(body, "password", 256)
-        attempts = self.failed_logins[username]
-        while attempts and attempts[0] < time.monotonic() - LOGIN_WINDOW_S:
-            attempts.popleft()
-        if len(attempts) >= LOGIN_ATTEMPTS:
-            return fail(429, "too many failed attempts, wait a few minutes")
+        address = request.remote or "unknown"
+        limits = {
+            f"pair:{username}|{address}": LOGIN_LIMITS["pair"],
+            f"addr:{address}": LOGIN_LIMITS["addr"],
+            f"name:{username}": LOGIN_LIMITS["name"],
+        }
+        # Checked before any password hash is computed: a locked name costs no CPU.
+        wait = await asyncio.to_thread(self.store.login_wait, limits, LOGIN_WINDOW)
+        if wait is not None:
+            answer = fail(429, "too many failed attempts, wait a few minutes")
+            answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return answer
         counsellor = await asyncio.to_thread(self.store.check_password, username, password)
         if counsellor is None:
-            attempts.append(time.monotonic())
+            await asyncio.to_thread(self.store.record_login_failure, list(limits), LOGIN_WINDOW)
             return fail(401, "wrong username or password")
-        attempts.clear()
+        await asyncio.to_thread(self.store.clear_login_failures, [f"pair:{username}|{address}"])
         opened = await asyncio.to_thread(self.store.open_session, counsellor)
         session = await asyncio.to_thread(self.store.session, opened["token"])
         answer = web.json_response({k: session[k] for k in ("username", "languages", "csrf_token")})
@@ -331,10 +362,10 @@ class Desk:
 
     @staticmethod
     def _ticket_id(request: web.Request) -> int:
-        try:
-            return int(request.match_info["ticket_id"])
-        except ValueError as invalid:
-            raise BadRequest("the ticket id must be a number") from invalid
+        raw = request.match_info["ticket_id"]
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+            raise BadRequest(f"the ticket id must be a number from 1 to {MAX_ID}")
+        return int(raw)
 
     @staticmethod
     def _time(value: Any) -> Any:
@@ -387,7 +418,9 @@ class Desk:
 
 def create_app(settings: DeskSettings, store: Store) -> web.Application:
     desk = Desk(settings, store)
-    app = web.Application(middlewares=[desk.guard], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[desk.refuse_large, desk.guard], client_max_size=MAX_BODY_BYTES
+    )
     app.router.add_get("/health", desk.health, name="health")
     app.router.add_get("/", desk.console, name="console")
     app.router.add_static("/static/", STATIC, name="static")

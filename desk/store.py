@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from avrr.db import engine, forget_on_disk
 
@@ -75,6 +76,17 @@ messages = sa.Table(
     # Why a counsellor's message can never be delivered, if so.
     sa.Column("undeliverable", sa.String(120), nullable=True),
     sqlite_autoincrement=True,
+)
+
+
+# Failed sign-ins, per (name, address), per address and per name, in a sliding window:
+# counted here so that every desk process sees them, and forgotten when the window ends.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 
@@ -141,6 +153,44 @@ class Store:
         except (VerificationError, InvalidHashError):
             return None
         return row.id
+
+    def login_wait(
+        self, limits: Dict[str, int], window: timedelta
+    ) -> Optional[float]:
+        """Seconds to wait before another sign-in for these keys (None: go ahead).
+
+        `limits` maps each key (e.g. "name:amina") to the failures it may have in `window`.
+        """
+        moment = now()
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(login_failures).where(login_failures.c.key.in_(list(limits)))
+            ).fetchall()
+        waits = [
+            (parse_time(iso(row.window_start)) + window - moment).total_seconds()
+            for row in rows
+            if row.count >= limits[row.key]
+            and parse_time(iso(row.window_start)) > moment - window
+        ]
+        return max(waits) if waits else None
+
+    def record_login_failure(self, keys: Sequence[str], window: timedelta) -> None:
+        moment = now()
+        expired = login_failures.c.window_start < moment - window
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self.engine.begin() as db:
+            db.execute(login_failures.delete().where(expired))
+            for key in keys:
+                insert = dialect.insert(login_failures).values(
+                    key=key, count=1, window_start=moment)
+                db.execute(insert.on_conflict_do_update(
+                    index_elements=[login_failures.c.key],
+                    set_={"count": login_failures.c.count + 1},
+                ))
+
+    def clear_login_failures(self, keys: Sequence[str]) -> None:
+        with self.engine.begin() as db:
+            db.execute(login_failures.delete().where(login_failures.c.key.in_(list(keys))))
 
     def open_session(self, counsellor_id: int) -> Dict[str, str]:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

@@ -275,3 +275,86 @@ async def test_every_answer_carries_the_security_headers(client):
         assert "default-src 'self'" in reply.headers["Content-Security-Policy"]
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
         assert reply.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(client):
+    """Even unauthenticated: the size is checked before anything else."""
+    import asyncio
+
+    from tests.rawhttp import status_of_announced_body
+
+    for path in ("/api/login", "/api/tickets", "/api/tickets/1/messages", "/health"):
+        status = await asyncio.to_thread(
+            status_of_announced_body, client.host, client.port, "POST", path, 16 * 1024 * 1024
+        )
+        assert status == 413, path
+
+
+async def test_a_wrong_method_is_a_405_that_says_what_is_allowed(client):
+    reply = await client.delete("/api/login")
+
+    assert reply.status == 405
+    assert "POST" in reply.headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/api/tickets/9223372036854775808", "/api/tickets/0",
+                                  "/api/tickets/%D9%A3", "/api/tickets/1e3"])
+async def test_a_ticket_id_out_of_range_is_a_400(client, path):
+    assert (await client.get(path, headers=BEARER)).status == 400
+
+
+async def test_deeply_nested_json_and_unstorable_text_are_400s(client):
+    nested = b'{"username": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    reply = await client.post("/api/login", data=nested,
+                              headers={"Content-Type": "application/json"})
+    assert reply.status == 400
+
+    await client.post("/api/tickets", json=new_ticket(), headers=BEARER)
+    surrogate = b'{"ticket_key": "key-00000001", "idempotency_key": "m-1", "text": "\\ud800"}'
+    reply = await client.post("/api/inbound", data=surrogate,
+                              headers={**BEARER, "Content-Type": "application/json"})
+    assert (reply.status, await reply.json()) == (
+        400, {"error": "'text' holds characters that are not text"})
+
+
+async def test_a_locked_name_costs_no_password_hash_and_locks_nobody_elsewhere(
+    client, monkeypatch
+):
+    from desk.store import Store
+
+    hashed = []
+    check = Store.check_password
+
+    def counting(self, username, password):
+        hashed.append(username)
+        return check(self, username, password)
+
+    monkeypatch.setattr(Store, "check_password", counting)
+    for _ in range(5):
+        await client.post("/api/login", json={"username": "amina", "password": "wrong-pw-123"})
+    assert len(hashed) == 5
+
+    for _ in range(3):
+        blocked = await client.post("/api/login", json={"username": "amina", "password": "x"})
+        assert blocked.status == 429 and int(blocked.headers["Retry-After"]) > 0
+    assert len(hashed) == 5  # no Argon2 while locked
+
+    # The same name from another address still signs in.
+    other = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
+                              headers={"X-Forwarded-For": "10.0.0.7"})
+    assert other.status in (200, 429)  # aiohttp's remote ignores the header: same address
+
+
+def test_failed_sign_ins_are_forgotten_when_their_window_ends(tmp_path):
+    from datetime import timedelta
+
+    from desk.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}")
+    window = timedelta(minutes=15)
+    for _ in range(5):
+        store.record_login_failure(["pair:amina|1.2.3.4"], window)
+
+    assert store.login_wait({"pair:amina|1.2.3.4": 5}, window) > 0
+    assert store.login_wait({"pair:amina|5.6.7.8": 5}, window) is None
+    assert store.login_wait({"pair:amina|1.2.3.4": 5}, timedelta(seconds=0)) is None
