@@ -11,10 +11,13 @@ the same transaction that marks the delivery done, and sent by `bot.channels.del
 import asyncio
 import contextlib
 import logging
+import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
 
+from aiolimiter import AsyncLimiter
 from rasa.core.channels.channel import OutputChannel
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
@@ -35,6 +38,45 @@ CONFIRM_POLL_S = 0.1
 def error(reason: str, status: int) -> HTTPResponse:
     """A refusal with its reason, as JSON."""
     return response.json({"error": reason}, status=status)
+
+
+def too_many(retry_after_s: float) -> HTTPResponse:
+    """429, with how long to wait."""
+    wait = max(1, math.ceil(retry_after_s))
+    return response.json(
+        {"error": f"too many messages, please wait {wait} s"},
+        status=429,
+        headers={"Retry-After": str(wait)},
+    )
+
+
+class RateLimits:
+    """At most `rate` messages per `period_s` per key (a sender, an address).
+
+    One leaky bucket per key (aiolimiter's AsyncLimiter); the buckets of the keys seen
+    least recently are forgotten beyond `max_keys`, so memory stays bounded.
+    """
+
+    def __init__(self, rate: int, period_s: float, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.period_s = period_s
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, AsyncLimiter] = OrderedDict()
+
+    async def wait_for(self, key: str) -> Optional[float]:
+        """None if `key` may send now (and this one counts), else the seconds to wait."""
+        bucket = self._bucket(key)
+        if not bucket.has_capacity():
+            return self.period_s / self.rate
+        await bucket.acquire()
+        return None
+
+    def _bucket(self, key: str) -> AsyncLimiter:
+        bucket = self._buckets.pop(key, None) or AsyncLimiter(self.rate, self.period_s)
+        self._buckets[key] = bucket
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return bucket
 
 
 def add_health(blueprint: Blueprint) -> None:

@@ -7,6 +7,8 @@ Differences from Rasa's own RestInput, on purpose:
 - with REST_CHANNEL_TOKEN set, every request needs `Authorization: Bearer <token>`;
 - typed "/intent{...}" text is read as words unless it is a button payload just offered;
 - only the metadata the assistant uses (`language_hint`) is kept;
+- at most RATE_PER_SENDER messages a minute per sender and RATE_PER_ADDRESS per client
+  address (429 with Retry-After beyond);
 - a failure to process or store the message is a 503 the client can retry, and the
   message text is never logged.
 """
@@ -22,10 +24,13 @@ from sanic.response import HTTPResponse
 
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
 from bot import runtime
-from bot.channels.base import add_health, disarm, error, language_hint
+from bot.channels.base import RateLimits, add_health, disarm, error, language_hint, too_many
 from bot.text import InvalidMessage, clean_sender, clean_text
 
 logger = logging.getLogger(__name__)
+
+RATE_PER_SENDER = 20
+RATE_PER_ADDRESS = 120
 
 
 def rest_sender(sender: Any) -> str:
@@ -51,6 +56,8 @@ class GuardedRestInput(InputChannel):
             secret = runtime.settings().rest_channel_token
             token = secret.get_secret_value() if secret else None
         self.token = token
+        self.per_sender = RateLimits(RATE_PER_SENDER, 60.0)
+        self.per_address = RateLimits(RATE_PER_ADDRESS, 60.0)
 
     def authorized(self, request: Request) -> bool:
         if self.token is None:
@@ -80,6 +87,11 @@ class GuardedRestInput(InputChannel):
                 text = clean_text(body.get("message"))
             except InvalidMessage as invalid:
                 return error(str(invalid), invalid.status)
+            wait = await self.per_address.wait_for(request.ip)
+            if wait is None:
+                wait = await self.per_sender.wait_for(sender_id)
+            if wait:
+                return too_many(wait)
             metadata = body.get("metadata")
             hint = language_hint(metadata.get(Metadata.LANGUAGE_HINT)) if isinstance(
                 metadata, dict) else {}

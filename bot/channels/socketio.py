@@ -14,7 +14,9 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
 - the replies to a message are emitted once the message is recorded, then
   `message_processed` (our addition: the turn is over); if it could not be recorded,
   the client gets `message_failed` and sends it again (nothing half answered);
-- cross-origin connections are accepted from WIDGET_ORIGINS only.
+- cross-origin connections are accepted from WIDGET_ORIGINS only; a socket.io message is
+  at most MAX_PAYLOAD_BYTES; at most RATE_PER_SESSION messages a minute per session and
+  RATE_PER_ADDRESS per client address (`message_refused` with `retry_after` beyond).
 
 Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
 `bot_uttered`, so third-party Rasa widgets still work.
@@ -35,13 +37,16 @@ from socketio import AsyncServer
 
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
 from bot import runtime
-from bot.channels.base import add_health, disarm, language_hint
+from bot.channels.base import RateLimits, add_health, disarm, language_hint
 from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
 
 logger = logging.getLogger(__name__)
 
 WEB_PREFIX = CONVERSATION_PREFIXES[Channel.SOCKETIO]
+MAX_PAYLOAD_BYTES = 64 * 1024
+RATE_PER_SESSION = 20
+RATE_PER_ADDRESS = 120
 
 
 def _b64(raw: bytes) -> str:
@@ -130,7 +135,11 @@ class GuardedSocketIOInput(InputChannel):
         sio = AsyncServer(
             async_mode="sanic",
             cors_allowed_origins="*" if self.origins == ["*"] else self.origins,
+            max_http_buffer_size=MAX_PAYLOAD_BYTES,
         )
+        per_session = RateLimits(RATE_PER_SESSION, 60.0)
+        per_address = RateLimits(RATE_PER_ADDRESS, 60.0)
+        addresses: Dict[str, str] = {}
         webhook = _Blueprint(sio, self.socketio_path, "guarded_socketio_webhook", __name__)
         self.sio = sio
         senders: Dict[str, str] = {}
@@ -145,9 +154,15 @@ class GuardedSocketIOInput(InputChannel):
 
         add_health(webhook)
 
+        @sio.on("connect")
+        async def connect(sid: str, environ: Dict[str, Any], *_: Any) -> None:
+            request = environ.get("sanic.request")
+            addresses[sid] = request.ip if request is not None else "unknown"
+
         @sio.on("disconnect")
         async def disconnect(sid: str) -> None:
             senders.pop(sid, None)
+            addresses.pop(sid, None)
 
         @sio.on("session_request")
         async def session_request(sid: str, data: Any) -> None:
@@ -187,6 +202,13 @@ class GuardedSocketIOInput(InputChannel):
                 text = clean_text(data.get("message"))
             except InvalidMessage as invalid:
                 await sio.emit("message_refused", {"error": str(invalid)}, room=sid)
+                return
+            wait = await per_address.wait_for(addresses.get(sid, "unknown"))
+            if wait is None:
+                wait = await per_session.wait_for(sender_id)
+            if wait is not None:
+                await sio.emit("message_refused", {
+                    "error": "too many messages, please wait", "retry_after": wait}, room=sid)
                 return
             metadata = hint_of(data.get("metadata") or data.get("customData"))
             collector = CollectingOutputChannel()
