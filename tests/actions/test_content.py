@@ -1,5 +1,6 @@
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from actions.content import (
     format_hours,
     placeholders,
 )
+from avrr.vocabulary import RIGHT_TO_LEFT, SAFETY_INTENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT = Content(ROOT / "content")
@@ -157,3 +159,45 @@ def test_every_language_names_itself_and_its_direction_and_has_a_glossary():
         assert texts["direction"] in ("ltr", "rtl")
         assert texts["name"] and texts["name"] != language
         assert set(texts["glossary"]) == english_terms, language
+
+
+def first_letter(text):
+    """The first letter of `text` outside {placeholders}, or None."""
+    for char in re.sub(r"\{[a-z_]+\}", "", text):
+        if char.isalpha():
+            return char
+    return None
+
+
+def test_no_right_to_left_answer_or_button_starts_with_a_latin_letter():
+    """A right-to-left line that starts with "IOM" is laid out left to right, scrambled."""
+    for language in RIGHT_TO_LEFT:
+        texts = CONTENT.language_file(language)
+        lines = [m["text"] for ms in texts["answers"].values() for m in ms]
+        lines += list(texts["topics"].values()) + list(texts["choices"].values())
+        lines += list(texts["ready_replies"].values())
+        latin = [line for line in lines if "LATIN" in unicodedata.name(first_letter(line) or " ")]
+        assert latin == [], language
+
+
+def test_french_names_the_organisation_oim():
+    texts = CONTENT.language_file("fr")
+    lines = [m["text"] for ms in texts["answers"].values() for m in ms]
+    lines += list(texts["topics"].values()) + list(texts["ready_replies"].values())
+    assert [line for line in lines if re.search(r"\bIOM\b", line)] == []
+
+
+def test_ready_replies_exist_in_every_language_with_the_english_placeholders():
+    english = CONTENT.language_file("en")["ready_replies"]
+    for language in CONTENT.languages():
+        theirs = CONTENT.language_file(language)["ready_replies"]
+        assert set(theirs) == set(english), language
+        for key, text in english.items():
+            assert sorted(placeholders(theirs[key])) == sorted(placeholders(text)), (language, key)
+
+
+def test_every_language_has_danger_phrases_for_every_safety_intent():
+    for language in CONTENT.languages():
+        lexicon = CONTENT.language_file(language)["danger_lexicon"]
+        assert set(lexicon) == set(SAFETY_INTENTS), language
+        assert all(len(phrases) >= 5 for phrases in lexicon.values()), language

@@ -1,11 +1,19 @@
-"""The NLU data as the language detector and the contract need it."""
+"""The NLU data as the language detector, the classifier and the contract need it."""
+import re
+import unicodedata
+from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import yaml
 
+from avrr.vocabulary import CODES, CONTRACT_INTENTS, LANGUAGES
+from bot.language.detector import DECISIVE_LETTERS, LATIN_SUFFIX
+
 ROOT = Path(__file__).resolve().parents[2]
-LANGUAGES = ("en", "hu", "ar", "fa", "ps", "ur", "sq", "ru", "uk", "tr", "fr", "vi")
+CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
 MIN_EXAMPLES = 25
+SCRIPTS = ("ARABIC", "CYRILLIC", "LATIN")
 
 
 def blocks(language):
@@ -14,36 +22,121 @@ def blocks(language):
             yield path, block
 
 
-def contract_intents():
-    contract = (ROOT.parent / "shared" / "CONTRACT.md").read_text(encoding="utf-8")
-    section = contract.split("## Intents", 1)[1].split("\n## ", 1)[0]
-    return [line.split("|")[1].strip() for line in section.splitlines()
-            if line.startswith("| ") and not line.startswith("| intent")]
+def examples(language):
+    """(file, intent, text, label) of every intent example; label is e.g. 'fa-Latn'."""
+    for path, block in blocks(language):
+        if "intent" not in block:
+            continue
+        label = (block.get("metadata") or {}).get("language")
+        for line in block["examples"].splitlines():
+            if line.strip():
+                yield path.name, block["intent"], line.strip()[2:].strip(), label
 
 
 def test_every_intent_block_names_its_language():
-    for language in LANGUAGES:
+    for language in CODES:
         for path, block in blocks(language):
             if "intent" in block:
-                expected = language + ("-Latn" if path.stem == "romanized" else "")
+                expected = language + (LATIN_SUFFIX if path.stem == "romanized" else "")
                 assert block.get("metadata") == {"language": expected}, (path.name, block["intent"])
 
 
 def test_every_contract_intent_has_enough_examples_in_every_language():
-    intents = contract_intents()
-    assert len(intents) == 26
-    for language in LANGUAGES:
-        counts = {}
-        for path, block in blocks(language):
-            if "intent" in block and path.stem != "romanized":
-                examples = [line for line in block["examples"].splitlines() if line.strip()]
-                counts[block["intent"]] = counts.get(block["intent"], 0) + len(examples)
-        short = {i: counts.get(i, 0) for i in intents if counts.get(i, 0) < MIN_EXAMPLES}
+    assert len(CONTRACT_INTENTS) == 26
+    for language in CODES:
+        counts = defaultdict(int)
+        for _, intent, _, label in examples(language):
+            if not label.endswith(LATIN_SUFFIX):
+                counts[intent] += 1
+        short = {i: counts[i] for i in CONTRACT_INTENTS if counts[i] < MIN_EXAMPLES}
         assert short == {}, language
 
 
+def test_the_contract_names_the_intents_we_keep():
+    """The committed list is the contract's own, whenever the contract is beside us."""
+    if not CONTRACT.exists():
+        pytest.skip("../shared/CONTRACT.md is not beside this checkout")
+    section = CONTRACT.read_text(encoding="utf-8").split("## Intents", 1)[1].split("\n## ", 1)[0]
+    named = tuple(
+        line.split("|")[1].strip()
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| intent")
+    )
+    assert named == CONTRACT_INTENTS
+
+
 def test_no_example_is_a_typed_command():
-    for language in LANGUAGES:
-        for _, block in blocks(language):
-            for line in block.get("examples", "").splitlines():
-                assert not line.strip()[2:].startswith("/"), line
+    for language in CODES:
+        for _, _, text, _ in examples(language):
+            assert not text.startswith("/"), text
+
+
+def scripts_in(text):
+    """The scripts ('ARABIC', 'CYRILLIC', 'LATIN', 'OTHER') of the letters of `text`."""
+    found = set()
+    for char in text:
+        if char.isalpha():
+            name = unicodedata.name(char, "")
+            found.add(next((s for s in SCRIPTS if name.startswith(s)), "OTHER"))
+    return found
+
+
+# The Cyrillic letters of each Cyrillic language: Kazakh, Uzbek or Tajik lines are not ours.
+CYRILLIC_ALPHABETS = {
+    "ru": set("абвгдеёжзийклмнопрстуфхцчшщъыьэюя"),
+    "uk": set("абвгґдеєжзиіїйклмнопрстуфхцчшщьюя"),
+}
+# Letters the detector takes as decisive for another language that are also this one's.
+OWN_LETTERS = {"fr": set("ë")}
+
+
+def contradictions(language, text, romanized):
+    """Why `text` cannot be an example of `language`: wrong script or another's letters."""
+    found = scripts_in(text)
+    expected = "LATIN" if romanized else LANGUAGES[language].upper()
+    if found and expected not in found:
+        return f"no {expected.lower()} letters"
+    if expected == "LATIN" and found - {"LATIN"}:
+        return "letters of another script"
+    if language in CYRILLIC_ALPHABETS and not romanized:
+        foreign = {c for c in text.lower() if "CYRILLIC" in unicodedata.name(c, "")}
+        if foreign - CYRILLIC_ALPHABETS[language]:
+            return f"letters not in its alphabet: {sorted(foreign - CYRILLIC_ALPHABETS[language])}"
+    # Proper names (Győr) keep their own letters: only words in lower case count.
+    letters = {c for word in text.split() if word[:1].islower() for c in word.lower()}
+    owners = {DECISIVE_LETTERS[c] for c in letters - OWN_LETTERS.get(language, set())
+              if c in DECISIVE_LETTERS}
+    same_script = {code for code in owners if LANGUAGES[code].upper() == expected}
+    if not romanized and same_script and language not in same_script:
+        return f"letters of {sorted(same_script)}"
+    return None
+
+
+@pytest.mark.parametrize("language", CODES)
+def test_every_example_is_written_in_its_files_language(language):
+    """Script and letters agree with the label: the language detector learns from them."""
+    wrong = []
+    for name, intent, text, label in examples(language):
+        why = contradictions(language, text, label.endswith(LATIN_SUFFIX))
+        if why:
+            wrong.append((name, intent, text, why))
+    assert wrong == []
+
+
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def folded(text):
+    return _NOT_WORDS.sub(" ", text.casefold()).strip()
+
+
+@pytest.mark.parametrize("language", CODES)
+def test_no_two_examples_differ_only_by_case_or_punctuation(language):
+    seen, twins = {}, []
+    for name, intent, text, _ in examples(language):
+        key = folded(text)
+        if key in seen:
+            twins.append((seen[key], (name, intent, text)))
+        else:
+            seen[key] = (name, intent, text)
+    assert twins == []
