@@ -6,10 +6,11 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.content import DEFAULT_LANGUAGE, Button, get_content
+from actions.content import Button, get_content
+from avrr.vocabulary import DEFAULT_LANGUAGE, Metadata, Slots
 
 # Set by bot.language.component.LanguageDetection on every message NLU reads.
-LANGUAGE_DETECTION = "language_detection"
+LANGUAGE_DETECTION = Metadata.LANGUAGE_DETECTION
 
 
 def latest_intent(tracker: Tracker) -> str:
@@ -32,7 +33,7 @@ def hinted_language(tracker: Tracker) -> Optional[str]:
         return None
     if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
         return None
-    hint = str((tracker.latest_message.get("metadata") or {}).get("language_hint") or "")
+    hint = str((tracker.latest_message.get("metadata") or {}).get(Metadata.LANGUAGE_HINT) or "")
     code = hint.replace("_", "-").split("-")[0].lower()
     return code if code in get_content().languages() else None
 
@@ -40,7 +41,7 @@ def hinted_language(tracker: Tracker) -> Optional[str]:
 def language_of(tracker: Tracker) -> str:
     """The language to answer in: the latest message's, else the conversation's."""
     language = (
-        detected_language(tracker) or hinted_language(tracker) or tracker.get_slot("language")
+        detected_language(tracker) or hinted_language(tracker) or tracker.get_slot(Slots.LANGUAGE)
     )
     return language if language in get_content().languages() else DEFAULT_LANGUAGE
 
@@ -48,7 +49,9 @@ def language_of(tracker: Tracker) -> str:
 def language_events(tracker: Tracker) -> List[Dict[Text, Any]]:
     """Set the `language` slot to the language now answered in, if it changed."""
     language = language_of(tracker)
-    return [] if language == tracker.get_slot("language") else [SlotSet("language", language)]
+    if language == tracker.get_slot(Slots.LANGUAGE):
+        return []
+    return [SlotSet(Slots.LANGUAGE, language)]
 
 
 def language_unclear(tracker: Tracker) -> bool:
@@ -81,7 +84,9 @@ class ActionAnswer(Action):
     """Answer the intent of the latest message.
 
     During the eligibility check an answer may have a shorter variant, `<intent>_in_form`.
-    When the first message does not tell the language, the language menu follows.
+    When the first message does not tell the language, the language menu follows. When
+    the danger lexicon made a question a safety message, the question is answered too,
+    after the safety answer.
     """
 
     def name(self) -> Text:
@@ -96,6 +101,9 @@ class ActionAnswer(Action):
         ):
             key = f"{key}_in_form"
         send(dispatcher, tracker, key)
+        asked = (tracker.latest_message.get(Metadata.SAFETY_NET) or {}).get("original_intent")
+        if asked and asked.startswith("ask_") and get_content().has(asked, language_of(tracker)):
+            send(dispatcher, tracker, asked)
         if language_unclear(tracker):
             send(dispatcher, tracker, "language_unsure", language_menu(get_content().languages()))
         return language_events(tracker)

@@ -1,20 +1,24 @@
 """The eligibility pre-check: five questions, then a pointer, never a decision.
 
-The published criteria (shared/CONTENT.md) decide what is asked. The answer either says
-the person appears to be in a group IOM can help (IOM decides after counselling), or why
-they should talk to a counsellor first.
+The published criteria (shared/CONTENT.md) decide what is asked. Fear of return is asked
+first, with "not sure" (treated as fear): a person afraid to go back is not asked about
+documents next, but told that return is voluntary and offered a counsellor (a legal
+ticket), as after a fear message. Otherwise the answer says the person appears to be in a
+group IOM can help and names the conditions IOM checks after counselling (the crime
+condition included), or why they should talk to a counsellor first.
 """
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Text, Tuple
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.answers import language_events, language_of, send
 from actions.content import get_content
+from avrr.vocabulary import Actions
 
 YES = ("yes", "/affirm")
 NO = ("no", "/deny")
@@ -22,6 +26,11 @@ NO = ("no", "/deny")
 # The slots of eligibility_form in the order asked, each with its buttons:
 # (title key in the content file's `choices`, payload).
 QUESTIONS: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "elig_fear": (
+        YES,
+        NO,
+        ("not_sure", '/inform{"elig_fear":"unsure"}'),
+    ),
     "elig_situation": (
         ("situation_asylum", '/inform{"elig_situation":"asylum"}'),
         ("situation_protection", '/inform{"elig_situation":"protection"}'),
@@ -39,7 +48,6 @@ QUESTIONS: Dict[str, Tuple[Tuple[str, str], ...]] = {
         NO,
     ),
     "elig_special_needs": (YES, NO),
-    "elig_fear": (YES, NO),
 }
 
 ALLOWED_VALUES: Dict[str, Tuple[str, ...]] = {
@@ -47,8 +55,11 @@ ALLOWED_VALUES: Dict[str, Tuple[str, ...]] = {
     "elig_previous_return": ("used_before", "never", "unsure"),
     "elig_documents": ("valid", "expired_or_lost", "none"),
     "elig_special_needs": ("needs", "no_needs"),
-    "elig_fear": ("fear", "no_fear"),
+    "elig_fear": ("fear", "no_fear", "unsure"),
 }
+AFRAID = ("fear", "unsure")
+# After a fear answer the other questions are not asked: they are filled with this.
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class Assessment:
 
 def assess(answers: Mapping[str, Optional[str]]) -> Assessment:
     """Point the person to IOM or to a counsellor first; safety comes before all else."""
-    if answers.get("elig_fear") == "fear":
+    if answers.get("elig_fear") in AFRAID:
         return Assessment("fear", ("elig_result_fear",))
     counsellor_first = {
         "used_before": "elig_result_previous",
@@ -70,16 +81,22 @@ def assess(answers: Mapping[str, Optional[str]]) -> Assessment:
     if counsellor_first is None and answers.get("elig_situation") == "other":
         counsellor_first = "elig_result_other"
     if counsellor_first:
-        return Assessment("counsellor_first", (counsellor_first, "elig_talk_to_counsellor"))
+        return Assessment(
+            "counsellor_first", (counsellor_first, "elig_conditions", "elig_talk_to_counsellor")
+        )
 
     notes = []
     if answers.get("elig_situation") == "asylum":
         notes.append("elig_note_asylum")
+    if answers.get("elig_situation") == "protection":
+        notes.append("elig_note_protection")
     if answers.get("elig_documents") in ("expired_or_lost", "none"):
         notes.append("elig_note_documents")
     if answers.get("elig_special_needs") == "needs":
         notes.append("elig_note_special_needs")
-    return Assessment("likely", ("elig_result_likely", *notes, "elig_next_step"))
+    return Assessment(
+        "likely", ("elig_result_likely", *notes, "elig_conditions", "elig_next_step")
+    )
 
 
 class AskEligibilityQuestion(Action, ABC):
@@ -131,22 +148,31 @@ class ValidateEligibilityForm(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
-        return [
+        events = [
             SlotSet(slot, value if value in ALLOWED_VALUES.get(slot, (value,)) else None)
             for slot, value in tracker.slots_to_validate().items()
         ]
+        if tracker.slots_to_validate().get("elig_fear") in AFRAID:
+            # No more questions: the result and a counsellor come next.
+            events += [SlotSet(slot, SKIPPED) for slot in QUESTIONS if slot != "elig_fear"]
+        return events
 
 
 class ActionEligibilityResult(Action):
     """Say what the answers point to, then forget them so the check can start afresh."""
 
     def name(self) -> Text:
-        return "action_eligibility_result"
+        return Actions.ELIGIBILITY_RESULT
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
         answers = {slot: tracker.get_slot(slot) for slot in QUESTIONS}
-        for key in assess(answers).messages:
+        assessment = assess(answers)
+        for key in assessment.messages:
             send(dispatcher, tracker, key)
-        return language_events(tracker) + [SlotSet(slot, None) for slot in QUESTIONS]
+        events = language_events(tracker) + [SlotSet(slot, None) for slot in QUESTIONS]
+        if assessment.outcome == "fear":
+            # The counsellor offer, as after a fear message (a legal ticket).
+            events.append(FollowupAction(Actions.OFFER_HANDOFF))
+        return events

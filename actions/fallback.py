@@ -13,12 +13,12 @@ from rasa_sdk.types import DomainDict
 
 from actions.answers import language_events, language_of, send
 from actions.content import get_content
+from avrr.vocabulary import SAFETY_INTENTS, Actions, Intents
 
-NLU_FALLBACK = "nlu_fallback"
+NLU_FALLBACK = Intents.NLU_FALLBACK
 DEFAULT_TOPICS = ("ask_what_is_avr", "ask_eligibility", "ask_contact")
 MAX_TOPIC_BUTTONS = 3
 # A message that might be about danger gets the safety answer even when unsure.
-SAFETY_INTENTS = ("report_emergency", "report_exploitation", "express_fear_of_return")
 SAFETY_RANK = 3
 
 
@@ -64,7 +64,7 @@ class ActionClarify(Action):
             send(dispatcher, tracker, danger)
         if consecutive_misses(tracker.events) >= 2:
             send(dispatcher, tracker, "clarify_again")
-            return language_events(tracker) + [FollowupAction("action_offer_handoff")]
+            return language_events(tracker) + [FollowupAction(Actions.OFFER_HANDOFF)]
         language = language_of(tracker)
         content = get_content()
         topics = likely_topics(ranking, content.topics(language)) or list(DEFAULT_TOPICS)

@@ -5,10 +5,13 @@
    return: legal) and a second message in a row that was not understood.
 2. Yes: `action_handoff_start` records the consent (time, language) and opens a ticket
    at the desk through the durable outbox; the person learns their place in the queue,
-   or when the office opens. No: `action_handoff_declined` gives the hotline and the
-   office instead, and nothing is shared.
+   or when the office opens; if the desk refuses the ticket for good, that it could not
+   reach a counsellor, with the hotline (now, or later through `action_handoff_failed`,
+   which the outbox runs through Rasa's API). No: `action_handoff_declined` gives the
+   hotline and the office instead, and nothing is shared.
 3. While the ticket is open, bot.handoff_policy sends every message to
-   `action_handoff_relay`, which passes it to the ticket and acknowledges once.
+   `action_handoff_relay`, which passes it to the ticket and acknowledges once. A safety
+   message is also answered at once (the emergency number), and marked urgent.
 4. The desk's hand-back runs `action_handoff_end` (Rasa's /execute), which tells the
    person the assistant is back.
 """
@@ -25,15 +28,26 @@ from rasa_sdk.types import DomainDict
 
 from actions.answers import language_events, language_of, latest_intent, send
 from actions.content import get_content, next_opening
-from actions.fallback import NLU_FALLBACK
-from actions.outbox import get_outbox
+from actions.outbox import INBOUND_PATH, TICKETS_PATH, get_outbox
+from avrr.vocabulary import (
+    LEGAL_INTENTS,
+    SAFETY_INTENTS,
+    URGENT_INTENTS,
+    Actions,
+    Channel,
+    Intents,
+    Slots,
+)
 from bot.transcript import history
 
 HANDOFF_YES = ("handoff_yes", "/affirm")
 HANDOFF_NO = ("handoff_no", "/deny")
-URGENT_INTENTS = ("report_emergency", "report_exploitation")
-LEGAL_INTENTS = ("express_fear_of_return",)
 SPEAKERS = {"user": "person", "bot": "assistant"}
+# The desk takes at most 500 transcript entries in a body of at most 1 MiB.
+MAX_TRANSCRIPT_ENTRIES = 200
+MAX_TRANSCRIPT_CHARS = 200_000
+HANDOFF_SLOTS = (Slots.HANDOFF_TICKET, Slots.HANDOFF_ACKNOWLEDGED, Slots.HANDOFF_URGENCY,
+                 Slots.HANDOFF_TOPIC)
 
 
 def urgency_of(intent: str) -> str:
@@ -45,16 +59,20 @@ def urgency_of(intent: str) -> str:
 
 
 def topic_of(intent: str) -> str:
-    return "not_understood" if intent == NLU_FALLBACK else intent or "request_human"
+    return "not_understood" if intent == Intents.NLU_FALLBACK else intent or Intents.REQUEST_HUMAN
 
 
 def transcript(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The conversation as the person saw it, with times, for the counsellor."""
-    return [
+    """The conversation as the person saw it, with times, for the counsellor: its latest
+    part, as much as the desk takes in one request."""
+    lines = [
         {"sender": SPEAKERS[line["sender"]], "text": line["text"], "at": iso(line["at"])}
         for line in history(events)
         if line["text"]
-    ]
+    ][-MAX_TRANSCRIPT_ENTRIES:]
+    while sum(len(line["text"]) for line in lines) > MAX_TRANSCRIPT_CHARS:
+        lines = lines[1:]
+    return lines
 
 
 def iso(timestamp: Optional[float]) -> str:
@@ -67,9 +85,13 @@ def now() -> datetime:
 
 
 def message_key(tracker: Tracker) -> str:
-    """A key for the person's latest message, the same however often it is retried."""
+    """A key for the person's latest message, the same however often it is retried.
+
+    The channels give a platform's redelivery the same message id, so a message handled
+    again after a failure makes the same requests to the desk, which takes them once.
+    """
     user = next(e for e in reversed(tracker.events) if e.get("event") == "user")
-    seed = f"{tracker.sender_id}|{user.get('timestamp')}|{user.get('message_id')}"
+    seed = f"{tracker.sender_id}|{user.get('message_id') or user.get('timestamp')}"
     return hashlib.sha256(seed.encode()).hexdigest()[:40]
 
 
@@ -77,17 +99,19 @@ class ActionOfferHandoff(Action):
     """Say what a counsellor would see, and ask whether the person agrees."""
 
     def name(self) -> Text:
-        return "action_offer_handoff"
+        return Actions.OFFER_HANDOFF
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
         intent = latest_intent(tracker)
+        if tracker.latest_action_name == Actions.ELIGIBILITY_RESULT:
+            intent = Intents.EXPRESS_FEAR_OF_RETURN  # its only reason to offer a counsellor
         buttons = get_content().choice_buttons(language_of(tracker), (HANDOFF_YES, HANDOFF_NO))
         send(dispatcher, tracker, "handoff_offer", buttons)
         return language_events(tracker) + [
-            SlotSet("handoff_urgency", urgency_of(intent)),
-            SlotSet("handoff_topic", topic_of(intent)),
+            SlotSet(Slots.HANDOFF_URGENCY, urgency_of(intent)),
+            SlotSet(Slots.HANDOFF_TOPIC, topic_of(intent)),
         ]
 
 
@@ -101,14 +125,14 @@ class ActionDeclineHandoff(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
         send(dispatcher, tracker, "handoff_declined")
-        return language_events(tracker) + [SlotSet("handoff_urgency", None)]
+        return language_events(tracker) + [SlotSet(Slots.HANDOFF_URGENCY, None)]
 
 
 class ActionStartHandoff(Action):
     """Record the consent, open the ticket, and tell the person what happens next."""
 
     def name(self) -> Text:
-        return "action_handoff_start"
+        return Actions.HANDOFF_START
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -121,25 +145,27 @@ class ActionStartHandoff(Action):
             key,
             tracker.sender_id,
             "POST",
-            "/api/tickets",
+            TICKETS_PATH,
             {
                 "idempotency_key": key,
                 "conversation_id": tracker.sender_id,
-                "channel": tracker.get_latest_input_channel() or "rest",
+                "channel": tracker.get_latest_input_channel() or Channel.REST,
                 "language": language,
-                "topic": tracker.get_slot("handoff_topic") or "request_human",
-                "urgency": tracker.get_slot("handoff_urgency") or "normal",
+                "topic": tracker.get_slot(Slots.HANDOFF_TOPIC) or Intents.REQUEST_HUMAN,
+                "urgency": tracker.get_slot(Slots.HANDOFF_URGENCY) or "normal",
                 "consent": {"at": consent_at, "language": language},
                 "transcript": transcript(tracker.events),
             },
         )
-        await asyncio.to_thread(outbox.flush)
-        ticket = outbox.answer(key)
-        self.tell(dispatcher, tracker, language, ticket)
+        await asyncio.to_thread(outbox.flush, tracker.sender_id, False)
+        if outbox.state(key) == "dead":
+            send(dispatcher, tracker, "handoff_failed")
+            return language_events(tracker) + [SlotSet(slot, None) for slot in HANDOFF_SLOTS]
+        self.tell(dispatcher, tracker, language, outbox.answer(key))
         return language_events(tracker) + [
-            SlotSet("handoff_ticket", key),
-            SlotSet("handoff_consent", f"{consent_at} {language}"),
-            SlotSet("handoff_acknowledged", False),
+            SlotSet(Slots.HANDOFF_TICKET, key),
+            SlotSet(Slots.HANDOFF_CONSENT, f"{consent_at} {language}"),
+            SlotSet(Slots.HANDOFF_ACKNOWLEDGED, False),
         ]
 
     @staticmethod
@@ -169,12 +195,14 @@ class ActionRelayToCounsellor(Action):
     """Pass the person's message to the counsellor; acknowledge the first one only."""
 
     def name(self) -> Text:
-        return "action_handoff_relay"
+        return Actions.HANDOFF_RELAY
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
         text = tracker.latest_message.get("text") or ""
+        intent = latest_intent(tracker)
+        danger = intent in SAFETY_INTENTS
         outbox = get_outbox()
         if text:
             key = message_key(tracker)
@@ -182,40 +210,53 @@ class ActionRelayToCounsellor(Action):
                 key,
                 tracker.sender_id,
                 "POST",
-                "/api/inbound",
+                INBOUND_PATH,
                 {
-                    "ticket_key": tracker.get_slot("handoff_ticket"),
+                    "ticket_key": tracker.get_slot(Slots.HANDOFF_TICKET),
                     "idempotency_key": key,
                     "text": text,
                     "at": iso(None),
-                    "urgent": latest_intent(tracker) in URGENT_INTENTS,
+                    "urgent": danger,
                 },
             )
-            await asyncio.to_thread(outbox.flush)
-        if tracker.get_slot("handoff_acknowledged"):
+            await asyncio.to_thread(outbox.flush, tracker.sender_id)
+        if danger:
+            # Whatever the hour, the person is not left waiting for a counsellor in danger.
+            send(dispatcher, tracker, intent)
+            send(dispatcher, tracker, "handoff_relayed_urgent")
+            return [SlotSet(Slots.HANDOFF_ACKNOWLEDGED, True)]
+        if tracker.get_slot(Slots.HANDOFF_ACKNOWLEDGED):
             return []
         send(dispatcher, tracker, "handoff_relayed")
-        return [SlotSet("handoff_acknowledged", True)]
+        return [SlotSet(Slots.HANDOFF_ACKNOWLEDGED, True)]
 
 
 class ActionEndHandoff(Action):
     """The counsellor closed the ticket: the assistant answers again, and says so."""
 
+    answer = "handoff_ended"
+
     def name(self) -> Text:
-        return "action_handoff_end"
+        return Actions.HANDOFF_END
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
-        if not tracker.get_slot("handoff_ticket"):
+        if not tracker.get_slot(Slots.HANDOFF_TICKET):
             return []
-        send(dispatcher, tracker, "handoff_ended")
-        return [
-            SlotSet("handoff_ticket", None),
-            SlotSet("handoff_acknowledged", None),
-            SlotSet("handoff_urgency", None),
-            SlotSet("handoff_topic", None),
+        send(dispatcher, tracker, self.answer)
+        return [SlotSet(slot, None) for slot in HANDOFF_SLOTS] + [
             # Rasa's /execute runs this action alone: the assistant then waits for the
             # person, as after any turn, so that rules apply to their next message.
-            ActionExecuted("action_listen"),
+            ActionExecuted(Actions.LISTEN)
         ]
+
+
+class ActionHandoffFailed(ActionEndHandoff):
+    """The desk refused the ticket for good: the person is told, with the hotline, and the
+    assistant answers again (run by the outbox through Rasa's API)."""
+
+    answer = "handoff_failed"
+
+    def name(self) -> Text:
+        return Actions.HANDOFF_FAILED

@@ -7,7 +7,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.answers import language_events, language_menu, send
-from actions.content import DEFAULT_LANGUAGE, get_content
+from actions.content import get_content
+from avrr.vocabulary import DEFAULT_LANGUAGE, Slots
 
 
 class ActionChooseLanguage(Action):
@@ -27,5 +28,5 @@ class ActionChooseLanguage(Action):
         send(dispatcher, tracker, "change_language", language_menu(languages))
         if picked is not None:
             # Only a forged payload names a language we do not have.
-            return [SlotSet("language", DEFAULT_LANGUAGE)]
+            return [SlotSet(Slots.LANGUAGE, DEFAULT_LANGUAGE)]
         return language_events(tracker)

@@ -26,13 +26,17 @@ async def test_fear_of_return_is_never_pushed_towards_return(dispatcher):
     assert events == []
     assert sent(dispatcher) == [
         (
-            "Thank you for telling me. Return with IOM is always voluntary: you do not have "
-            "to go back.",
+            "Thank you for telling me. Return with IOM is always voluntary: nobody from IOM "
+            "will make you go back.",
             [],
         ),
         (
-            "If you fear for your safety in your country, you can get legal counselling and "
-            "ask for international protection (asylum).",
+            "If you fear for your safety in your country, talk to a lawyer or legal counsellor "
+            "about asking for international protection (asylum).",
+            [],
+        ),
+        (
+            "If you are in danger now, call 112. It is free from any phone in Hungary.",
             [],
         ),
         (
@@ -40,6 +44,32 @@ async def test_fear_of_return_is_never_pushed_towards_return(dispatcher):
             [],
         ),
     ]
+
+
+async def test_a_question_the_danger_words_made_a_safety_message_is_answered_after_it(
+    dispatcher,
+):
+    tracker = make_tracker("report_emergency")
+    tracker.latest_message["safety_net"] = {
+        "intent": "report_emergency", "original_intent": "ask_cost"}
+
+    await ActionAnswer().run(dispatcher, tracker, {})
+
+    texts = [text for text, _ in sent(dispatcher)]
+    assert texts[0] == (
+        "If you or someone else is in danger now, call 112. It is free from any phone in Hungary.")
+    assert texts[-2].startswith("You do not get cash when you leave Hungary.")
+
+
+async def test_every_safety_answer_gives_the_emergency_number_in_every_language():
+    from actions.content import get_content
+    from avrr.vocabulary import SAFETY_INTENTS
+
+    content = get_content()
+    for language in content.languages():
+        for intent in SAFETY_INTENTS:
+            texts = " ".join(r.text for r in content.replies(intent, language))
+            assert "112" in texts, (language, intent)
 
 
 async def test_exploitation_gets_the_specialised_support_answer(dispatcher):

@@ -1,9 +1,11 @@
+"""The eligibility pre-check: fear first, the criteria in the result, never a decision."""
 import pytest
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 
 from actions.eligibility import (
     QUESTIONS,
     ActionAskEligDocuments,
+    ActionAskEligFear,
     ActionAskEligSituation,
     ActionEligibilityResult,
     ValidateEligibilityForm,
@@ -23,28 +25,33 @@ LIKELY = {
 @pytest.mark.parametrize(
     "answers, outcome, messages",
     [
-        (LIKELY, "likely", ("elig_result_likely", "elig_next_step")),
+        (LIKELY, "likely", ("elig_result_likely", "elig_conditions", "elig_next_step")),
         (
             {**LIKELY, "elig_situation": "asylum", "elig_documents": "none",
              "elig_special_needs": "needs"},
             "likely",
             ("elig_result_likely", "elig_note_asylum", "elig_note_documents",
-             "elig_note_special_needs", "elig_next_step"),
+             "elig_note_special_needs", "elig_conditions", "elig_next_step"),
+        ),
+        (
+            {**LIKELY, "elig_situation": "protection"},
+            "likely",
+            ("elig_result_likely", "elig_note_protection", "elig_conditions", "elig_next_step"),
         ),
         (
             {**LIKELY, "elig_previous_return": "used_before"},
             "counsellor_first",
-            ("elig_result_previous", "elig_talk_to_counsellor"),
+            ("elig_result_previous", "elig_conditions", "elig_talk_to_counsellor"),
         ),
         (
             {**LIKELY, "elig_previous_return": "unsure"},
             "counsellor_first",
-            ("elig_result_previous_unsure", "elig_talk_to_counsellor"),
+            ("elig_result_previous_unsure", "elig_conditions", "elig_talk_to_counsellor"),
         ),
         (
             {**LIKELY, "elig_situation": "other"},
             "counsellor_first",
-            ("elig_result_other", "elig_talk_to_counsellor"),
+            ("elig_result_other", "elig_conditions", "elig_talk_to_counsellor"),
         ),
         # Fear outweighs everything: nothing about applying is said.
         (
@@ -52,6 +59,8 @@ LIKELY = {
             "fear",
             ("elig_result_fear",),
         ),
+        # Not sure counts as fear.
+        ({**LIKELY, "elig_fear": "unsure"}, "fear", ("elig_result_fear",)),
     ],
 )
 def test_assess(answers, outcome, messages):
@@ -59,13 +68,25 @@ def test_assess(answers, outcome, messages):
     assert (result.outcome, result.messages) == (outcome, messages)
 
 
-async def test_first_question_offers_the_situations_as_buttons(dispatcher):
-    events = await ActionAskEligSituation().run(dispatcher, make_tracker("ask_eligibility"), {})
+async def test_the_first_question_is_fear_of_return_with_not_sure(dispatcher):
+    events = await ActionAskEligFear().run(dispatcher, make_tracker("ask_eligibility"), {})
+
+    assert events == []
+    assert sent(dispatcher) == [(
+        "Question 1 of 5: Are you afraid of what could happen to you if you go back?",
+        [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"},
+         {"title": "Not sure", "payload": '/inform{"elig_fear":"unsure"}'}],
+    )]
+    assert list(QUESTIONS)[0] == "elig_fear"
+
+
+async def test_the_second_question_offers_the_situations_as_buttons(dispatcher):
+    events = await ActionAskEligSituation().run(dispatcher, make_tracker("deny"), {})
 
     assert events == []
     assert sent(dispatcher) == [
         (
-            "Question 1 of 5: What is your situation in Hungary now?",
+            "Question 2 of 5: What is your situation in Hungary now?",
             [
                 {"title": "I asked for asylum", "payload": '/inform{"elig_situation":"asylum"}'},
                 {"title": "I have protection or a permit",
@@ -82,7 +103,7 @@ async def test_documents_question_says_a_passport_is_not_needed(dispatcher):
     await ActionAskEligDocuments().run(dispatcher, make_tracker("deny"), {})
 
     [(text, buttons)] = sent(dispatcher)
-    assert text == "Question 3 of 5: Do you have a valid passport? (You can apply without one too.)"
+    assert text == "Question 4 of 5: Do you have a valid passport? (You can apply without one too.)"
     assert [b["payload"] for b in buttons] == [
         "/affirm", '/inform{"elig_documents":"expired_or_lost"}', "/deny"
     ]
@@ -118,6 +139,22 @@ async def test_validation_keeps_offered_values_and_drops_others(dispatcher):
     assert dispatcher.messages == []
 
 
+@pytest.mark.parametrize("answer", ["fear", "unsure"])
+async def test_a_fear_answer_ends_the_questions(dispatcher, answer):
+    events = [
+        {"event": "user", "parse_data": {"intent": {"name": "affirm"}}},
+        {"event": "action", "name": "eligibility_form"},
+        {"event": "slot", "name": "elig_fear", "value": answer},
+    ]
+    tracker = make_tracker("affirm", events=events, active_loop="eligibility_form")
+
+    result = await ValidateEligibilityForm().run(dispatcher, tracker, {})
+
+    assert result == [SlotSet("elig_fear", answer)] + [
+        SlotSet(slot, "skipped") for slot in QUESTIONS if slot != "elig_fear"
+    ]
+
+
 async def test_result_points_to_iom_and_forgets_the_answers(dispatcher):
     tracker = make_tracker("deny", slots=LIKELY)
 
@@ -127,18 +164,22 @@ async def test_result_points_to_iom_and_forgets_the_answers(dispatcher):
     texts = [text for text, _ in sent(dispatcher)]
     assert texts == [
         "From your answers, you appear to be in a group IOM can help. This is not a decision: "
-        "IOM decides after counselling, and checks the other conditions then.",
+        "IOM decides after counselling.",
+        "IOM also checks other conditions then, for example that you have not committed a "
+        "crime under Hungarian law. Crossing the border irregularly or staying longer than "
+        "allowed do not count as crimes.",
         "Next step: call IOM's free hotline 06 80 20 50 18, or tell the staff of your reception "
         "or detention centre that you want to apply.",
     ]
 
 
-async def test_result_for_fear_offers_protection_not_return(dispatcher):
+async def test_result_for_fear_says_return_is_voluntary_and_offers_a_counsellor(dispatcher):
     tracker = make_tracker("affirm", slots={**LIKELY, "elig_fear": "fear"})
 
-    await ActionEligibilityResult().run(dispatcher, tracker, {})
+    events = await ActionEligibilityResult().run(dispatcher, tracker, {})
 
     texts = " ".join(text for text, _ in sent(dispatcher))
-    assert "you do not have to go back" in texts
-    assert "international protection" in texts
+    assert "nobody from IOM will make you go back" in texts
+    assert "international protection" in texts and "112" in texts
     assert "appear to be in a group" not in texts
+    assert events[-1] == FollowupAction("action_offer_handoff")

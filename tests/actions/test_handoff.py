@@ -2,6 +2,7 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+import sqlalchemy as sa
 from rasa_sdk.events import ActionExecuted, SlotSet
 
 import actions.handoff
@@ -15,18 +16,24 @@ from actions.handoff import (
     transcript,
     urgency_of,
 )
-from actions.outbox import get_outbox
+from actions.outbox import get_outbox, outbox
 from tests.conftest import make_tracker, sent, user_event
+from tests.fakes.desk import FakeDesk
 
 OFFER = (
     "I can pass this conversation to an IOM counsellor, a person, who will answer you here in "
     "this chat. The counsellor will see what you wrote here, my answers, your language and the "
-    "app you are using. Nobody else sees it. Do you agree?"
+    "app you are using. Only IOM's counsellors and the IOM staff who run this service can "
+    "see it. Do you agree?"
 )
 
 
 def pending_bodies():
-    rows = get_outbox()._db.execute("SELECT path, body FROM outbox ORDER BY id").fetchall()
+    with get_outbox().engine.connect() as db:
+        rows = db.execute(
+            sa.select(outbox.c.path, outbox.c.body).where(outbox.c.state == "pending")
+            .order_by(outbox.c.id)
+        ).fetchall()
     return [(path, json.loads(body) if body else None) for path, body in rows]
 
 
@@ -36,6 +43,7 @@ def pending_bodies():
         ("request_human", "normal", "request_human"),
         ("report_emergency", "urgent", "report_emergency"),
         ("report_exploitation", "urgent", "report_exploitation"),
+        ("report_suicidal_thoughts", "urgent", "report_suicidal_thoughts"),
         ("express_fear_of_return", "legal", "express_fear_of_return"),
         ("nlu_fallback", "normal", "not_understood"),
     ],
@@ -135,6 +143,63 @@ async def test_consent_opens_a_ticket_kept_in_the_outbox_while_the_desk_is_down(
     assert [b["idempotency_key"] for _, b in pending_bodies()] == [key]
 
 
+@pytest.fixture
+def desk(monkeypatch):
+    from tests.conftest import forget_settings
+
+    fake = FakeDesk()
+    monkeypatch.setenv("DESK_URL", fake.url)
+    monkeypatch.setenv("RASA_URL", fake.url)
+    forget_settings()
+    yield fake
+    fake.stop()
+
+
+async def test_consent_opens_a_ticket_at_the_desk_and_the_person_learns_the_queue(
+    dispatcher, desk, monkeypatch
+):
+    monkeypatch.setattr(
+        actions.handoff, "now", lambda: datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    )
+
+    events = await ActionStartHandoff().run(dispatcher, consenting_tracker(), {})
+
+    [(method, path, key, body, _)] = desk.received
+    assert (method, path, key) == ("POST", "/api/tickets", body["idempotency_key"])
+    assert sent(dispatcher) == [(
+        "Thank you. A counsellor will answer you here in this chat. You are number 1 in "
+        "the queue. Please keep this chat open or come back to it later.", [])]
+    assert events[0] == SlotSet("handoff_ticket", key)
+    assert pending_bodies() == []
+
+
+async def test_a_ticket_the_desk_refuses_leaves_the_person_told_and_free(dispatcher, desk):
+    desk.answers["/api/tickets"] = [422]
+
+    events = await ActionStartHandoff().run(dispatcher, consenting_tracker(), {})
+
+    assert sent(dispatcher) == [(
+        "Sorry, your request could not reach a counsellor, so nothing was shared. Please call "
+        "IOM's free hotline, which speaks many languages: 06 80 20 50 18. I can answer your "
+        "questions again.", [])]
+    assert SlotSet("handoff_ticket", None) in events
+    assert not any(e.get("name") == "handoff_ticket" and e.get("value") for e in events)
+    assert [path for _, path, _, _, _ in desk.received] == ["/api/tickets"]  # told here, once
+
+
+async def test_a_refusal_later_is_told_through_rasa_and_clears_the_handoff(dispatcher):
+    from actions.handoff import ActionHandoffFailed
+
+    tracker = make_tracker("greet", slots={"language": "fr", "handoff_ticket": "k"})
+    tracker.latest_message = {}
+
+    events = await ActionHandoffFailed().run(dispatcher, tracker, {})
+
+    assert sent(dispatcher)[0][0] == get_content().replies("handoff_failed", "fr")[0].text
+    assert SlotSet("handoff_ticket", None) in events
+    assert events[-1] == ActionExecuted("action_listen")
+
+
 async def test_the_queue_position_comes_from_the_desk(dispatcher, monkeypatch):
     monkeypatch.setattr(
         actions.handoff, "now", lambda: datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
@@ -189,11 +254,11 @@ def test_next_opening_knows_days_hours_and_time_zone():
 
 async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(dispatcher):
     tracker = make_tracker(
-        "report_emergency",
+        "ask_cost",
         slots={"handoff_ticket": "ticket-key-1", "handoff_acknowledged": False},
-        events=[{**user_event("report_emergency", "he is here again"), "timestamp": 1790000100.0}],
+        events=[{**user_event("ask_cost", "is it free?"), "timestamp": 1790000100.0}],
     )
-    tracker.latest_message["text"] = "he is here again"
+    tracker.latest_message["text"] = "is it free?"
 
     events = await ActionRelayToCounsellor().run(dispatcher, tracker, {})
 
@@ -201,8 +266,8 @@ async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(di
     assert path == "/api/inbound"
     assert (body["ticket_key"], body["text"], body["urgent"]) == (
         "ticket-key-1",
-        "he is here again",
-        True,
+        "is it free?",
+        False,
     )
     assert sent(dispatcher) == [
         (
@@ -217,6 +282,45 @@ async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(di
     tracker.slots["handoff_acknowledged"] = True
     assert await ActionRelayToCounsellor().run(quiet, tracker, {}) == []
     assert quiet.messages == []
+
+
+@pytest.mark.parametrize(
+    "intent",
+    ["report_emergency", "report_exploitation", "report_suicidal_thoughts",
+     "express_fear_of_return"],
+)
+async def test_danger_during_the_handoff_is_answered_at_once_and_relayed_as_urgent(
+    dispatcher, intent
+):
+    tracker = make_tracker(
+        intent,
+        slots={"handoff_ticket": "ticket-key-1", "handoff_acknowledged": True},
+        events=[{**user_event(intent, "he is here again"), "timestamp": 1790000100.0}],
+    )
+    tracker.latest_message["text"] = "he is here again"
+
+    events = await ActionRelayToCounsellor().run(dispatcher, tracker, {})
+
+    [(_, body)] = pending_bodies()
+    assert (body["text"], body["urgent"]) == ("he is here again", True)
+    texts = [text for text, _ in sent(dispatcher)]
+    assert texts[: len(get_content().replies(intent, "en"))] == [
+        r.text for r in get_content().replies(intent, "en")]
+    assert texts[-1] == (
+        "I have passed your message to the counsellor as urgent. Please do not wait for the "
+        "answer if you are in danger: call 112 now.")
+    assert any("112" in text for text in texts[:-1])
+    assert events == [SlotSet("handoff_acknowledged", True)]
+
+
+async def test_after_a_fear_answer_in_the_check_the_offer_is_a_legal_one(dispatcher):
+    tracker = make_tracker("affirm")
+    tracker.latest_action_name = "action_eligibility_result"
+
+    events = await ActionOfferHandoff().run(dispatcher, tracker, {})
+
+    assert events == [SlotSet("handoff_urgency", "legal"),
+                      SlotSet("handoff_topic", "express_fear_of_return")]
 
 
 async def test_the_hand_back_says_the_assistant_is_back_in_the_persons_language(dispatcher):

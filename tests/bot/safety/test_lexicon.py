@@ -1,0 +1,57 @@
+"""The danger lexicon: normalised matching of words and phrases, in every script."""
+import pytest
+
+from bot.safety.lexicon import Lexicon, normalise
+
+LEXICON = Lexicon({
+    "report_emergency": ["beating me", "in danger now", "kill*"],
+    "report_suicidal_thoughts": ["kill myself"],
+    "report_exploitation": ["forced to work", "работаю бесплатно"],
+    "express_fear_of_return": ["مرا میکشند", "öldürürler"],
+})
+
+
+@pytest.mark.parametrize(
+    "text, folded",
+    [
+        ("Élève  ÇA!", "eleve ca"),
+        ("Đi ngay, tôi sợ", "di ngay toi so"),
+        ("ÖLDÜRÜRLER", "oldururler"),
+        ("İstanbul'da ışık", "istanbul da isik"),
+        ("مـرا   مي‌كشند", "مرا میکشند"),  # tatweel, Arabic yeh and kaf, zero-width non-joiner
+        ("أنا في خطرٍ", "انا فی خطر"),  # hamza seats and harakat
+        ("Всё ещё", "все еще"),
+    ],
+)
+def test_text_is_folded_as_people_type_it(text, folded):
+    assert normalise(text) == folded
+
+
+@pytest.mark.parametrize(
+    "text, intent",
+    [
+        ("my husband is BEATING me!!", "report_emergency"),
+        ("i am in danger now please", "report_emergency"),
+        ("they want to killing him", "report_emergency"),  # kill* is a prefix
+        ("I want to kill myself", "report_suicidal_thoughts"),  # the more specific wins
+        ("I am forced to work", "report_exploitation"),
+        ("я работаю бесплатно", "report_exploitation"),
+        ("اگر برگردم مرا مي کشند", "express_fear_of_return"),  # written apart
+        ("Geri dönersem öl dürürler", "express_fear_of_return"),
+        ("Geri dönersem öldururler", "express_fear_of_return"),
+    ],
+)
+def test_a_phrase_matches_whole_words_in_order(text, intent):
+    assert LEXICON.match(text).intent == intent
+
+
+@pytest.mark.parametrize(
+    "text", ["beating", "me beating", "forced to walk", "skill", "in danger", "", "!!!"],
+)
+def test_partial_or_reordered_words_do_not_match(text):
+    assert LEXICON.match(text) is None
+
+
+def test_only_safety_intents_may_have_phrases():
+    with pytest.raises(ValueError, match="ask_cost"):
+        Lexicon({"ask_cost": ["money"]})
