@@ -83,6 +83,12 @@ class RasaSettings(Settings):
     widget_origins: List[str] = Field(
         ["http://127.0.0.1:8080", "http://localhost:8080"], env="WIDGET_ORIGINS"
     )
+    # Messages a minute on the REST and web chat channels, per sender and per address.
+    rate_per_sender: int = Field(20, env="RATE_LIMIT_PER_SENDER", ge=1)
+    rate_per_address: int = Field(120, env="RATE_LIMIT_PER_ADDRESS", ge=1)
+    # Reverse proxies in front of Rasa (nginx: 1): the client's address is then taken from
+    # their X-Forwarded-For, so that the limits per address apply to the person.
+    proxies_count: int = Field(0, env="AVRR_PROXIES_COUNT", ge=0, le=5)
 
     _origins = validator("widget_origins", pre=True, allow_reuse=True)(_origin_list)
 

@@ -145,6 +145,7 @@ def load_logistic_regression(cls: type, *args: Any, **kwargs: Any) -> Any:
 def guard_app(app: Sanic) -> Sanic:
     """Limit bodies, keep the HTTP API from making conversations, expire old data."""
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
+    app.config.PROXIES_COUNT = runtime.settings().proxies_count
 
     @app.on_request
     async def no_orphan_conversations(request: Request) -> Any:

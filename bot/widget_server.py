@@ -8,6 +8,7 @@ import html
 import logging
 import secrets
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -81,8 +82,19 @@ async def secure(_: web.Request, response: web.StreamResponse) -> None:
     response.headers["Referrer-Policy"] = "no-referrer"
 
 
+# The page takes no bodies at all: anything announcing more is refused before it is read.
+MAX_BODY_BYTES = 1024
+
+
+@web.middleware
+async def refuse_large(request: web.Request, handler: Any) -> web.StreamResponse:
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return web.json_response({"error": "the body is too large"}, status=413)
+    return await handler(request)
+
+
 def create_app(settings: WidgetSettings) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[refuse_large], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[DEMO_PAGE] = settings.demo_page.read_text(encoding="utf-8")
     app.on_response_prepare.append(secure)

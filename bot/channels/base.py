@@ -50,6 +50,11 @@ def too_many(retry_after_s: float) -> HTTPResponse:
     )
 
 
+def client_address(request: Request) -> str:
+    """The client's address: the proxies' X-Forwarded-For when AVRR_PROXIES_COUNT is set."""
+    return request.remote_addr or request.ip
+
+
 class RateLimits:
     """At most `rate` messages per `period_s` per key (a sender, an address).
 

@@ -7,8 +7,8 @@ Differences from Rasa's own RestInput, on purpose:
 - with REST_CHANNEL_TOKEN set, every request needs `Authorization: Bearer <token>`;
 - typed "/intent{...}" text is read as words unless it is a button payload just offered;
 - only the metadata the assistant uses (`language_hint`) is kept;
-- at most RATE_PER_SENDER messages a minute per sender and RATE_PER_ADDRESS per client
-  address (429 with Retry-After beyond);
+- at most RATE_LIMIT_PER_SENDER messages a minute per sender and RATE_LIMIT_PER_ADDRESS
+  per client address (429 with Retry-After beyond);
 - a failure to process or store the message is a 503 the client can retry, and the
   message text is never logged.
 """
@@ -24,13 +24,19 @@ from sanic.response import HTTPResponse
 
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
 from bot import runtime
-from bot.channels.base import RateLimits, add_health, disarm, error, language_hint, too_many
+from bot.channels.base import (
+    RateLimits,
+    add_health,
+    client_address,
+    disarm,
+    error,
+    language_hint,
+    too_many,
+)
 from bot.text import InvalidMessage, clean_sender, clean_text
 
 logger = logging.getLogger(__name__)
 
-RATE_PER_SENDER = 20
-RATE_PER_ADDRESS = 120
 
 
 def rest_sender(sender: Any) -> str:
@@ -56,8 +62,9 @@ class GuardedRestInput(InputChannel):
             secret = runtime.settings().rest_channel_token
             token = secret.get_secret_value() if secret else None
         self.token = token
-        self.per_sender = RateLimits(RATE_PER_SENDER, 60.0)
-        self.per_address = RateLimits(RATE_PER_ADDRESS, 60.0)
+        settings = runtime.settings()
+        self.per_sender = RateLimits(settings.rate_per_sender, 60.0)
+        self.per_address = RateLimits(settings.rate_per_address, 60.0)
 
     def authorized(self, request: Request) -> bool:
         if self.token is None:
@@ -87,7 +94,7 @@ class GuardedRestInput(InputChannel):
                 text = clean_text(body.get("message"))
             except InvalidMessage as invalid:
                 return error(str(invalid), invalid.status)
-            wait = await self.per_address.wait_for(request.ip)
+            wait = await self.per_address.wait_for(client_address(request))
             if wait is None:
                 wait = await self.per_sender.wait_for(sender_id)
             if wait:

@@ -15,8 +15,8 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
   `message_processed` (our addition: the turn is over); if it could not be recorded,
   the client gets `message_failed` and sends it again (nothing half answered);
 - cross-origin connections are accepted from WIDGET_ORIGINS only; a socket.io message is
-  at most MAX_PAYLOAD_BYTES; at most RATE_PER_SESSION messages a minute per session and
-  RATE_PER_ADDRESS per client address (`message_refused` with `retry_after` beyond).
+  at most MAX_PAYLOAD_BYTES; at most RATE_LIMIT_PER_SENDER messages a minute per session
+  and RATE_LIMIT_PER_ADDRESS per client address (`message_refused` with `retry_after`).
 
 Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
 `bot_uttered`, so third-party Rasa widgets still work.
@@ -37,7 +37,7 @@ from socketio import AsyncServer
 
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
 from bot import runtime
-from bot.channels.base import RateLimits, add_health, disarm, language_hint
+from bot.channels.base import RateLimits, add_health, client_address, disarm, language_hint
 from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
 
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 WEB_PREFIX = CONVERSATION_PREFIXES[Channel.SOCKETIO]
 MAX_PAYLOAD_BYTES = 64 * 1024
-RATE_PER_SESSION = 20
-RATE_PER_ADDRESS = 120
 
 
 def _b64(raw: bytes) -> str:
@@ -137,8 +135,9 @@ class GuardedSocketIOInput(InputChannel):
             cors_allowed_origins="*" if self.origins == ["*"] else self.origins,
             max_http_buffer_size=MAX_PAYLOAD_BYTES,
         )
-        per_session = RateLimits(RATE_PER_SESSION, 60.0)
-        per_address = RateLimits(RATE_PER_ADDRESS, 60.0)
+        limits = runtime.settings()
+        per_session = RateLimits(limits.rate_per_sender, 60.0)
+        per_address = RateLimits(limits.rate_per_address, 60.0)
         addresses: Dict[str, str] = {}
         webhook = _Blueprint(sio, self.socketio_path, "guarded_socketio_webhook", __name__)
         self.sio = sio
@@ -157,7 +156,7 @@ class GuardedSocketIOInput(InputChannel):
         @sio.on("connect")
         async def connect(sid: str, environ: Dict[str, Any], *_: Any) -> None:
             request = environ.get("sanic.request")
-            addresses[sid] = request.ip if request is not None else "unknown"
+            addresses[sid] = client_address(request) if request is not None else "unknown"
 
         @sio.on("disconnect")
         async def disconnect(sid: str) -> None:

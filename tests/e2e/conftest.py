@@ -120,6 +120,8 @@ def launch_env(data_dir: Path, telegram_api, graph_api) -> Dict[str, str]:
         RASA_TELEMETRY_ENABLED="false",
         DESK_API_TOKEN=DESK_TOKEN,
         RASA_API_TOKEN=RASA_TOKEN,
+        # Every test speaks from 127.0.0.1: the limit per sender is tested, not per address.
+        RATE_LIMIT_PER_ADDRESS="100000",
         ACTION_SERVER_TOKEN=ACTION_TOKEN,
         DESK_INITIAL_PASSWORD=COUNSELLOR_PASSWORD,
         TELEGRAM_API_BASE_URL=telegram_api.root,

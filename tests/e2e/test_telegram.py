@@ -151,7 +151,8 @@ def test_an_update_is_handled_once_however_often_it_arrives(assistant, telegram_
     assert post(assistant, copy.deepcopy(update)).status_code == 200  # a late redelivery
     assistant.drained(conversation(chat_id))
     assert sent(telegram_api, chat_id) == first
-    assert user_texts(assistant.tracker(conversation(chat_id))) == ["how much does the return cost?"]
+    said = user_texts(assistant.tracker(conversation(chat_id)))
+    assert said == ["how much does the return cost?"]
 
 
 def test_a_sticker_gets_one_reply_asking_for_text(assistant, telegram_api):
