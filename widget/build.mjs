@@ -5,7 +5,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
-const BUDGET_BYTES = 15 * 1024; // src/widget.js + src/widget.css, unminified
+// src/widget.js + src/widget.css, unminified: 15 KiB until the "end and forget" control
+// and its question in twelve languages (about 3 KiB of UTF-8) were added.
+const BUDGET_BYTES = 19 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
 const read = (path) => readFileSync(join(here, path), "utf8");
 

@@ -5,7 +5,12 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
 - the session id (Rasa's sender id, as in Rasa) is issued by the server, unguessable,
   and comes with a secret, its HMAC under the server's key, sent to the client that
   opened the session (event `session_secret`). A `session_request` naming a session id
-  without its secret gets a new, empty session: a conversation id alone is no key;
+  without its secret gets a new, empty session: a conversation id alone is no key. The
+  secret rotates: each resume gets the current period's secret, and a secret older than
+  two periods (SECRET_PERIOD_S) no longer opens the session;
+- `forget_session` ends and forgets the conversation (the widget's "end and forget"
+  control): the deletion runs as if the person asked and confirmed it, and
+  `session_forgotten` says whether everything is deleted;
 - a socket writes only into the conversation its `session_request` established;
 - after `session_confirm` the server sends `session_history` (our addition, which other
   widgets ignore), so a reload shows the conversation, a counsellor's replies included;
@@ -27,6 +32,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
@@ -35,7 +41,7 @@ from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic
 from socketio import AsyncServer
 
-from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
+from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
 from bot.channels.base import RateLimits, add_health, client_address, disarm, language_hint
 from bot.text import InvalidMessage, clean_text
@@ -44,7 +50,12 @@ from bot.transcript import history
 logger = logging.getLogger(__name__)
 
 WEB_PREFIX = CONVERSATION_PREFIXES[Channel.SOCKETIO]
+DELETE_COMMAND = f"/{Intents.DELETE_MY_DATA}"
+CONFIRM_COMMAND = f"/{Intents.AFFIRM}"
 MAX_PAYLOAD_BYTES = 64 * 1024
+# A web chat's secret is renewed each period; an unused one opens its session for one to
+# two periods: a chat left alone for a month cannot be reopened from the device.
+SECRET_PERIOD_S = 15 * 24 * 3600
 
 
 def _b64(raw: bytes) -> str:
@@ -54,24 +65,32 @@ def _b64(raw: bytes) -> str:
 class Sessions:
     """Issues session ids with their secrets, and checks a secret, with one key."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
         self._key = key
+        self.clock = clock
 
-    def secret_of(self, session_id: str) -> str:
-        return _b64(hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()[:24])
+    def secret_of(self, session_id: str, period: Optional[int] = None) -> str:
+        """The secret of `session_id` in `period` (default: the current one)."""
+        period = int(self.clock() // SECRET_PERIOD_S) if period is None else period
+        message = f"{session_id}|{period}".encode()
+        return _b64(hmac.new(self._key, message, hashlib.sha256).digest()[:24])
 
     def issue(self) -> Tuple[str, str]:
         session_id = f"{WEB_PREFIX}{secrets.token_hex(16)}"
         return session_id, self.secret_of(session_id)
 
     def owns(self, session_id: Any, secret: Any) -> bool:
-        """Whether `secret` is the one this server gave with `session_id`."""
+        """Whether `secret` is one this server gave with `session_id`, this period or the
+        one before."""
         if not isinstance(session_id, str) or not isinstance(secret, str):
             return False
         if not session_id.startswith(WEB_PREFIX) or len(session_id) > 64:
             return False
-        return hmac.compare_digest(
-            secret.encode("utf-8", "surrogatepass"), self.secret_of(session_id).encode()
+        given = secret.encode("utf-8", "surrogatepass")
+        current = int(self.clock() // SECRET_PERIOD_S)
+        return any(
+            hmac.compare_digest(given, self.secret_of(session_id, period).encode())
+            for period in (current, current - 1)
         )
 
 
@@ -164,11 +183,13 @@ class GuardedSocketIOInput(InputChannel):
             addresses.pop(sid, None)
 
         @sio.on("session_request")
-        async def session_request(sid: str, data: Any) -> None:
+        async def session_request(sid: str, data: Any = None, *_: Any) -> None:
             data = data if isinstance(data, dict) else {}
             sender_id, secret = data.get("session_id"), data.get("session_secret")
             if not self.sessions.owns(sender_id, secret):
                 sender_id, secret = self.sessions.issue()
+            else:
+                secret = self.sessions.secret_of(sender_id)  # renewed at each resume
             old = senders.get(sid)
             if old and old != sender_id:
                 sio.leave_room(sid, old)
@@ -185,8 +206,37 @@ class GuardedSocketIOInput(InputChannel):
                 shown = []
             await sio.emit("session_history", {"messages": shown}, room=sid)
 
+        @sio.on("forget_session")
+        async def forget_session(sid: str, data: Any = None, *_: Any) -> None:
+            sender_id = senders.get(sid)
+            if sender_id is None:
+                await sio.emit("session_invalid", {"error": "send session_request first"}, room=sid)
+                return
+            replies: List[Dict[str, Any]] = []
+            try:
+                # As if the person asked and confirmed: the widget asked them already.
+                for text in (DELETE_COMMAND, CONFIRM_COMMAND):
+                    collector = CollectingOutputChannel()
+                    await on_new_message(
+                        UserMessage(text, collector, sender_id, input_channel=self.name())
+                    )
+                    replies = collector.messages
+                store = webhook.ctx.app.ctx.agent.tracker_store
+                deleted = await store.retrieve(sender_id) is None
+            except Exception as failure:  # noqa: BLE001 - the client may ask again
+                logger.error("web chat could not be forgotten: %s", type(failure).__name__)
+                await sio.emit(
+                    "message_failed", {"error": "not processed, please send it again"}, room=sid
+                )
+                return
+            said = " ".join(m.get("text") or "" for m in replies).strip()
+            await sio.emit("session_forgotten", {"deleted": deleted, "text": said}, room=sid)
+            if deleted:
+                sio.leave_room(sid, sender_id)
+                senders.pop(sid, None)
+
         @sio.on(self.user_message_evt)
-        async def handle_message(sid: str, data: Any) -> None:
+        async def handle_message(sid: str, data: Any = None, *_: Any) -> None:
             sender_id = senders.get(sid)
             if sender_id is None and isinstance(data, dict):
                 # A client that reconnected may send its session with the message.

@@ -50,7 +50,10 @@ class Widget:
 
     @property
     def token(self) -> str:
-        return self.page.evaluate("() => localStorage.getItem('avrr.session')")
+        return self.page.evaluate("() => sessionStorage.getItem('avrr.session')")
+
+    def stored(self, where: str = "sessionStorage") -> dict:
+        return self.page.evaluate(f"() => Object.assign({{}}, {where})")
 
 
 @pytest.fixture
@@ -62,7 +65,7 @@ def open_widget(assistant, browser: Browser):
         context = browser.new_context(viewport=PHONE, locale=locale)
         if stored_token:
             context.add_init_script(
-                f"localStorage.setItem('avrr.session', {json.dumps(stored_token)})"
+                f"sessionStorage.setItem('avrr.session', {json.dumps(stored_token)})"
             )
         widget = Widget(context.new_page())
         opened.append(widget)
@@ -229,3 +232,51 @@ def test_the_keyboard_alone_opens_writes_sends_and_closes(open_widget):
     expect(widget.part("input")).to_have_value("")
     expect(widget.part("input")).to_be_focused()
     expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+
+
+def test_the_session_lives_in_the_tab_and_nothing_in_the_partners_local_storage(open_widget):
+    widget = open_widget()
+    widget.say("Hello")
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+
+    assert widget.stored()["avrr.session"].startswith("web-")
+    assert "avrr.secret" in widget.stored()
+    assert widget.stored("localStorage") == {}
+
+
+def test_end_and_forget_deletes_the_conversation_and_clears_the_device(assistant, open_widget):
+    widget = open_widget()
+    marker = uuid.uuid4().hex[:10]
+    widget.say(f"Hello, my reference is {marker}")
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+    conversation = conversation_id_of(assistant, marker)
+    widget.page.once("dialog", lambda dialog: dialog.accept())
+
+    widget.part("forget").click()
+
+    expect(widget.messages("bot").filter(has_text="Done: this conversation")).to_have_count(
+        1, timeout=TIMEOUT)
+    expect(widget.messages("user")).to_have_count(0)
+    with closing(sqlite3.connect(assistant.db)) as db:
+        assert db.execute("SELECT count(*) FROM events WHERE sender_id = ?",
+                          (conversation,)).fetchone()[0] == 0
+    expect(widget.part("panel")).to_have_attribute("data-state", "ready", timeout=TIMEOUT)
+    assert widget.token != conversation  # a new, empty session
+    widget.reload()
+    expect(widget.messages("user")).to_have_count(0)
+
+
+def test_end_and_forget_asks_first_and_does_nothing_when_cancelled(assistant, open_widget):
+    widget = open_widget()
+    marker = uuid.uuid4().hex[:10]
+    widget.say(f"Hello, my reference is {marker}")
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+    conversation = conversation_id_of(assistant, marker)
+    widget.page.once("dialog", lambda dialog: dialog.dismiss())
+
+    widget.part("forget").click()
+    widget.say("thank you")
+    expect(widget.messages("user")).to_have_count(2, timeout=TIMEOUT)
+
+    assert widget.token == conversation
+    assert conversation_id_of(assistant, marker) == conversation

@@ -2,20 +2,20 @@
    ES5, for old phones. Message text is set with textContent only: it can contain markup. */
 "use strict";
 // Each language in its own name, then the UI: name|title|input|send|close|open chat|
-// language|connecting|reconnecting
+// language|connecting|reconnecting|forget (button)|forget (the question)
 var UI = {
-  en: "English|IOM Hungary assistant|Write your question…|Send|Close|Open chat|Language|Connecting…|Reconnecting…",
-  hu: "Magyar|Az IOM Magyarország asszisztense|Írja be a kérdését…|Küldés|Bezárás|Csevegés megnyitása|Nyelv|Kapcsolódás…|Újrakapcsolódás…",
-  ar: "العربية|مساعد IOM في هنغاريا|اكتب سؤالك…|إرسال|إغلاق|فتح المحادثة|اللغة|جارٍ الاتصال…|جارٍ إعادة الاتصال…",
-  fa: "فارسی|دستیار IOM در مجارستان|سؤال خود را بنویسید…|ارسال|بستن|باز کردن گفتگو|زبان|در حال اتصال…|در حال اتصال دوباره…",
-  ps: "پښتو|د IOM هنګري مرستیال|خپله پوښتنه ولیکئ…|ولېږئ|بندول|خبرې اترې پرانیزئ|ژبه|نښلول کېږي…|بیا نښلول کېږي…",
-  ur: "اردو|IOM ہنگری کا اسسٹنٹ|اپنا سوال لکھیں…|بھیجیں|بند کریں|چیٹ کھولیں|زبان|رابطہ ہو رہا ہے…|دوبارہ رابطہ ہو رہا ہے…",
-  sq: "Shqip|Asistenti i IOM në Hungari|Shkruani pyetjen tuaj…|Dërgo|Mbyll|Hap bisedën|Gjuha|Po lidhet…|Po rilidhet…",
-  ru: "Русский|Помощник IOM в Венгрии|Напишите ваш вопрос…|Отправить|Закрыть|Открыть чат|Язык|Подключение…|Повторное подключение…",
-  uk: "Українська|Помічник IOM в Угорщині|Напишіть ваше запитання…|Надіслати|Закрити|Відкрити чат|Мова|Підключення…|Повторне підключення…",
-  tr: "Türkçe|IOM Macaristan asistanı|Sorunuzu yazın…|Gönder|Kapat|Sohbeti aç|Dil|Bağlanıyor…|Yeniden bağlanıyor…",
-  fr: "Français|Assistant de l’IOM Hongrie|Écrivez votre question…|Envoyer|Fermer|Ouvrir la discussion|Langue|Connexion…|Reconnexion…",
-  vi: "Tiếng Việt|Trợ lý của IOM Hungary|Viết câu hỏi của bạn…|Gửi|Đóng|Mở trò chuyện|Ngôn ngữ|Đang kết nối…|Đang kết nối lại…"
+  en: "English|IOM Hungary assistant|Write your question…|Send|Close|Open chat|Language|Connecting…|Reconnecting…|End and forget this chat|Delete this chat and everything stored about it here? This cannot be undone.",
+  hu: "Magyar|Az IOM Magyarország asszisztense|Írja be a kérdését…|Küldés|Bezárás|Csevegés megnyitása|Nyelv|Kapcsolódás…|Újrakapcsolódás…|Beszélgetés befejezése és törlése|Törli ezt a beszélgetést és mindent, amit itt tárolunk róla? Ez nem vonható vissza.",
+  ar: "العربية|مساعد IOM في هنغاريا|اكتب سؤالك…|إرسال|إغلاق|فتح المحادثة|اللغة|جارٍ الاتصال…|جارٍ إعادة الاتصال…|إنهاء هذه المحادثة ومحوها|حذف هذه المحادثة وكل ما هو محفوظ عنها هنا؟ لا يمكن التراجع عن ذلك.",
+  fa: "فارسی|دستیار IOM در مجارستان|سؤال خود را بنویسید…|ارسال|بستن|باز کردن گفتگو|زبان|در حال اتصال…|در حال اتصال دوباره…|پایان و پاک کردن این گفتگو|این گفتگو و هر چیزی که اینجا درباره آن ذخیره شده، پاک شود؟ این کار برگشت ندارد.",
+  ps: "پښتو|د IOM هنګري مرستیال|خپله پوښتنه ولیکئ…|ولېږئ|بندول|خبرې اترې پرانیزئ|ژبه|نښلول کېږي…|بیا نښلول کېږي…|دا چټ ختم او پاک کړئ|ایا دا چټ او هر هغه څه چې دلته د دې په اړه ساتل شوي، پاک شي؟ له پاکېدو وروسته بېرته نه راځي.",
+  ur: "اردو|ہنگری میں IOM کا اسسٹنٹ|اپنا سوال لکھیں…|بھیجیں|بند کریں|چیٹ کھولیں|زبان|رابطہ ہو رہا ہے…|دوبارہ رابطہ ہو رہا ہے…|یہ چیٹ ختم کر کے مٹا دیں|یہ چیٹ اور اس کے بارے میں یہاں رکھی گئی ہر چیز مٹا دیں؟ یہ واپس نہیں ہو سکے گا۔",
+  sq: "Shqip|Asistenti i IOM në Hungari|Shkruani pyetjen tuaj…|Dërgo|Mbyll|Hap bisedën|Gjuha|Po lidhet…|Po rilidhet…|Mbyll dhe fshi këtë bisedë|Të fshihet kjo bisedë dhe gjithçka që është ruajtur këtu për të? Ky veprim nuk mund të zhbëhet.",
+  ru: "Русский|Помощник IOM в Венгрии|Напишите ваш вопрос…|Отправить|Закрыть|Открыть чат|Язык|Подключение…|Повторное подключение…|Завершить и забыть этот чат|Удалить этот чат и всё, что здесь о нём сохранено? Это нельзя будет отменить.",
+  uk: "Українська|Помічник IOM в Угорщині|Напишіть ваше запитання…|Надіслати|Закрити|Відкрити чат|Мова|Підключення…|Повторне підключення…|Завершити й забути цей чат|Видалити цей чат і все, що тут про нього збережено? Цю дію не можна скасувати.",
+  tr: "Türkçe|IOM Macaristan asistanı|Sorunuzu yazın…|Gönder|Kapat|Sohbeti aç|Dil|Bağlanıyor…|Yeniden bağlanıyor…|Sohbeti bitir ve sil|Bu sohbet ve burada onunla ilgili saklanan her şey silinsin mi? Bu işlem geri alınamaz.",
+  fr: "Français|Assistant de l’OIM Hongrie|Écrivez votre question…|Envoyer|Fermer|Ouvrir la discussion|Langue|Connexion…|Reconnexion…|Terminer et effacer cette discussion|Supprimer cette discussion et tout ce qui est gardé à son sujet ici ? On ne pourra pas revenir en arrière.",
+  vi: "Tiếng Việt|Trợ lý của IOM Hungary|Viết câu hỏi của bạn…|Gửi|Đóng|Mở trò chuyện|Ngôn ngữ|Đang kết nối…|Đang kết nối lại…|Kết thúc và xóa cuộc trò chuyện này|Xóa cuộc trò chuyện này và mọi thứ được lưu về nó ở đây? Xóa rồi thì không lấy lại được."
 };
 var RTL = ["ar", "fa", "ps", "ur"];
 var SESSION = "avrr.session", SECRET = "avrr.secret"; // never text: phones are shared
@@ -27,18 +27,28 @@ if (!script || document.querySelector("avrr-widget")) return;
 var server = new URL(script.getAttribute("data-server") || script.src, location.href).origin;
 
 function known(code) { return Object.prototype.hasOwnProperty.call(UI, code); }
+// The session lives as long as the tab (sessionStorage), unless the partner's page asks
+// for data-storage="local": then it outlives the browser (shared phones: see docs/widget.md).
+function storage() {
+  try { return script.getAttribute("data-storage") === "local" ? localStorage : sessionStorage; }
+  catch (e) { return null; }
+}
 function load(key) {
-  try { return localStorage.getItem(key); } catch (e) { return null; }
+  try { return storage().getItem(key); } catch (e) { return null; }
 }
 function save(key, value) {
-  try { localStorage.setItem(key, value); } catch (e) { /* storage off */ }
+  try { storage().setItem(key, value); } catch (e) { /* storage off */ }
+}
+function forget() {
+  try { [SESSION, SECRET, "avrr.lang"].forEach(function (key) { storage().removeItem(key); }); }
+  catch (e) { /* storage off */ }
 }
 
 var browserLang = (navigator.language || "").slice(0, 2).toLowerCase();
 var chosen = known(load("avrr.lang")) ? load("avrr.lang") : null;
 var lang = chosen || (known(browserLang) ? browserLang : "en");
 var token = load(SESSION), secret = load(SECRET);
-var socket, state, failed;
+var socket, state, failed, notice;
 var ready = false; // sending waits for session_history
 var queue = []; // {message, node} not yet processed; queue[0] is sent first
 var sending = false;
@@ -62,6 +72,7 @@ var panel = part("div", "panel", root, { role: "dialog", "aria-labelledby": "avr
 var header = part("div", "header", panel);
 var title = part("div", "title", header, { id: "avrr-title" });
 var langButton = part("button", "language", header, { type: "button", "aria-expanded": "false" });
+var forgetButton = part("button", "forget", header, { type: "button" }, "🗑");
 var closeButton = part("button", "close", header, { type: "button" }, "×");
 var langList = part("div", "languages", panel, { role: "group", hidden: "" });
 var status = part("div", "status", panel, { role: "status" });
@@ -85,6 +96,8 @@ function applyLanguage() {
   input.setAttribute("aria-label", text(2));
   sendButton.textContent = text(3);
   closeButton.setAttribute("aria-label", text(4));
+  forgetButton.setAttribute("aria-label", text(9));
+  forgetButton.title = text(9);
   launcher.textContent = text(5);
   langButton.textContent = text(0);
   langButton.setAttribute("aria-label", text(6) + ": " + text(0));
@@ -197,6 +210,8 @@ function connect() {
   });
   socket.on("session_history", function (data) {
     showHistory((data && data.messages) || []);
+    if (notice) bubble("bot", notice);
+    notice = null;
     showState("ready");
     ready = true;
     flush();
@@ -207,6 +222,20 @@ function connect() {
     quickReplies(data.quick_replies || data.buttons);
   });
   socket.on("message_failed", function () { failed = true; });
+  // The conversation is deleted: nothing of it stays on this device either.
+  socket.on("session_forgotten", function (data) {
+    if (!data || !data.deleted) return data && data.text && bubble("bot", data.text);
+    forget();
+    token = secret = null;
+    queue = [];
+    notice = data.text; // shown once the new, empty session is there
+    requestSession();
+  });
+}
+
+function endAndForget() {
+  if (!socket || !token || !window.confirm(text(10))) return;
+  socket.emit("forget_session", { session_id: token });
 }
 
 function toggleLanguages(show) {
@@ -239,6 +268,7 @@ function close() {
 
 launcher.onclick = open;
 closeButton.onclick = close;
+forgetButton.onclick = endAndForget;
 langButton.onclick = function () { toggleLanguages(langList.hidden); };
 panel.onkeydown = function (event) {
   if (event.key !== "Escape") return;

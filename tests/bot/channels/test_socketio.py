@@ -1,4 +1,4 @@
-from bot.channels.socketio import Sessions, hint_of
+from bot.channels.socketio import SECRET_PERIOD_S, Sessions, hint_of
 from bot.transcript import history
 
 
@@ -10,6 +10,35 @@ def test_a_session_is_resumed_only_with_the_secret_the_server_gave_with_it():
     assert sessions.issue()[0] != session_id
     assert not Sessions(b"key-two").owns(session_id, secret)
     assert secret not in session_id
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_secret_rotates_and_an_old_one_stops_opening_the_session():
+    clock = Clock()
+    sessions = Sessions(b"key", clock)
+    session_id, secret = sessions.issue()
+
+    clock.now += SECRET_PERIOD_S
+    renewed = sessions.secret_of(session_id)
+    assert renewed != secret
+    assert sessions.owns(session_id, secret) and sessions.owns(session_id, renewed)
+
+    clock.now += SECRET_PERIOD_S
+    assert not sessions.owns(session_id, secret)  # two periods unused: no longer a key
+    assert sessions.owns(session_id, renewed)
+
+
+def test_a_non_ascii_secret_is_refused_not_an_error():
+    sessions = Sessions(b"key")
+    session_id, _ = sessions.issue()
+    assert not sessions.owns(session_id, "sécrét\ud800")
 
 
 def test_a_session_id_without_its_secret_is_no_key():
