@@ -46,6 +46,7 @@ from rasa.shared.core.events import ActionExecutionRejected, UserUttered
 from sanic import Sanic, response
 from sanic.request import Request
 
+from avrr.logs import CHATTY
 from avrr.settings import SettingsError
 from bot import runtime
 
@@ -148,6 +149,14 @@ def guard_app(app: Sanic) -> Sanic:
     app.config.PROXIES_COUNT = runtime.settings().proxies_count
 
     @app.on_request
+    async def refuse_large(request: Request) -> Any:
+        # Sanic reads a body before the middleware only for some routes: the limit holds for
+        # every route (Rasa's API ones too), before any other work.
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return response.json({"error": "the body is too large"}, status=413)
+        return None
+
+    @app.on_request
     async def no_orphan_conversations(request: Request) -> Any:
         found = _API_WRITE.match(request.path) if request.method == "POST" else None
         if found is None or not hasattr(request.app.ctx, "agent"):
@@ -209,7 +218,8 @@ def main() -> None:
     mend_rasa()
     # httpx (python-telegram-bot's client) logs each request's URL, which holds the bot
     # token, at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for chatty in CHATTY:
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     from rasa.__main__ import main as rasa_main
 
     rasa_main()

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from avrr.logs import configure
 from avrr.settings import LOOPBACK, WidgetSettings, load
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def create_app(settings: WidgetSettings) -> web.Application:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s widget: %(message)s")
+    configure("widget")
     settings = load(WidgetSettings)
     if not settings.script.is_file():
         logger.warning("the widget is not built; run: %s", BUILD_COMMAND)

@@ -10,6 +10,7 @@ import sys
 
 from aiohttp import web
 
+from avrr.logs import configure
 from avrr.settings import DeskSettings, load
 from avrr.vocabulary import CODES
 from desk.app import create_app
@@ -45,7 +46,7 @@ def main() -> int:
         "--languages", default=",".join(CODES), help="codes they answer in, comma-separated"
     )
     arguments = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s desk: %(message)s")
+    configure("desk")
     settings = load(DeskSettings)
     store = Store(settings.database)
     if arguments.command == "add-counsellor":
@@ -58,10 +59,6 @@ def main() -> int:
         print(f"added {arguments.username}")
         return 0
     first_account(settings, store)
-    # Access lines carry conversation ids (a WhatsApp one is a phone number), and httpx's
-    # request lines carry the Telegram bot token: neither belongs in the log.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     web.run_app(
         create_app(settings, store),
         host=settings.host,

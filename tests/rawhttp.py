@@ -1,5 +1,19 @@
-"""HTTP by hand, for what clients cannot do: announce a huge body and send none of it."""
+"""HTTP by hand, for what clients cannot do: announce a huge body and send none of it, or
+send header bytes no client would."""
 import socket
+
+
+def status_of_raw(host: str, port: int, request: bytes, timeout: float = 10.0) -> int:
+    """The status a server answers to the bytes of `request`, sent as they are."""
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        connection.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
 
 
 def status_of_announced_body(host: str, port: int, method: str, path: str, length: int,

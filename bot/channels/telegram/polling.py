@@ -13,6 +13,7 @@ import aiohttp
 from telegram import Bot
 from telegram.error import NetworkError
 
+from avrr.logs import configure
 from avrr.settings import TelegramSettings, load
 from avrr.vocabulary import Channel
 from bot.channels.telegram.channel import SECRET_HEADER
@@ -72,9 +73,7 @@ async def poll(settings: TelegramSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    # httpx logs each request's URL, which holds the bot token, at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure("telegram")
     try:
         asyncio.run(poll(load(TelegramSettings)))
     except KeyboardInterrupt:
