@@ -19,8 +19,10 @@ Sending happens outside any transaction; a request being sent is leased, so the 
 and the delivery thread (or two replicas) never send it both. Delivered requests keep
 only their key and the desk's answer, for an hour: no text and no conversation id.
 """
+import argparse
 import json
 import logging
+import sys
 import threading
 import time
 import urllib.error
@@ -36,6 +38,7 @@ from sqlalchemy.engine import Engine
 
 from actions.runtime import settings
 from avrr.db import engine, forget_on_disk
+from avrr.settings import Settings, load
 from avrr.vocabulary import Actions
 
 logger = logging.getLogger(__name__)
@@ -126,6 +129,18 @@ def kind(row: Any) -> str:
     if row.method == "DELETE":
         return "deletion"
     return {TICKETS_PATH: "ticket", INBOUND_PATH: "message"}.get(row.path, "request")
+
+
+def kept_answer(body: Optional[str]) -> Optional[str]:
+    """What of the desk's answer the waiting action needs: the queue position, no more (the
+    answer names the conversation and quotes the person)."""
+    try:
+        answer = json.loads(body) if body else None
+    except ValueError:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("queue_position"), int):
+        return json.dumps({"queue_position": answer["queue_position"]})
+    return None
 
 
 def backoff(attempts: int) -> float:
@@ -240,8 +255,8 @@ class Outbox:
         if verdict.delivered:
             with self.engine.begin() as db:
                 db.execute(outbox.update().where(outbox.c.id == row.id).values(
-                    state=DELIVERED, response=body, body=None, conversation_id=None,
-                    lease_until=None, next_at=self.clock()))
+                    state=DELIVERED, response=kept_answer(body), body=None,
+                    conversation_id=None, lease_until=None, next_at=self.clock()))
             return
         if verdict.retry:
             level = logging.ERROR if verdict.status in CONFIGURATION else logging.WARNING
@@ -385,3 +400,29 @@ def deliver_forever(interval_s: float = 3.0, stop: Optional[threading.Event] = N
                 last_prune = time.time()
         except Exception as failure:  # noqa: BLE001 - the thread must outlive any one failure
             logger.error("outbox delivery failed: %s; retrying", type(failure).__name__)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m actions.outbox`: what waits and what failed for good; `retry` sends the
+    dead letters (all, or the ids given) again. Run it with the action server's settings
+    (AVRR_DATA_DIR or AVRR_DATABASE_URL); the running server's thread does the sending."""
+    parser = argparse.ArgumentParser(prog="python -m actions.outbox", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command")
+    retry = commands.add_parser("retry", help="put dead letters back in the outbox")
+    retry.add_argument("ids", nargs="*", type=int, help="dead letter ids (default: all)")
+    arguments = parser.parse_args(argv)
+    box = Outbox(engine(load(Settings).store_url("outbox")), "", "")
+    if arguments.command == "retry":
+        print(f"{box.retry_dead(arguments.ids or None)} back in the outbox")
+        return 0
+    counts = box.counts()
+    print(f"pending: {counts['pending']}  dead: {counts['dead']}")
+    for letter in box.dead():
+        died = time.strftime("%Y-%m-%d %H:%M", time.gmtime(letter["died_at"]))
+        print(f"#{letter['id']} {letter['kind']} to the {letter['target']}, died {died} UTC "
+              f"after {letter['attempts']} attempts: {letter['reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

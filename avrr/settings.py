@@ -186,10 +186,20 @@ class DeskSettings(Settings):
     telegram_bot_token: Optional[SecretStr] = Field(None, env="TELEGRAM_BOT_TOKEN")
     telegram_chat_id: Optional[str] = Field(None, env="DESK_TELEGRAM_CHAT_ID")
     telegram_api_base_url: str = Field("https://api.telegram.org", env="TELEGRAM_API_BASE_URL")
+    # The action server, for the console's line on requests to the desk that failed.
+    action_server_url: Optional[str] = Field(None, env="ACTION_SERVER_URL")
+    action_server_token: Optional[SecretStr] = Field(None, env="ACTION_SERVER_TOKEN")
 
     @validator("api_token")
     def _long_enough(cls, value: SecretStr) -> SecretStr:  # noqa: N805
         return _secret(value, "DESK_API_TOKEN")
+
+    @property
+    def action_server_status_url(self) -> Optional[str]:
+        """ACTION_SERVER_URL names the webhook; its /status is beside it."""
+        if not self.action_server_url or self.action_server_token is None:
+            return None
+        return self.action_server_url.rstrip("/").removesuffix("/webhook") + "/status"
 
     @validator("rasa_url", "telegram_api_base_url")
     def _no_trailing_slash(cls, value: str) -> str:  # noqa: N805

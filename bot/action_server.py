@@ -8,12 +8,15 @@ ActionExecutor) and:
   (Rasa sends it, from endpoints.yml), compared in constant time;
 - has no CORS, and accepts JSON only (415 otherwise), at most MAX_BODY_BYTES;
 - answers a failed action with a 500 that names no person and quotes nothing.
-A thread flushes the outbox to the counsellor desk every few seconds (actions/outbox.py).
+A thread flushes the outbox to the counsellor desk every few seconds (actions/outbox.py);
+`/status` (JSON, for the desk) and `/metrics` (Prometheus) count what is pending and what
+failed for good.
 """
+import asyncio
 import hmac
 import logging
 import threading
-from typing import Optional
+from typing import Dict, Optional
 
 from rasa_sdk.executor import ActionExecutor
 from rasa_sdk.interfaces import ActionExecutionRejection, ActionNotFoundException
@@ -22,8 +25,9 @@ from sanic.exceptions import SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from actions.outbox import deliver_forever
+from actions.outbox import deliver_forever, get_outbox
 from actions.runtime import settings
+from avrr.logs import configure
 from avrr.settings import ActionServerSettings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,16 @@ logger = logging.getLogger(__name__)
 ACTIONS_PACKAGE = "actions"
 MAX_BODY_BYTES = 1024 * 1024
 PUBLIC = ("/health",)
+
+
+def prometheus(counts: Dict[str, int]) -> str:
+    lines = []
+    for name, meaning in (("pending", "Requests to the desk not yet delivered."),
+                          ("dead", "Requests to the desk that failed for good.")):
+        metric = f"avrr_outbox_{name}"
+        lines += [f"# HELP {metric} {meaning}", f"# TYPE {metric} gauge",
+                  f"{metric} {counts[name]}"]
+    return "\n".join(lines) + "\n"
 
 
 def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> Sanic:
@@ -45,6 +59,8 @@ def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> 
 
     @app.on_request
     async def guard(request: Request) -> Optional[HTTPResponse]:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return refuse("the body is too large", 413)  # before anything else
         if request.path in PUBLIC and request.method == "GET":
             return None
         given = request.headers.get("Authorization", "").encode("utf-8", "replace")
@@ -57,6 +73,17 @@ def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> 
     @app.get("/health")
     async def health(_: Request) -> HTTPResponse:
         return response.json({"status": "ok"})
+
+    @app.get("/status")
+    async def status(_: Request) -> HTTPResponse:
+        """The outbox's counts, for the desk's status line and for operators."""
+        return response.json({"outbox": await asyncio.to_thread(get_outbox().counts)})
+
+    @app.get("/metrics")
+    async def metrics(_: Request) -> HTTPResponse:
+        """The same counts for Prometheus (with the token as its bearer credentials)."""
+        counts = await asyncio.to_thread(get_outbox().counts)
+        return response.text(prometheus(counts), content_type="text/plain; version=0.0.4")
 
     @app.get("/actions")
     async def actions(_: Request) -> HTTPResponse:
@@ -94,7 +121,7 @@ def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> 
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s actions: %(message)s")
+    configure("actions")
     config = settings()
     app = create_app(config)
     threading.Thread(target=deliver_forever, name="outbox", daemon=True).start()

@@ -4,10 +4,12 @@ import asyncio
 import hmac
 import logging
 import math
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional
 
+import aiohttp
 from aiohttp import web
 
 from avrr.settings import DeskSettings
@@ -28,6 +30,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_ID = 2**31 - 1
 MAX_TRANSCRIPT = 500
 DELIVERY_INTERVAL_S = 2.0
+EXPIRE_EVERY_S = 3600.0  # the retention job
 MAX_RETRY_PAUSE_S = 60.0
 # Failed sign-ins allowed in LOGIN_WINDOW before the next attempt waits: per name from
 # one address (the real counsellor elsewhere is not locked out by a stranger), per
@@ -35,6 +38,7 @@ MAX_RETRY_PAUSE_S = 60.0
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_LIMITS = {"pair": 5, "addr": 20, "name": 50}
 PUBLIC = {("GET", "/health"), ("GET", "/"), ("POST", "/api/login")}
+STATUS_TIMEOUT = aiohttp.ClientTimeout(total=3)
 API_ONLY = {"create_ticket", "inbound", "delete_conversation"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSP = (
@@ -96,7 +100,7 @@ class Desk:
     def principal(self, request: web.Request) -> Optional[Dict[str, Any]]:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            given = header[len("Bearer ") :].encode()
+            given = header[len("Bearer ") :].encode("utf-8", "replace")
             if hmac.compare_digest(given, self.settings.api_token.get_secret_value().encode()):
                 return {"kind": "api"}
             return None
@@ -124,7 +128,7 @@ class Desk:
                     return self.secure(fail(403, "for the assistant's API token only"))
                 csrf = request.headers.get("X-CSRF-Token", "")
                 if request.method not in SAFE_METHODS and not hmac.compare_digest(
-                    csrf.encode(), who["csrf_token"].encode()
+                    csrf.encode("utf-8", "replace"), who["csrf_token"].encode()
                 ):
                     return self.secure(fail(403, "missing or wrong X-CSRF-Token"))
             request["who"] = who
@@ -211,6 +215,24 @@ class Desk:
         if who["kind"] != "counsellor":
             return web.json_response({"username": None, "languages": [], "csrf_token": None})
         return web.json_response({k: who[k] for k in ("username", "languages", "csrf_token")})
+
+    async def status(self, request: web.Request) -> web.Response:
+        """The assistant's requests to the desk: how many wait, how many failed for good
+        (the action server's outbox; `outbox` is null when it cannot be asked)."""
+        url, token = self.settings.action_server_status_url, self.settings.action_server_token
+        if url is None or token is None:
+            return web.json_response({"outbox": None, "reason": "ACTION_SERVER_URL not set"})
+        try:
+            async with aiohttp.ClientSession(timeout=STATUS_TIMEOUT) as session, session.get(
+                url, headers={"Authorization": f"Bearer {token.get_secret_value()}"}
+            ) as reply:
+                if reply.status != 200:
+                    raise aiohttp.ClientError(f"the action server answered {reply.status}")
+                outbox = (await reply.json())["outbox"]
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as failure:
+            logger.warning("action server status unavailable: %s", type(failure).__name__)
+            return web.json_response({"outbox": None, "reason": "the action server is unreachable"})
+        return web.json_response({"outbox": {k: int(outbox[k]) for k in ("pending", "dead")}})
 
     async def list_tickets(self, request: web.Request) -> web.Response:
         status = request.query.get("status", "open")
@@ -344,12 +366,22 @@ class Desk:
                 await asyncio.to_thread(self.store.mark_handed_back, ticket["id"])
 
     async def delivery_loop(self, app: web.Application) -> Any:
+        retention = timedelta(days=self.settings.retention_days)
+
         async def loop() -> None:
+            expired_at = 0.0
             while True:
                 try:
                     await self.deliver()
-                except Exception:  # noqa: BLE001 - the loop must outlive any one failure
-                    logger.exception("delivery loop failed; retrying")
+                    if time.monotonic() - expired_at > EXPIRE_EVERY_S or not expired_at:
+                        expired = await asyncio.to_thread(self.store.expire, retention)
+                        expired_at = time.monotonic()
+                        if expired:
+                            logger.info("retention: %d closed tickets removed", expired)
+                except Exception as failure:  # noqa: BLE001 - the loop must outlive any one
+                    # A database error's text quotes the statement's values: its type only.
+                    logger.error("delivery loop failed: %s; retrying", type(failure).__name__)
+                    logger.debug("delivery loop failure", exc_info=True)
                 await asyncio.sleep(DELIVERY_INTERVAL_S)
 
         task = asyncio.create_task(loop())
@@ -379,6 +411,7 @@ class Desk:
             raise BadRequest(
                 "'idempotency_key' (or the Idempotency-Key header) must be 8-128 characters"
             )
+        key = text_field({"idempotency_key": key}, "idempotency_key", 128)
         urgency = body.get("urgency", "normal")
         if urgency not in URGENCIES:
             raise BadRequest(f"'urgency' must be one of {', '.join(URGENCIES)}")
@@ -428,6 +461,7 @@ def create_app(settings: DeskSettings, store: Store) -> web.Application:
     app.router.add_post("/api/login", desk.login, name="login")
     app.router.add_post("/api/logout", desk.logout, name="logout")
     app.router.add_get("/api/me", desk.me, name="me")
+    app.router.add_get("/api/status", desk.status, name="status")
     app.router.add_get("/api/tickets", desk.list_tickets, name="list_tickets")
     app.router.add_post("/api/tickets", desk.create_ticket, name="create_ticket")
     app.router.add_get("/api/tickets/{ticket_id}", desk.get_ticket, name="get_ticket")

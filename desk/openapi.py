@@ -7,6 +7,15 @@ real answers match its schemas.
 from typing import Any, Dict
 
 URGENCY = {"type": "string", "enum": ["urgent", "legal", "normal"]}
+
+
+def text(limit: int) -> Dict[str, Any]:
+    """A non-empty string of at most `limit` characters (the desk refuses others with 400)."""
+    return {"type": "string", "minLength": 1, "maxLength": limit}
+
+
+# Ids are 32-bit integers (PostgreSQL's INTEGER): the desk refuses others with 400.
+ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 TIME = {"type": "string", "format": "date-time"}
 ERROR = {
     "type": "object",
@@ -57,7 +66,12 @@ MESSAGE = {
         "delivered": {
             "type": "boolean",
             "nullable": True,
-            "description": "for a counsellor's reply: whether it reached the person yet",
+            "description": "for a counsellor's reply: whether the channel confirmed it",
+        },
+        "undeliverable": {
+            "type": "string",
+            "nullable": True,
+            "description": "why a counsellor's reply can never be delivered, if so",
         },
     },
 }
@@ -66,9 +80,9 @@ NEW_TICKET = {
     "required": ["idempotency_key", "conversation_id", "channel", "language", "consent"],
     "properties": {
         "idempotency_key": {"type": "string", "minLength": 8, "maxLength": 128},
-        "conversation_id": {"type": "string"},
-        "channel": {"type": "string"},
-        "language": {"type": "string"},
+        "conversation_id": text(128),
+        "channel": text(32),
+        "language": text(8),
         "topic": {"type": "string"},
         "urgency": URGENCY,
         "consent": {
@@ -78,12 +92,13 @@ NEW_TICKET = {
         },
         "transcript": {
             "type": "array",
+            "maxItems": 500,
             "items": {
                 "type": "object",
                 "required": ["sender", "text"],
                 "properties": {
                     "sender": {"type": "string", "enum": ["person", "assistant"]},
-                    "text": {"type": "string"},
+                    "text": text(4096),
                     "at": TIME,
                 },
             },
@@ -113,8 +128,9 @@ ERRORS = {
     "400": _json(ERROR, "the request is not valid"),
     "401": _json(ERROR, "not authenticated"),
     "403": _json(ERROR, "not allowed (wrong CSRF token, or for the API token only)"),
+    "413": _json(ERROR, "the body is larger than 1 MiB"),
 }
-TICKET_ID = [{"name": "ticket_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+TICKET_ID = [{"name": "ticket_id", "in": "path", "required": True, "schema": ID}]
 
 
 def document() -> Dict[str, Any]:
@@ -172,8 +188,8 @@ def document() -> Dict[str, Any]:
                             "type": "object",
                             "required": ["username", "password"],
                             "properties": {
-                                "username": {"type": "string"},
-                                "password": {"type": "string"},
+                                "username": text(64),
+                                "password": text(256),
                             },
                         }
                     ),
@@ -195,6 +211,30 @@ def document() -> Dict[str, Any]:
                 "get": {
                     "summary": "Who is signed in, their languages and CSRF token",
                     "responses": {"200": _json(ME), "401": ERRORS["401"]},
+                }
+            },
+            "/api/status": {
+                "get": {
+                    "summary": "The assistant's requests to the desk: waiting, failed for good",
+                    "description": (
+                        "From the action server's outbox. `dead` requests need an operator: "
+                        "`python -m actions.outbox` lists them, `... retry` sends them again. "
+                        "`outbox` is null, with a `reason`, when the action server cannot "
+                        "be asked."
+                    ),
+                    "responses": {"200": _json({
+                        "type": "object",
+                        "required": ["outbox"],
+                        "properties": {
+                            "outbox": {
+                                "type": "object",
+                                "nullable": True,
+                                "properties": {"pending": {"type": "integer"},
+                                               "dead": {"type": "integer"}},
+                            },
+                            "reason": {"type": "string"},
+                        },
+                    }), "401": ERRORS["401"]},
                 }
             },
             "/api/tickets": {
@@ -287,7 +327,7 @@ def document() -> Dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["text"],
-                            "properties": {"text": {"type": "string", "maxLength": 4096}},
+                            "properties": {"text": text(4096)},
                         }
                     ),
                     "responses": {
@@ -317,9 +357,9 @@ def document() -> Dict[str, Any]:
                             "type": "object",
                             "required": ["ticket_key", "idempotency_key", "text"],
                             "properties": {
-                                "ticket_key": {"type": "string"},
-                                "idempotency_key": {"type": "string"},
-                                "text": {"type": "string"},
+                                "ticket_key": text(128),
+                                "idempotency_key": text(160),
+                                "text": text(4096),
                                 "at": TIME,
                                 "urgent": {
                                     "type": "boolean",
@@ -346,7 +386,7 @@ def document() -> Dict[str, Any]:
                             "name": "conversation_id",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "string"},
+                            "schema": text(160),
                         }
                     ],
                     "responses": {

@@ -111,7 +111,7 @@ def parse_time(value: Any) -> datetime:
 
 
 def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
 class Store:
@@ -377,6 +377,20 @@ class Store:
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
                 db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
         forget_on_disk(self.engine)
+        return len(ids)
+
+    def expire(self, retention: timedelta) -> int:
+        """Delete the closed tickets (and their messages) last touched longer than
+        `retention` ago; how many. Open tickets stay: someone is waiting for an answer."""
+        cutoff = now() - retention
+        with self.engine.begin() as db:
+            ids = [r.id for r in db.execute(sa.select(tickets.c.id).where(
+                tickets.c.status == "closed", tickets.c.updated_at < cutoff))]
+            if ids:
+                db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
+                db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
+        if ids:
+            forget_on_disk(self.engine)
         return len(ids)
 
     # The outbox towards Rasa.

@@ -3,6 +3,7 @@
 "use strict";
 
 const POLL_MS = 3000;
+const STATUS_EVERY = 10; // polls: the outbox line is refreshed every 30 s
 const LANGUAGES = {
   en: "English", hu: "Hungarian", ar: "Arabic", fa: "Persian", ps: "Pashto", ur: "Urdu",
   sq: "Albanian", ru: "Russian", uk: "Ukrainian", tr: "Turkish", fr: "French", vi: "Vietnamese",
@@ -12,7 +13,7 @@ const SENDERS = { person: "Person", assistant: "Assistant", counsellor: "Counsel
 
 const state = {
   me: null, tickets: [], known: null, selected: null, detail: null, sending: false,
-  rows: new Map(), messages: new Map(), drafts: new Map(), timer: 0, run: 0,
+  rows: new Map(), messages: new Map(), drafts: new Map(), timer: 0, run: 0, polls: 0,
 };
 
 class SignedOut extends Error {}
@@ -142,13 +143,34 @@ function refreshNow() {
 
 async function poll(run) {
   try {
-    await Promise.all([loadTickets(run), state.selected === null ? null : loadDetail(state.selected)]);
+    await Promise.all([
+      loadTickets(run),
+      state.selected === null ? null : loadDetail(state.selected),
+      state.polls++ % STATUS_EVERY === 0 ? loadStatus() : null,
+    ]);
     if (run === state.run) $("problem").textContent = "";
   } catch (error) {
     if (error instanceof SignedOut) return;
     if (run === state.run) $("problem").textContent = "Cannot reach the desk. Retrying…";
   }
   if (run === state.run) state.timer = setTimeout(poll, POLL_MS, run);
+}
+
+// Requests from the assistant that never reached the desk are tickets or messages that
+// counsellors cannot see: say so on every screen until an operator has dealt with them.
+async function loadStatus() {
+  const { ok, data } = await api("GET", "/api/status");
+  const line = $("outbox-problem");
+  let text = "";
+  if (ok && data && data.outbox && data.outbox.dead > 0) {
+    const n = data.outbox.dead;
+    text = `${n} request${n === 1 ? "" : "s"} from the assistant (tickets, messages or deletions) ` +
+      "could not be delivered to the desk. An operator must look at them: python -m actions.outbox";
+  } else if (ok && data && data.outbox === null && data.reason === "the action server is unreachable") {
+    text = "The assistant's action server cannot be reached: new tickets may be delayed.";
+  }
+  line.textContent = text;
+  line.hidden = text === "";
 }
 
 async function loadTickets(run) {

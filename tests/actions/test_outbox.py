@@ -1,9 +1,11 @@
 """The outbox against a real HTTP server on loopback standing in for the desk and Rasa."""
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
-from actions.outbox import MAX_ATTEMPTS, Outbox, classify, dead_letters, outbox
+from actions.outbox import MAX_ATTEMPTS, Outbox, classify, dead_letters, main, outbox
 from avrr.db import engine
 from tests.fakes.desk import FakeDesk
 from tests.fakes.desk import Recorder as Server
@@ -150,15 +152,27 @@ def test_the_action_that_waits_tells_the_person_itself(box):
     assert [path for _, path, _, _, _ in Server.received] == ["/api/tickets"]
 
 
-def test_an_operator_can_retry_the_dead_letters(box, clock):
+def test_an_operator_sees_and_retries_the_dead_letters_with_the_command(
+        tmp_path, server, clock, monkeypatch, capsys):
+    box = Outbox(engine(f"sqlite:///{tmp_path / 'outbox.db'}"), server, "desk-token",
+                 server, "rasa-token-0123456789", clock)
     Server.answers = {"/api/tickets": [400]}
-    box.put("t1", "c1", "POST", "/api/tickets", {"n": 1})
+    box.put("t1", "c1", "POST", "/api/tickets", {"text": "my name is Zorana"})
     box.flush("c1", notify=False)
     assert box.counts() == {"pending": 0, "dead": 1}
+    monkeypatch.setenv("AVRR_DATA_DIR", str(tmp_path))
 
-    assert box.retry_dead() == 1
+    assert main([]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == "pending: 0  dead: 1"
+    assert listed[1].startswith("#1 ticket to the desk, died ")
+    assert listed[1].endswith(" UTC after 1 attempts: refused (400)")
+    assert "Zorana" not in "\n".join(listed)  # what the person wrote stays in the store
+
+    assert main(["retry", "1"]) == 0
+    assert capsys.readouterr().out == "1 back in the outbox\n"
+    clock.now = time.time() + 1  # the command put it back on the real clock
     box.flush()
-
     assert box.state("t1") == "delivered"
     assert box.counts() == {"pending": 0, "dead": 0}
 

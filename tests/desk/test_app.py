@@ -44,6 +44,8 @@ async def client(request, tmp_path):
         api_token=TOKEN,
         data_dir=tmp_path,
         rasa_url="http://127.0.0.1:9",  # nothing listens: replies stay queued
+        action_server_url="http://127.0.0.1:9/webhook",
+        action_server_token="action-server-token-0123456789",
         desk_database_url=(
             request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
         ),
@@ -102,6 +104,14 @@ async def test_health_is_the_only_data_endpoint_without_authentication(client):
         assert reply.status == 401, (route.method, path)
         if route.method != "HEAD":
             assert await reply.json() == {"error": "authentication required"}
+
+
+async def test_the_status_says_when_the_action_server_cannot_be_asked(client):
+    reply = await client.get("/api/status", headers=BEARER)
+    assert reply.status == 200
+    body = await reply.json()
+    assert body == {"outbox": None, "reason": "the action server is unreachable"}
+    jsonschema.validate(body, response_schema("/api/status", "get", 200))
 
 
 async def test_the_openapi_document_names_exactly_the_routes_the_app_has(client):

@@ -1,12 +1,17 @@
 """The counsellor console in a real browser: signing in, the live ticket list, reading a
 conversation safely, answering and handing back."""
 import re
+import time
 import uuid
 from datetime import datetime, timezone
 
 import pytest
 import requests
 from playwright.sync_api import expect
+
+from actions.outbox import dead_letters
+from avrr.db import engine
+from tests.e2e.conftest import ACTION_TOKEN
 
 EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>'
 LIVE = 10_000  # ms: the console polls every 3 s
@@ -163,3 +168,35 @@ def test_a_wrong_password_shows_an_error_and_no_ticket_data(page, desk):
     expect(page.locator("#ticket-list [data-ticket-id]")).to_have_count(0)
     assert ticket["conversation_id"] not in page.content()
     assert "secret-marker-" not in page.content()
+
+
+def test_requests_that_never_reached_the_desk_are_shown_and_counted(page, desk, assistant):
+    """A dead letter in the action server's outbox: the console says so to every counsellor,
+    the desk's status and the action server's metrics count it."""
+    store = engine(f"sqlite:///{assistant.data_dir / 'outbox.db'}")
+    key = f"console-dead-{uuid.uuid4().hex}"
+    with store.begin() as db:
+        db.execute(dead_letters.insert().values(
+            key=key, conversation_id=None, target="desk", method="POST", path="/api/tickets",
+            body=None, reason="refused (400)", attempts=1, created_at=time.time(),
+            died_at=time.time()))
+    try:
+        assert desk.api("GET", "/api/status").json() == {"outbox": {"pending": 0, "dead": 1}}
+        metrics = requests.get(f"{assistant.action_url}/metrics", timeout=10,
+                               headers={"Authorization": f"Bearer {ACTION_TOKEN}"})
+        assert metrics.status_code == 200
+        assert "\navrr_outbox_dead 1\n" in metrics.text
+        assert "\navrr_outbox_pending 0\n" in metrics.text
+        assert requests.get(f"{assistant.action_url}/metrics", timeout=10).status_code == 401
+
+        sign_in(page, desk)
+        expect(page.locator("#outbox-problem")).to_have_text(
+            "1 request from the assistant (tickets, messages or deletions) could not be "
+            "delivered to the desk. An operator must look at them: python -m actions.outbox")
+    finally:
+        with store.begin() as db:
+            db.execute(dead_letters.delete().where(dead_letters.c.key == key))
+    assert desk.api("GET", "/api/status").json() == {"outbox": {"pending": 0, "dead": 0}}
+    page.reload()
+    expect(page.locator("#who")).to_have_text(desk.username)
+    expect(page.locator("#outbox-problem")).to_be_hidden()
