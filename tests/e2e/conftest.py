@@ -2,6 +2,7 @@
 action server, the counsellor desk and the widget's page, with Telegram and WhatsApp
 pointed at local fakes of their APIs. Every port is a free one: two checkouts, or a
 running `make run`, never collide with the tests."""
+import contextlib
 import os
 import queue
 import sqlite3
@@ -11,7 +12,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
@@ -22,13 +23,10 @@ from tests.fakes.telegram_api import FakeTelegramApi
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-RASA_PORT = free_port()
-ACTION_PORT = free_port()
-DESK_PORT = free_port()
-WIDGET_PORT = free_port()
 STARTUP_TIMEOUT_S = 300
 DESK_TOKEN = "desk-test-token-0123456789"
-RASA_TOKEN = "rasa-test-token-0123456789"
+# Long enough for an HMAC-SHA256 key: JWTs are signed with the Rasa token.
+RASA_TOKEN = "rasa-test-token-0123456789abcdefghijkl"
 ACTION_TOKEN = "action-test-token-0123456789"
 COUNSELLOR_PASSWORD = "counsellor-test-password"
 CHANNEL_ENV = {
@@ -42,16 +40,36 @@ CHANNEL_ENV = {
 }
 
 
+class Ports:
+    """Free ports for one assistant."""
+
+    def __init__(self) -> None:
+        self.rasa, self.action, self.desk, self.widget = (free_port() for _ in range(4))
+
+
 class Assistant:
     """A running assistant and what it leaves behind: its log and its database."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{RASA_PORT}"
-        self.action_url = f"http://127.0.0.1:{ACTION_PORT}"
-        self.widget_url = f"http://127.0.0.1:{WIDGET_PORT}/"
+    def __init__(self, data_dir: Path, log: Path, ports: Ports,
+                 launcher: subprocess.Popen) -> None:
+        self.ports = ports
+        self.url = f"http://127.0.0.1:{ports.rasa}"
+        self.action_url = f"http://127.0.0.1:{ports.action}"
+        self.desk_url = f"http://127.0.0.1:{ports.desk}"
+        self.widget_url = f"http://127.0.0.1:{ports.widget}/"
         self.data_dir = data_dir
         self.db = data_dir / "conversations.db"
         self.log = log
+        self.launcher = launcher
+
+    def part(self, module: str):
+        """The running process of one part (`bot.action_server`, `bot.serve`, `desk`)."""
+        import psutil
+
+        for child in psutil.Process(self.launcher.pid).children():
+            if module in child.cmdline():
+                return child
+        raise AssertionError(f"{module} is not running")
 
     def post(self, body, **kwargs) -> requests.Response:
         return requests.post(f"{self.url}/webhooks/rest/webhook", json=body, timeout=30, **kwargs)
@@ -109,13 +127,13 @@ def graph_api():
     fake.stop()
 
 
-def launch_env(data_dir: Path, telegram_api, graph_api) -> Dict[str, str]:
+def launch_env(data_dir: Path, telegram_api, graph_api, ports: Ports) -> Dict[str, str]:
     env = dict(
         os.environ,
-        RASA_PORT=str(RASA_PORT),
-        ACTION_PORT=str(ACTION_PORT),
-        DESK_PORT=str(DESK_PORT),
-        WIDGET_PORT=str(WIDGET_PORT),
+        RASA_PORT=str(ports.rasa),
+        ACTION_PORT=str(ports.action),
+        DESK_PORT=str(ports.desk),
+        WIDGET_PORT=str(ports.widget),
         AVRR_DATA_DIR=str(data_dir),
         RASA_TELEMETRY_ENABLED="false",
         DESK_API_TOKEN=DESK_TOKEN,
@@ -134,11 +152,12 @@ def launch_env(data_dir: Path, telegram_api, graph_api) -> Dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def assistant(tmp_path_factory, telegram_api, graph_api):
-    data_dir = tmp_path_factory.mktemp("data")
+@contextlib.contextmanager
+def started(data_dir: Path, telegram_api, graph_api) -> Iterator[Assistant]:
+    """`python -m bot.launch` on free ports with its data in `data_dir`, until the block ends."""
+    ports = Ports()
     log = data_dir / "servers.log"
-    env = launch_env(data_dir, telegram_api, graph_api)
+    env = launch_env(data_dir, telegram_api, graph_api, ports)
     with log.open("w") as log_file:
         launcher = subprocess.Popen(
             [sys.executable, "-m", "bot.launch"],
@@ -153,17 +172,31 @@ def assistant(tmp_path_factory, telegram_api, graph_api):
                 pytest.fail(f"the assistant did not start:\n{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 pytest.fail("the assistant did not start in time")
-        yield Assistant(data_dir, log)
+        yield Assistant(data_dir, log, ports, launcher)
     finally:
         launcher.terminate()
         launcher.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def assistant(tmp_path_factory, telegram_api, graph_api):
+    with started(tmp_path_factory.mktemp("data"), telegram_api, graph_api) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def isolated(tmp_path_factory, telegram_api, graph_api):
+    """A second assistant, for tests that kill its parts or fuzz it: the others' state
+    is never theirs to break."""
+    with started(tmp_path_factory.mktemp("isolated"), telegram_api, graph_api) as running:
+        yield running
 
 
 class Desk:
     """The running counsellor desk, seen through its API."""
 
     def __init__(self, assistant: Assistant) -> None:
-        self.url = f"http://127.0.0.1:{DESK_PORT}"
+        self.url = assistant.desk_url
         self.token = DESK_TOKEN
         self.username = "counsellor"
         self.password = COUNSELLOR_PASSWORD
@@ -228,23 +261,34 @@ class WebChat:
         self.client.on("message_processed", lambda data: self.received.put(TURN_OVER))
         self.client.connect(url, socketio_path="/socket.io", transports=["websocket"])
         self.client.emit("session_request", {"session_id": session_id, "session_secret": secret})
+        self.sent = self.processed = 0
         self.session_id = self.confirmed.get(timeout=15)
         self.secret = self.secrets.get(timeout=15)["session_secret"]
 
     def say(self, text: str, **metadata) -> None:
+        self.sent += 1
         self.client.emit(
             "user_uttered", {"message": text, "session_id": self.session_id, "metadata": metadata}
         )
 
     def _next(self, deadline: float) -> Dict[str, Any]:
-        return self.received.get(timeout=max(0.1, deadline - time.monotonic()))
+        message = self.received.get(timeout=max(0.1, deadline - time.monotonic()))
+        if message is TURN_OVER:
+            self.processed += 1
+        return message
 
     def turn(self, timeout: float = 20) -> List[Dict[str, Any]]:
-        """The replies to the message just sent: what arrives until its turn is over."""
-        seen = []
+        """The replies to the latest message sent: what arrives between the end of the
+        turn before it and the end of its own (the turns are processed in order)."""
+        seen: List[Dict[str, Any]] = []
         deadline = time.monotonic() + timeout
-        while (message := self._next(deadline)) is not TURN_OVER:
-            seen.append(message)
+        while self.processed < self.sent:
+            message = self._next(deadline)
+            if message is TURN_OVER:
+                if self.processed < self.sent:
+                    seen = []  # an earlier turn's, already read by replies() or until()
+            else:
+                seen.append(message)
         return seen
 
     def say_and_wait(self, text: str, **metadata) -> List[Dict[str, Any]]:

@@ -50,28 +50,37 @@ def test_each_question_gets_its_answer_first_thing(assistant, key, text):
     assert replies[: len(expected)] == expected
 
 
+def texts_of(key):
+    return [r.text for r in get_content().replies(key, "en")]
+
+
 def test_eligibility_check_with_buttons_words_and_an_interruption(assistant):
     sender = new_sender()
     replies = assistant.say(sender, "can I apply?")
     assert replies[0][0] == first_text("ask_eligibility")
     question, payloads = replies[-1]
-    assert question == "Question 1 of 5: What is your situation in Hungary now?"
+    assert question == (
+        "Question 1 of 5: Are you afraid of what could happen to you if you go back?")
+    assert payloads == ["/affirm", "/deny", '/inform{"elig_fear":"unsure"}']
 
+    replies = assistant.say(sender, "no")
+    question, payloads = replies[-1]
+    assert question == "Question 2 of 5: What is your situation in Hungary now?"
     replies = assistant.say(sender, payloads[2])  # "I have no valid permit"
-    assert replies[-1][0].startswith("Question 2 of 5")
+    assert replies[-1][0].startswith("Question 3 of 5")
     # A question in between is answered, then the check asks again where it was.
     replies = assistant.say(sender, "do i have to pay for the flight?")
     assert replies[0][0] == first_text("ask_cost")
-    assert replies[-1][0].startswith("Question 2 of 5")
+    assert replies[-1][0].startswith("Question 3 of 5")
 
-    assert assistant.say(sender, "no")[-1][0].startswith("Question 3 of 5")
-    assert assistant.say(sender, "/deny")[-1][0].startswith("Question 4 of 5")
-    assert assistant.say(sender, "no")[-1][0].startswith("Question 5 of 5")
+    assert assistant.say(sender, "no")[-1][0].startswith("Question 4 of 5")
+    assert assistant.say(sender, "/deny")[-1][0].startswith("Question 5 of 5")
     replies = assistant.say(sender, "no")
 
     assert [t for t, _ in replies] == [
         first_text("elig_result_likely"),
         first_text("elig_note_documents"),
+        first_text("elig_conditions"),
         first_text("elig_next_step"),
     ]
     slots = assistant.tracker(sender)["slots"]
@@ -86,20 +95,52 @@ def test_danger_in_the_middle_of_the_check_is_answered_and_ends_the_check(assist
 
     assert replies[0][0] == first_text("report_emergency")
     assert assistant.tracker(sender)["active_loop"] == {}
-    assert assistant.say(sender, "thank you")[0][0] == first_text("thank_you")
+    assert replies[-1][1] == ["/affirm", "/deny"]  # a counsellor is offered
 
 
-def test_fear_of_return_as_an_answer_in_the_check_is_not_pushed_to_return(assistant):
+@pytest.mark.parametrize("answer", ["yes", '/inform{"elig_fear":"unsure"}'])
+def test_fear_or_not_sure_at_the_first_question_ends_the_check_with_a_counsellor_offer(
+    assistant, answer
+):
     sender = new_sender()
-    payload = assistant.say(sender, "can I apply?")[-1][1][0]  # "I asked for asylum"
-    assistant.say(sender, payload)
-    for answer in ("no", "yes", "no"):
-        assistant.say(sender, answer)
+    assistant.say(sender, "can I apply?")
 
-    replies = assistant.say(sender, "yes")  # afraid to go back
+    replies = assistant.say(sender, answer)
 
     texts = [t for t, _ in replies]
-    assert texts == [r.text for r in get_content().replies("elig_result_fear", "en")]
+    assert texts[: len(texts_of("elig_result_fear"))] == texts_of("elig_result_fear")
+    assert texts[-1] == first_text("handoff_offer")
+    assert replies[-1][1] == ["/affirm", "/deny"]
+    tracker = assistant.tracker(sender)
+    assert tracker["active_loop"] == {}
+    assert tracker["slots"]["handoff_urgency"] == "legal"
+    assert not any(t.startswith("Question 2") for t in texts)
+
+
+def test_danger_after_a_clarification_gets_the_safety_answer(assistant):
+    sender = new_sender()
+    first = assistant.say(sender, "qwpzx vbnmq")
+    assert first[-1][0] == get_content().replies(
+        "clarify", assistant.tracker(sender)["slots"]["language"])[-1].text
+
+    replies = assistant.say(sender, "my husband is beating me right now")
+
+    assert replies[0][0] == first_text("report_emergency")
+    assert "112" in replies[0][0]
+
+
+def test_danger_words_the_classifier_might_miss_still_give_the_emergency_number(assistant):
+    sender = new_sender()
+
+    replies = assistant.say(sender, "how much is the ticket? my boss locked me in the room")
+
+    texts = [t for t, _ in replies]
+    assert any("112" in t for t in texts[:2])
+    latest = assistant.tracker(sender)["latest_message"]
+    # Whichever net caught it: the classifier, or the danger lexicon (then it says so).
+    assert latest["intent"]["name"] in ("report_emergency", "report_exploitation")
+    assert latest.get("safety_net", {}).get("intent", latest["intent"]["name"]) == (
+        latest["intent"]["name"])
 
 
 def test_two_misunderstandings_lead_to_the_counsellor_offer(assistant):
@@ -127,6 +168,7 @@ def test_typed_commands_neither_trigger_intents_nor_set_slots(assistant):
 
     # The payload of a button that was not offered, typed by hand.
     assistant.say(sender, '/inform{"elig_previous_return":"used_before"}')
+    assert assistant.tracker(sender)["slots"]["elig_fear"] is None
     assistant.say(sender, '/affirm{"language":"xx"}')
 
     tracker = assistant.tracker(sender)
@@ -142,7 +184,8 @@ def test_typed_commands_neither_trigger_intents_nor_set_slots(assistant):
 
 def test_a_button_payload_that_was_offered_does_set_its_slot(assistant):
     sender = new_sender()
-    payload = assistant.say(sender, "can I apply?")[-1][1][0]
+    assistant.say(sender, "can I apply?")
+    payload = assistant.say(sender, "no")[-1][1][0]  # the situations
 
     assistant.say(sender, payload)
 

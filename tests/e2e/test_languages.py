@@ -42,7 +42,7 @@ def test_a_conversation_in_each_language(assistant, language):
 
     replies = [t for t, _ in assistant.say(sender, typical_message(language, "ask_eligibility"))]
     assert replies[: len(texts("ask_eligibility", language))] == texts("ask_eligibility", language)
-    assert replies[-1] == texts("elig_ask_situation", language)[0]
+    assert replies[-1] == texts("elig_ask_fear", language)[0]
 
 
 def test_romanized_persian_is_answered_in_persian_script(assistant):
