@@ -17,6 +17,9 @@ so that `forget` removes it all. SQLAlchemy Core: SQLite or PostgreSQL.
 """
 import hashlib
 import json
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -28,7 +31,8 @@ from sqlalchemy.engine import Engine
 
 from avrr.db import forget_on_disk
 
-# A claim left pending by a crash expires: the platform's next delivery is handled.
+# A claim left pending by a crash expires: the platform's next delivery is handled. On
+# the machine that made it, at once when its process is gone (the Rasa server restarted).
 CLAIM_TIMEOUT_S = 120.0
 # Meta retries a webhook for up to 7 days; Telegram for far less.
 REDELIVERY_HORIZON_S = 8 * 24 * 3600
@@ -44,6 +48,8 @@ processed = sa.Table(
     sa.Column("key_hash", sa.String(64), primary_key=True),
     sa.Column("done", sa.Boolean, nullable=False),
     sa.Column("at", sa.Float, nullable=False, index=True),
+    # Who holds a pending claim: "<host> <pid> <random>", see `this_process`.
+    sa.Column("owner", sa.String(120), nullable=True),
 )
 outgoing = sa.Table(
     "outgoing",
@@ -107,6 +113,33 @@ class Outgoing:
     attempts: int
 
 
+_BOOT = secrets.token_hex(4)
+
+
+def this_process() -> str:
+    """This process, as a claim's owner: its host, its pid, and a token of its own (a
+    pid may be reused)."""
+    return f"{socket.gethostname()} {os.getpid()} {_BOOT}"
+
+
+def gone(owner: Optional[str]) -> bool:
+    """Whether the process that made a claim is known to be dead: it ran on this host and
+    its pid is gone, or is this process's with another token. Elsewhere: not known."""
+    host, _, rest = (owner or "").partition(" ")
+    pid, _, token = rest.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return token != _BOOT
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def key_hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -114,9 +147,10 @@ def key_hash(*parts: str) -> str:
 class ChannelRecords:
     """The channels' records on one engine; safe to share between threads and tasks."""
 
-    def __init__(self, engine: Engine, clock=time.time) -> None:
+    def __init__(self, engine: Engine, clock=time.time, owner: str = "") -> None:
         self.engine = engine
         self.clock = clock
+        self.owner = owner or this_process()
 
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
@@ -133,30 +167,30 @@ class ChannelRecords:
         with self.engine.begin() as db:
             inserted = db.execute(
                 self._insert(processed)
-                .values(channel=channel, key_hash=digest, done=False, at=now)
+                .values(channel=channel, key_hash=digest, done=False, at=now, owner=self.owner)
                 .on_conflict_do_nothing()
             ).rowcount
             if inserted:
                 return Claim.NEW
             row = db.execute(
-                sa.select(processed.c.done, processed.c.at).where(
+                sa.select(processed.c.done, processed.c.at, processed.c.owner).where(
                     processed.c.channel == channel, processed.c.key_hash == digest
                 )
             ).first()
             if row is None:  # released in between: take it
                 db.execute(processed.insert().values(
-                    channel=channel, key_hash=digest, done=False, at=now))
+                    channel=channel, key_hash=digest, done=False, at=now, owner=self.owner))
                 return Claim.NEW
             if row.done:
                 return Claim.DONE
-            if now - row.at < CLAIM_TIMEOUT_S:
+            if now - row.at < CLAIM_TIMEOUT_S and not gone(row.owner):
                 return Claim.IN_HAND
             # A crashed claim: take it over, unless someone else just did.
             taken = db.execute(
                 processed.update()
                 .where(processed.c.channel == channel, processed.c.key_hash == digest,
                        processed.c.at == row.at, processed.c.done.is_(False))
-                .values(at=now)
+                .values(at=now, owner=self.owner)
             ).rowcount
             return Claim.NEW if taken else Claim.IN_HAND
 

@@ -1,6 +1,10 @@
 """The channels' records: once-only claims, the durable send queue, what is known about a
 person, and their deletion, on SQLite (and the same code on PostgreSQL in
 tests/integration)."""
+import os
+import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -14,7 +18,10 @@ from bot.channels.records import (
     REDELIVERY_HORIZON_S,
     ChannelRecords,
     Claim,
+    gone,
     metadata,
+    processed,
+    this_process,
 )
 
 
@@ -64,6 +71,46 @@ def test_a_pending_claim_left_by_a_crash_expires(records, clock):
     assert records.claim("whatsapp", "wamid.1") is Claim.IN_HAND
     clock.now += 2
     assert records.claim("whatsapp", "wamid.1") is Claim.NEW
+
+
+def test_a_claim_of_a_process_that_died_on_this_machine_is_taken_over_at_once(
+        tmp_path, clock):
+    """The Rasa server was killed while handling an update, and started again: the
+    platform's redelivery is handled now, not two minutes later."""
+    url = f"sqlite:///{tmp_path / 'channels.db'}"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that is gone
+    child.wait()
+    before = ChannelRecords(engine(url), clock, owner=f"{socket.gethostname()} {child.pid} ab")
+    before.create_schema()
+    assert before.claim("telegram", "7") is Claim.NEW
+
+    assert ChannelRecords(engine(url), clock).claim("telegram", "7") is Claim.NEW
+
+
+@pytest.mark.parametrize("owner", [
+    f"{socket.gethostname()} {os.getppid()} ab",  # alive on this machine
+    "another-host 1 ab",  # on another machine: not known to be dead
+    None,  # a claim without an owner
+])
+def test_a_claim_whose_owner_may_be_alive_waits_for_the_timeout(tmp_path, clock, owner):
+    url = f"sqlite:///{tmp_path / 'channels.db'}"
+    before = ChannelRecords(engine(url), clock, owner=owner or "")
+    before.create_schema()
+    assert before.claim("telegram", "7") is Claim.NEW
+    if owner is None:
+        with before.engine.begin() as db:
+            db.execute(processed.update().values(owner=None))
+    records = ChannelRecords(engine(url), clock)
+
+    assert records.claim("telegram", "7") is Claim.IN_HAND
+    clock.now += CLAIM_TIMEOUT_S + 1
+    assert records.claim("telegram", "7") is Claim.NEW
+
+
+def test_this_process_restarted_with_the_same_pid_is_another_owner():
+    assert not gone(this_process())
+    host, pid, _ = this_process().split(" ")
+    assert gone(f"{host} {pid} another")
 
 
 def test_claims_are_per_channel(records):
