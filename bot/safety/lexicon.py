@@ -43,6 +43,7 @@ _FOLD = str.maketrans(
         "\u200d": None,  # zero-width joiner
         "\u200f": None,  # right-to-left mark
         "\u200e": None,  # left-to-right mark
+        "\u02bc": " ",  # Ukrainian apostrophe as some keyboards type it: like ' and ’
     }
 )
 _WORD = re.compile(r"[^\W_]+")

@@ -21,6 +21,8 @@ LEXICON = Lexicon({
         ("مـرا   مي‌كشند", "مرا میکشند"),  # tatweel, Arabic yeh and kaf, zero-width non-joiner
         ("أنا في خطرٍ", "انا فی خطر"),  # hamza seats and harakat
         ("Всё ещё", "все еще"),
+        ("мене бʼють", "мене б ють"),  # U+02BC, as ' and ’ are read
+        ("мене б’ють", "мене б ють"),
     ],
 )
 def test_text_is_folded_as_people_type_it(text, folded):
