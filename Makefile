@@ -16,7 +16,7 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run test train validate lint unit integration conversations e2e bench eval review clean widget
+.PHONY: help run test train validate lint unit integration conversations e2e bench soak eval review clean widget
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ eval: $(VENV)/.eval-installed $(MODEL) ## held-out accuracy per language, agains
 
 bench: $(VENV)/.dev-installed $(MODEL) ## load benchmark against a vanilla `rasa init` assistant
 	$(PY) bench/load.py
+
+soak: $(VENV)/.dev-installed $(MODEL) ## soak run: Telegram chats for minutes while parts are SIGKILLed in turn (bench/soak.md)
+	$(PY) bench/soak.py
 
 review: $(VENV)/.installed ## the review sheet of one language: make review LANG=ps (var/review/)
 	@test -n "$(LANG)" || { echo "Name the language: make review LANG=ps"; exit 1; }

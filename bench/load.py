@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import shutil
-import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +37,6 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench import processes  # noqa: E402
 from bench.generate import LevelResult, LoadPlan, bench_server  # noqa: E402
-from bench.processes import BenchError, MissingPrerequisite  # noqa: E402
 from bench.report import RESULTS_FILE, render_report  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -66,14 +62,6 @@ def parse_concurrency(text: str) -> list[int]:
     return levels
 
 
-def positive_float(text: str) -> float:
-    """Argparse type: a float > 0."""
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
 def non_negative_float(text: str) -> float:
     """Argparse type: a float >= 0."""
     value = float(text)
@@ -95,7 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--duration",
-        type=positive_float,
+        type=processes.positive_float,
         default=20.0,
         help="measured seconds per level (default 20)",
     )
@@ -151,38 +139,12 @@ def run(args: argparse.Namespace, logs_dir: Path) -> list[LevelResult]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the process exit status."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    signal.signal(signal.SIGTERM, processes.raise_keyboard_interrupt)
     started = datetime.datetime.now().astimezone()
-    logs_dir = Path(tempfile.mkdtemp(prefix="avrr-bench-logs-"))
-    keep_logs = True
-    try:
-        results = run(args, logs_dir)
-        report = render_report(results, args, started)
-        print(report)
-        RESULTS_FILE.write_text(report, encoding="utf-8")
-        logger.info("report written to %s", RESULTS_FILE.relative_to(REPO_ROOT))
-        keep_logs = False
-        return 0
-    except MissingPrerequisite as exc:
-        logger.error("%s", exc)
-        return 2
-    except BenchError as exc:
-        logger.error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        logger.error("interrupted; every started process has been stopped")
-        return 130
-    finally:
-        if keep_logs and any(logs_dir.iterdir()):
-            logger.info("child process logs kept in %s", logs_dir)
-        else:
-            shutil.rmtree(logs_dir, ignore_errors=True)
+
+    def produce(logs_dir: Path) -> tuple[str, bool]:
+        return render_report(run(args, logs_dir), args, started), False
+
+    return processes.run_and_report(args.verbose, "bench", produce, RESULTS_FILE)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ stopped on exit, Ctrl-C or error, and the terminal's Ctrl-C never reaches them.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -21,10 +22,11 @@ import shutil
 import signal
 import socket
 import subprocess  # noqa: S404 - we start our own servers
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NoReturn
@@ -552,3 +554,62 @@ def starter(logs_dir: Path) -> Iterator[RunningServer]:
             yield RunningServer(name="starter", base_url=base_url, rasa_pid=proc.pid)
         finally:
             stop_process(proc, "starter (rasa run)")
+
+
+# --------------------------------------------------------------------------
+# Command line: what bench/load.py and bench/soak.py share
+# --------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """Argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Argparse type: a float > 0."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def run_and_report(
+    verbose: bool, name: str, produce: Callable[[Path], tuple[str, bool]], out: Path
+) -> int:
+    """Run `produce(logs_dir)`, which gives a Markdown report and whether it failed; print
+    it and write it to `out`. The children's logs are kept when something failed. The
+    exit status: 0, 1 (failed, or a server failed), 2 (a prerequisite is missing), 130."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    logs_dir = Path(tempfile.mkdtemp(prefix=f"avrr-{name}-logs-"))
+    keep_logs = True
+    try:
+        report, failed = produce(logs_dir)
+        print(report)
+        out.write_text(report, encoding="utf-8")
+        logger.info("report written to %s", out.relative_to(REPO_ROOT))
+        keep_logs = failed
+        return 1 if failed else 0
+    except MissingPrerequisite as exc:
+        logger.error("%s", exc)
+        return 2
+    except BenchError as exc:
+        logger.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        logger.error("interrupted; every started process has been stopped")
+        return 130
+    finally:
+        if keep_logs and any(logs_dir.iterdir()):
+            logger.info("child process logs kept in %s", logs_dir)
+        else:
+            shutil.rmtree(logs_dir, ignore_errors=True)
