@@ -15,7 +15,7 @@ from tests.e2e.conftest import CHANNEL_ENV, DESK_TOKEN, WebChat
 from tests.fakes.graph_api import PHONE_NUMBER_ID, signed
 
 REST, TELEGRAM, WHATSAPP, SOCKET = 2500, 2000, 2000, 300
-DESK_PER_OPERATION = 160  # per operation of the desk's schema
+DESK_PER_OPERATION = 230  # per operation of the desk's schema
 
 
 def fuzz(examples: int) -> settings:
