@@ -15,15 +15,18 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Type
 
 from aiolimiter import AsyncLimiter
-from rasa.core.channels.channel import OutputChannel
+from rasa.core.channels.channel import InputChannel, OutputChannel
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from avrr.settings import Settings, load
 from avrr.vocabulary import CODES, Metadata, platform_id
+from bot import runtime
+from bot.channels.delivery import Deliverer
 from bot.channels.records import ChannelRecords, Claim
 from bot.text import disarm_command, offered_payloads
 
@@ -247,3 +250,47 @@ class QueuedOutput(OutputChannel):
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         await self.send_response(recipient_id, {"text": text, **kwargs})
+
+
+class QueuedInput(InputChannel):
+    """A platform's webhook channel (Telegram, WhatsApp): its settings come from the
+    environment only, its records from the Rasa server's runtime, and its replies leave
+    through a deliverer that empties its send queue. A subclass names `settings_class`
+    and `output_class`, and makes its deliverer in `new_deliverer`."""
+
+    settings_class: Type[Settings]
+    output_class: Type[QueuedOutput]
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
+        if credentials:
+            logger.warning("%s settings in the credentials file are ignored: they are read "
+                           "from the environment only", cls.name())
+        return cls(load(cls.settings_class))
+
+    def __init__(self, settings: Any, records: Optional[ChannelRecords] = None) -> None:
+        self.settings = settings
+        self._records = records
+        self.deliverer: Optional[Deliverer] = None
+
+    @property
+    def records(self) -> ChannelRecords:
+        return self._records if self._records is not None else runtime.records()
+
+    def new_deliverer(self) -> Deliverer:
+        raise NotImplementedError
+
+    def start_delivery(self) -> None:
+        self.deliverer = self.new_deliverer()
+        self.deliverer.start()
+
+    def wake(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.wake()
+
+    async def close(self) -> None:
+        if self.deliverer is not None:
+            await self.deliverer.stop()
+
+    def get_output_channel(self) -> QueuedOutput:
+        return self.output_class(self.records, self.wake)

@@ -14,7 +14,7 @@ import hmac
 import logging
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
-from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.exceptions import SanicException
 from sanic.request import Request
@@ -23,10 +23,17 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
-from avrr.settings import TelegramSettings, load
+from avrr.settings import TelegramSettings
 from avrr.vocabulary import Channel, conversation_id
-from bot import runtime
-from bot.channels.base import QueuedOutput, Turn, add_health, disarm, error, handled_once
+from bot.channels.base import (
+    QueuedInput,
+    QueuedOutput,
+    Turn,
+    add_health,
+    disarm,
+    error,
+    handled_once,
+)
 from bot.channels.delivery import Deliverer
 from bot.channels.records import ChannelRecords, Outgoing
 from bot.channels.telegram import sender
@@ -46,33 +53,21 @@ class TelegramOutput(QueuedOutput):
         return render(message)
 
 
-class TelegramInput(InputChannel):
+class TelegramInput(QueuedInput):
     """Telegram webhook; see the module docstring."""
+
+    settings_class = TelegramSettings
+    output_class = TelegramOutput
 
     @classmethod
     def name(cls) -> str:
         return CHANNEL
 
-    @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
-        if credentials:
-            logger.warning(
-                "Telegram settings in the credentials file are ignored: "
-                "they are read from the environment (TELEGRAM_*)"
-            )
-        return cls(load(TelegramSettings))
-
     def __init__(self, settings: TelegramSettings,
                  records: Optional[ChannelRecords] = None) -> None:
-        self.settings = settings
-        self._records = records
+        super().__init__(settings, records)
         self._bot: Optional[ExtBot] = None
         self._bot_lock: Optional[asyncio.Lock] = None
-        self.deliverer: Optional[Deliverer] = None
-
-    @property
-    def records(self) -> ChannelRecords:
-        return self._records if self._records is not None else runtime.records()
 
     async def bot(self) -> ExtBot:
         """The Bot, made and initialised once, in the running loop (Sanic's)."""
@@ -85,26 +80,17 @@ class TelegramInput(InputChannel):
                 self._bot = bot
             return self._bot
 
-    def wake(self) -> None:
-        if self.deliverer is not None:
-            self.deliverer.wake()
-
     async def send(self, message: Outgoing) -> Any:
         return await sender.send(await self.bot(), message)
 
-    def start_delivery(self) -> None:
-        self.deliverer = Deliverer(self.records, CHANNEL, self.send, sender.CHAT_INTERVAL_S)
-        self.deliverer.start()
+    def new_deliverer(self) -> Deliverer:
+        return Deliverer(self.records, CHANNEL, self.send, sender.CHAT_INTERVAL_S)
 
     async def close(self) -> None:
-        if self.deliverer is not None:
-            await self.deliverer.stop()
+        await super().close()
         if self._bot is not None:
             await self._bot.shutdown()
             self._bot = None
-
-    def get_output_channel(self) -> TelegramOutput:
-        return TelegramOutput(self.records, self.wake)
 
     def authentic(self, secret: Optional[str]) -> bool:
         """True if `secret` (the header Telegram sends) is the webhook's secret."""

@@ -22,12 +22,12 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
-from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from avrr.settings import WhatsAppSettings, load
+from avrr.settings import WhatsAppSettings
 from avrr.vocabulary import (
     CODES,
     DEFAULT_LANGUAGE,
@@ -38,8 +38,15 @@ from avrr.vocabulary import (
     conversation_id,
     platform_id,
 )
-from bot import runtime
-from bot.channels.base import QueuedOutput, Turn, add_health, disarm, error, handled_once
+from bot.channels.base import (
+    QueuedInput,
+    QueuedOutput,
+    Turn,
+    add_health,
+    disarm,
+    error,
+    handled_once,
+)
 from bot.channels.delivery import SENT, Deliverer, Outcome, Verdict, backoff
 from bot.channels.records import ChannelRecords, Outgoing
 from bot.channels.whatsapp.graph import (
@@ -145,51 +152,30 @@ class WhatsAppSender:
         await asyncio.to_thread(self.records.set_notified, conversation)
 
 
-class WhatsAppInput(InputChannel):
+class WhatsAppInput(QueuedInput):
     """WhatsApp Cloud API webhook; see the module docstring."""
+
+    settings_class = WhatsAppSettings
+    output_class = WhatsAppOutput
 
     @classmethod
     def name(cls) -> str:
         return CHANNEL
 
-    @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
-        if credentials:
-            logger.warning(
-                "WhatsApp settings in the credentials file are ignored: they are read "
-                "from the environment only"
-            )
-        return cls(load(WhatsAppSettings))
-
     def __init__(self, settings: WhatsAppSettings,
                  records: Optional[ChannelRecords] = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
+        super().__init__(settings, records)
         self.client = GraphClient(settings)
-        self._records = records
         self.clock = clock
-        self.deliverer: Optional[Deliverer] = None
 
-    @property
-    def records(self) -> ChannelRecords:
-        return self._records if self._records is not None else runtime.records()
-
-    def wake(self) -> None:
-        if self.deliverer is not None:
-            self.deliverer.wake()
-
-    def start_delivery(self) -> None:
+    def new_deliverer(self) -> Deliverer:
         sender = WhatsAppSender(self.client, self.settings, self.records, self.clock)
-        self.deliverer = Deliverer(self.records, CHANNEL, sender)
-        self.deliverer.start()
+        return Deliverer(self.records, CHANNEL, sender)
 
     async def close(self) -> None:
-        if self.deliverer is not None:
-            await self.deliverer.stop()
+        await super().close()
         await self.client.close()
-
-    def get_output_channel(self) -> WhatsAppOutput:
-        return WhatsAppOutput(self.records, self.wake)
 
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
