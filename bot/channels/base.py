@@ -294,3 +294,18 @@ class QueuedInput(InputChannel):
 
     def get_output_channel(self) -> QueuedOutput:
         return self.output_class(self.records, self.wake)
+
+    def webhook_blueprint(self, name: str) -> Blueprint:
+        """The channel's blueprint, with its health route, delivering while Sanic runs."""
+        webhook = Blueprint(name, __name__)
+        add_health(webhook)
+
+        @webhook.listener("after_server_start")
+        async def start(*_: Any) -> None:
+            self.start_delivery()
+
+        @webhook.listener("before_server_stop")
+        async def stop(*_: Any) -> None:
+            await self.close()
+
+        return webhook

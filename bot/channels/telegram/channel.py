@@ -29,7 +29,6 @@ from bot.channels.base import (
     QueuedInput,
     QueuedOutput,
     Turn,
-    add_health,
     disarm,
     error,
     handled_once,
@@ -119,16 +118,7 @@ class TelegramInput(QueuedInput):
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
-        webhook = Blueprint("guarded_telegram_webhook", __name__)
-        add_health(webhook)
-
-        @webhook.listener("after_server_start")
-        async def start(*_: Any) -> None:
-            self.start_delivery()
-
-        @webhook.listener("before_server_stop")
-        async def stop(*_: Any) -> None:
-            await self.close()
+        webhook = self.webhook_blueprint("guarded_telegram_webhook")
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:

@@ -42,7 +42,6 @@ from bot.channels.base import (
     QueuedInput,
     QueuedOutput,
     Turn,
-    add_health,
     disarm,
     error,
     handled_once,
@@ -180,16 +179,7 @@ class WhatsAppInput(QueuedInput):
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
-        webhook = Blueprint("whatsapp_webhook", __name__)
-        add_health(webhook)
-
-        @webhook.listener("after_server_start")
-        async def start(*_: Any) -> None:
-            self.start_delivery()
-
-        @webhook.listener("before_server_stop")
-        async def stop(*_: Any) -> None:
-            await self.close()
+        webhook = self.webhook_blueprint("whatsapp_webhook")
 
         @webhook.route("/webhook", methods=["GET"])
         async def verify(request: Request) -> HTTPResponse:
