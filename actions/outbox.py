@@ -59,16 +59,25 @@ BUSY = {408, 425, 429, 500, 502, 503, 504}
 CONFIGURATION = {401, 403, 413}
 
 metadata = sa.MetaData()
+
+
+def request_columns() -> List[sa.Column]:
+    """A request to the desk or Rasa: what the outbox and the dead letters both hold."""
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(160), unique=True, nullable=False),
+        sa.Column("conversation_id", sa.String(160), nullable=True, index=True),
+        sa.Column("target", sa.String(8), nullable=False),
+        sa.Column("method", sa.String(8), nullable=False),
+        sa.Column("path", sa.String(400), nullable=False),
+        sa.Column("body", sa.Text, nullable=True),
+    ]
+
+
 outbox = sa.Table(
     "outbox",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("key", sa.String(160), unique=True, nullable=False),
-    sa.Column("conversation_id", sa.String(160), nullable=True, index=True),
-    sa.Column("target", sa.String(8), nullable=False),
-    sa.Column("method", sa.String(8), nullable=False),
-    sa.Column("path", sa.String(400), nullable=False),
-    sa.Column("body", sa.Text, nullable=True),
+    *request_columns(),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_at", sa.Float, nullable=False),
@@ -80,13 +89,7 @@ outbox = sa.Table(
 dead_letters = sa.Table(
     "dead_letters",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("key", sa.String(160), unique=True, nullable=False),
-    sa.Column("conversation_id", sa.String(160), nullable=True, index=True),
-    sa.Column("target", sa.String(8), nullable=False),
-    sa.Column("method", sa.String(8), nullable=False),
-    sa.Column("path", sa.String(400), nullable=False),
-    sa.Column("body", sa.Text, nullable=True),
+    *request_columns(),
     sa.Column("reason", sa.String(200), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
