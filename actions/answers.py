@@ -6,7 +6,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.content import Button, get_content
+from actions.content import get_content
+from avrr.content import Button, Reply
 from avrr.vocabulary import DEFAULT_LANGUAGE, Metadata, Slots
 
 # Set by bot.language.component.LanguageDetection on every message NLU reads.
@@ -69,7 +70,14 @@ def send(
 ) -> None:
     """Send the answer `key` in the language of the conversation."""
     for reply in get_content().replies(key, language_of(tracker), buttons):
-        dispatcher.utter_message(text=reply.text, buttons=list(reply.buttons))
+        utter(dispatcher, reply)
+
+
+def utter(dispatcher: CollectingDispatcher, reply: Reply) -> None:
+    """Send one reply, saying in its metadata which content it is (for the desk's glosses)."""
+    dispatcher.utter_message(
+        text=reply.text, buttons=list(reply.buttons), **{Metadata.CONTENT_KEY: reply.source()}
+    )
 
 
 def language_menu(languages: Dict[str, str]) -> List[Button]:

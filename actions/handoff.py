@@ -26,9 +26,10 @@ from rasa_sdk.events import ActionExecuted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_events, language_of, latest_intent, send
-from actions.content import get_content, next_opening
+from actions.answers import language_events, language_of, latest_intent, send, utter
+from actions.content import get_content
 from actions.outbox import INBOUND_PATH, TICKETS_PATH, get_outbox
+from avrr.content import next_opening
 from avrr.vocabulary import (
     LEGAL_INTENTS,
     SAFETY_INTENTS,
@@ -43,6 +44,9 @@ from bot.transcript import history
 HANDOFF_YES = ("handoff_yes", "/affirm")
 HANDOFF_NO = ("handoff_no", "/deny")
 SPEAKERS = {"user": "person", "bot": "assistant"}
+# What the counsellor is told beside the text: what the assistant understood of the
+# person's message (intent, confidence), and which content each reply says.
+ANNOTATIONS = ("intent", "confidence", "content")
 # The desk takes at most 500 transcript entries in a body of at most 1 MiB.
 MAX_TRANSCRIPT_ENTRIES = 200
 MAX_TRANSCRIPT_CHARS = 200_000
@@ -66,8 +70,11 @@ def transcript(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The conversation as the person saw it, with times, for the counsellor: its latest
     part, as much as the desk takes in one request."""
     lines = [
-        {"sender": SPEAKERS[line["sender"]], "text": line["text"], "at": iso(line["at"])}
-        for line in history(events)
+        dict(
+            {k: line[k] for k in ANNOTATIONS if line.get(k) is not None},
+            sender=SPEAKERS[line["sender"]], text=line["text"], at=iso(line["at"]),
+        )
+        for line in history(events, annotate=True)
         if line["text"]
     ][-MAX_TRANSCRIPT_ENTRIES:]
     while sum(len(line["text"]) for line in lines) > MAX_TRANSCRIPT_CHARS:
@@ -180,13 +187,13 @@ class ActionStartHandoff(Action):
         opening = next_opening(hours, zone, now())
         if opening:
             day, start = opening
-            values = {"opening": f"{content.day_name(day, language)} {start}"}
+            values = {"opening_day": day, "opening_time": start}
             for reply in content.replies("handoff_office_closed", language, values=values):
-                dispatcher.utter_message(text=reply.text)
+                utter(dispatcher, reply)
         elif ticket and "queue_position" in ticket:
             values = {"position": str(ticket["queue_position"])}
             for reply in content.replies("handoff_queued", language, values=values):
-                dispatcher.utter_message(text=reply.text)
+                utter(dispatcher, reply)
         else:
             send(dispatcher, tracker, "handoff_saved")
 
@@ -217,6 +224,8 @@ class ActionRelayToCounsellor(Action):
                     "text": text,
                     "at": iso(None),
                     "urgent": danger,
+                    "intent": intent or None,
+                    "confidence": (tracker.latest_message.get("intent") or {}).get("confidence"),
                 },
             )
             await asyncio.to_thread(outbox.flush, tracker.sender_id)

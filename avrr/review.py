@@ -23,12 +23,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
+from avrr.content import READY
 from avrr.settings import ROOT
 from avrr.vocabulary import CODES, DEFAULT_LANGUAGE, RIGHT_TO_LEFT
 
 CONTENT = ROOT / "content"
 UNREVIEWED, REVIEWED, STALE = "unreviewed", "reviewed", "stale"
-READY = "ready_replies."
 
 
 def load(language: str, folder: Path = CONTENT) -> Dict[str, Any]:

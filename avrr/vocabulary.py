@@ -154,7 +154,8 @@ class Metadata:
     LANGUAGE_HINT = "language_hint"  # the app's or browser's language, from the channel
     LANGUAGE_DETECTION = "language_detection"  # set by bot.language.component
     SAFETY_NET = "safety_net"  # set by bot.safety.component
-    CONTENT_KEY = "content_key"  # the content key a bot message was written from
+    # Which content a bot message says ({"key", "part", "values"}): the desk glosses it.
+    CONTENT_KEY = "content_key"
     COUNSELLOR = "counsellor"  # a bot message a counsellor wrote
 
 

@@ -6,16 +6,22 @@ sees once the person has agreed to share it.
 
 from typing import Any, Dict, Iterable, List
 
+from avrr.vocabulary import Metadata
+
 # Rasa marks intents triggered through its HTTP API (the desk's hand-back) with this.
 EXTERNAL_PREFIX = "EXTERNAL: "
 HISTORY_LIMIT = 200
 
 
-def history(events: Iterable[Dict[str, Any]], limit: int = HISTORY_LIMIT) -> List[Dict[str, Any]]:
+def history(
+    events: Iterable[Dict[str, Any]], limit: int = HISTORY_LIMIT, annotate: bool = False
+) -> List[Dict[str, Any]]:
     """What the person saw in the conversation: their messages and the replies.
 
     A button press shows as the button's title, as it did when it was pressed. `at` is
-    the event's Unix time.
+    the event's Unix time. With `annotate` (for a counsellor), each message of the person
+    has the `intent` the assistant understood and its `confidence`, and each reply the
+    `content` it was written from, when known.
     """
     shown: List[Dict[str, Any]] = []
     titles: Dict[str, str] = {}
@@ -25,13 +31,11 @@ def history(events: Iterable[Dict[str, Any]], limit: int = HISTORY_LIMIT) -> Lis
             text = event.get("text") or ""
             if text.startswith(EXTERNAL_PREFIX):
                 continue
-            shown.append(
-                {
-                    "sender": "user",
-                    "text": titles.get(text, text),
-                    "at": event.get("timestamp"),
-                }
-            )
+            line = {"sender": "user", "text": titles.get(text, text), "at": event.get("timestamp")}
+            if annotate:
+                intent = (event.get("parse_data") or {}).get("intent") or {}
+                line.update(intent=intent.get("name"), confidence=intent.get("confidence"))
+            shown.append(line)
             titles = {}
         elif kind == "bot":
             buttons = (event.get("data") or {}).get("buttons") or []
@@ -41,6 +45,9 @@ def history(events: Iterable[Dict[str, Any]], limit: int = HISTORY_LIMIT) -> Lis
                 "text": event.get("text") or "",
                 "at": event.get("timestamp"),
             }
+            source = (event.get("metadata") or {}).get(Metadata.CONTENT_KEY)
+            if annotate and isinstance(source, dict):
+                message["content"] = source
             if buttons:
                 message["quick_replies"] = [
                     {"title": b.get("title"), "payload": b.get("payload")} for b in buttons

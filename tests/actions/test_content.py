@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actions.content import (
+from avrr.content import (
     DEFAULT_LANGUAGE,
     Content,
     ContentError,
@@ -15,7 +15,7 @@ from actions.content import (
     format_hours,
     placeholders,
 )
-from avrr.vocabulary import RIGHT_TO_LEFT, SAFETY_INTENTS
+from avrr.vocabulary import GLOSS_LANGUAGES, RIGHT_TO_LEFT, SAFETY_INTENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT = Content(ROOT / "content")
@@ -118,7 +118,10 @@ def test_topic_buttons_send_their_intent():
     assert reply == Reply(
         "If you want to talk to a person, a counsellor can help you.",
         ({"title": "Talk to a counsellor", "payload": "/request_human"},),
+        "bot_challenge",
+        1,
     )
+    assert reply.source() == {"key": "bot_challenge", "part": 1, "values": {}}
 
 
 def test_a_missing_answer_is_an_error():
@@ -194,6 +197,29 @@ def test_ready_replies_exist_in_every_language_with_the_english_placeholders():
         assert set(theirs) == set(english), language
         for key, text in english.items():
             assert sorted(placeholders(theirs[key])) == sorted(placeholders(text)), (language, key)
+
+
+def test_a_counsellor_reads_every_intent_in_words_in_each_gloss_language():
+    intents = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))["intents"]
+    for language in GLOSS_LANGUAGES:
+        names = CONTENT.language_file(language)["topic_names"]
+        assert set(names) == set(intents) | {"not_understood"}, language
+    assert CONTENT.topic_name("ask_cost", "en") == "Cost of return"
+    assert CONTENT.topic_name("nlu_fallback", "hu") == "Az asszisztens nem értette"
+
+
+def test_a_message_is_glossed_from_its_source_in_another_language():
+    [reply] = CONTENT.replies("handoff_queued", "ps", values={"position": "3"})
+    assert CONTENT.gloss(reply.source(), "en") == CONTENT.replies(
+        "handoff_queued", "en", values={"position": "3"})[0].text
+    ready = CONTENT.ready_reply("call_at", "ps", {"date": "2026-12-08", "time": "10:30"})
+    assert ready.text != CONTENT.gloss(ready.source(), "en")
+    assert CONTENT.gloss(ready.source(), "en") == (
+        "A counsellor will call you on 2026-12-08 at 10:30 (Hungarian time).")
+    # Content changed since the message was sent: no gloss rather than a wrong one.
+    assert CONTENT.gloss({"key": "no_such_answer", "part": 0}, "en") is None
+    assert CONTENT.gloss({"key": "greet", "part": 99}, "en") is None
+    assert CONTENT.gloss({"key": 5}, "en") is None
 
 
 def test_every_language_has_danger_phrases_for_every_safety_intent():

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from rasa_sdk.events import ActionExecuted, SlotSet
 
 import actions.handoff
-from actions.content import get_content, next_opening
+from actions.content import get_content
 from actions.handoff import (
     ActionDeclineHandoff,
     ActionEndHandoff,
@@ -17,6 +17,7 @@ from actions.handoff import (
     urgency_of,
 )
 from actions.outbox import get_outbox, outbox
+from avrr.content import next_opening
 from tests.conftest import make_tracker, sent, user_event
 from tests.fakes.desk import FakeDesk
 
@@ -88,6 +89,7 @@ def consenting_tracker(language="en"):
             "text": OFFER,
             "timestamp": 1790000001.0,
             "data": {"buttons": [{"title": "Yes, I agree", "payload": "/affirm"}]},
+            "metadata": {"content_key": {"key": "handoff_offer", "part": 0, "values": {}}},
         },
         {**user_event("affirm", "/affirm"), "timestamp": 1790000002.0, "message_id": "m2"},
     ]
@@ -121,10 +123,14 @@ async def test_consent_opens_a_ticket_kept_in_the_outbox_while_the_desk_is_down(
         "express_fear_of_return",
     )
     assert body["consent"]["language"] == "en"
+    # With what the assistant understood and said, for the counsellor's glosses.
     assert body["transcript"] == [
-        {"sender": "person", "text": "I want a human", "at": "2026-09-21T14:13:20Z"},
-        {"sender": "assistant", "text": OFFER, "at": "2026-09-21T14:13:21Z"},
-        {"sender": "person", "text": "Yes, I agree", "at": "2026-09-21T14:13:22Z"},
+        {"sender": "person", "text": "I want a human", "at": "2026-09-21T14:13:20Z",
+         "intent": "request_human", "confidence": 0.9},
+        {"sender": "assistant", "text": OFFER, "at": "2026-09-21T14:13:21Z",
+         "content": {"key": "handoff_offer", "part": 0, "values": {}}},
+        {"sender": "person", "text": "Yes, I agree", "at": "2026-09-21T14:13:22Z",
+         "intent": "affirm", "confidence": 0.9},
     ]
     assert sent(dispatcher) == [
         (
@@ -230,7 +236,7 @@ async def test_when_the_office_is_closed_the_person_learns_when_it_opens(
     )
     ActionStartHandoff.tell(dispatcher, consenting_tracker(), "hu", {"queue_position": 1})
     [(text, _)] = sent(dispatcher)
-    assert get_content().day_name("wed", "hu") + " 09:00" in text
+    assert get_content().language_file("hu")["days"]["wed"] + " 09:00" in text
 
 
 def test_next_opening_knows_days_hours_and_time_zone():
@@ -269,6 +275,11 @@ async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(di
         "is it free?",
         False,
     )
+    # What the assistant understood, for the counsellor who may not read the language.
+    assert (body["intent"], body["confidence"]) == ("ask_cost", 0.9)
+    # Which content the acknowledgement says, for the counsellor's gloss.
+    assert dispatcher.messages[0]["content_key"] == {
+        "key": "handoff_relayed", "part": 0, "values": {}}
     assert sent(dispatcher) == [
         (
             "I have passed your message to the counsellor. They will answer you here. I will not "

@@ -1,0 +1,262 @@
+"""What the assistant says: answers per language, filled with the operator's settings.
+
+Pure helpers with no Rasa imports, shared by the action server and the desk. Files are
+reread when they change on disk, so an operator's edit of content/settings.yml or a
+translator's edit of content/<lang>.yml shows in the next answer without a restart or
+any training.
+"""
+import string
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from avrr.vocabulary import DEFAULT_LANGUAGE
+
+SETTINGS_FILE = "settings.yml"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
+# shown with its groups in reverse order by the Unicode bidirectional algorithm.
+LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
+# libyaml's loader, six times faster than the pure-Python one on our content files.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+Button = Dict[str, str]
+
+
+class ContentError(ValueError):
+    """A content or settings file is missing something an answer needs."""
+
+
+READY = "ready_replies."
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to the person, with its buttons, and where it comes from: part `part`
+    of the answer `key`, with the placeholder values known only when answering."""
+
+    text: str
+    buttons: Tuple[Button, ...] = field(default_factory=tuple)
+    key: str = ""
+    part: int = 0
+    values: Tuple[Tuple[str, str], ...] = ()
+
+    def source(self) -> Dict[str, Any]:
+        """What Metadata.CONTENT_KEY holds: no personal data, only content names and values
+        such as a queue position."""
+        return {"key": self.key, "part": self.part, "values": dict(self.values)}
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506 - a safe loader
+    if not isinstance(data, dict):
+        raise ContentError(f"{path.name} must hold a mapping")
+    return data
+
+
+class Content:
+    """Answers in every available language, read from one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._cache: Dict[Path, Tuple[float, Dict[str, Any]]] = {}
+
+    def _load(self, path: Path) -> Dict[str, Any]:
+        mtime = path.stat().st_mtime
+        cached = self._cache.get(path)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, _read_yaml(path))
+            self._cache[path] = cached
+        return cached[1]
+
+    def languages(self) -> Dict[str, str]:
+        """Codes of the languages with a content file, each with its own name."""
+        found = {}
+        for path in sorted(self.folder.glob("*.yml")):
+            if path.name != SETTINGS_FILE:
+                found[path.stem] = self._load(path).get("name", path.stem)
+        return found
+
+    def language_file(self, language: str) -> Dict[str, Any]:
+        path = self.folder / f"{language}.yml"
+        if language not in self.languages():
+            path = self.folder / f"{DEFAULT_LANGUAGE}.yml"
+        return self._load(path)
+
+    def settings(self) -> Dict[str, Any]:
+        """The operator settings as {name: value}; empty values are None."""
+        raw = self._load(self.folder / SETTINGS_FILE)
+        return {name: (entry or {}).get("value") for name, entry in raw.items()}
+
+    def office_hours(self) -> Tuple[Optional[Dict[str, str]], str]:
+        """The office's opening hours by day, and their time zone."""
+        entry = self._load(self.folder / SETTINGS_FILE).get("office_hours") or {}
+        return entry.get("value") or None, entry.get("timezone") or "Europe/Budapest"
+
+    def has(self, key: str, language: str) -> bool:
+        return key in self.language_file(language).get("answers", {})
+
+    def replies(
+        self,
+        key: str,
+        language: str,
+        buttons: Sequence[Button] = (),
+        values: Optional[Mapping[str, str]] = None,
+    ) -> List[Reply]:
+        """The messages answering `key`, with `buttons` added to the last one.
+
+        `values` fills placeholders known only when answering, like {position}.
+        """
+        texts = self.language_file(language)
+        answer = texts.get("answers", {}).get(key)
+        if answer is None:
+            raise ContentError(f"no answer '{key}' for language '{language}'")
+        extra = tuple(sorted((values or {}).items()))
+        values = self._placeholder_values(texts, values or {})
+        replies = []
+        for part, message in enumerate(answer):
+            if any(not values.get(name) for name in message.get("requires", ())):
+                continue
+            topic_buttons = [self._topic_button(texts, t) for t in message.get("buttons", ())]
+            replies.append(
+                Reply(fill(message["text"], values), tuple(topic_buttons), key, part, extra)
+            )
+        if buttons and replies:
+            replies[-1] = replace(replies[-1], buttons=replies[-1].buttons + tuple(buttons))
+        return replies
+
+    def ready_reply(self, key: str, language: str, values: Mapping[str, str]) -> Reply:
+        """A counsellor's ready reply in `language`, its {date} and {time} from `values`."""
+        texts = self.language_file(language)
+        text = texts.get("ready_replies", {}).get(key)
+        if text is None:
+            raise ContentError(f"no ready reply '{key}' for language '{language}'")
+        filled = fill(text, self._placeholder_values(texts, values))
+        return Reply(filled, (), READY + key, 0, tuple(sorted(values.items())))
+
+    def ready_replies(self, language: str) -> List[Dict[str, Any]]:
+        """The ready replies of `language`, the operator's settings filled in, and the
+        `fields` the counsellor fills (such as {date}) left as placeholders."""
+        texts = self.language_file(language)
+        listed = []
+        for key, text in texts.get("ready_replies", {}).items():
+            fields = self.ready_reply_fields(key, language)
+            values = dict(self._placeholder_values(texts, {}), **{f: f"{{{f}}}" for f in fields})
+            listed.append({"key": key, "text": fill(text, values), "fields": fields})
+        return listed
+
+    def ready_reply_fields(self, key: str, language: str) -> List[str]:
+        """The placeholders of a ready reply that the counsellor fills, not the settings."""
+        texts = self.language_file(language)
+        text = texts.get("ready_replies", {}).get(key)
+        if text is None:
+            raise ContentError(f"no ready reply '{key}'")
+        known = self._placeholder_values(texts, {})
+        return [name for name in placeholders(text) if not known.get(name)]
+
+    def gloss(self, source: Mapping[str, Any], language: str) -> Optional[str]:
+        """The message `source` (a Reply's source()) says, in `language`; None if the
+        content has changed since and no longer holds it."""
+        key, values = source.get("key"), source.get("values") or {}
+        try:
+            if key.startswith(READY):
+                return self.ready_reply(key[len(READY):], language, values).text
+            texts = self.language_file(language)
+            message = texts["answers"][key][int(source.get("part", 0))]
+            return fill(message["text"], self._placeholder_values(texts, values))
+        except (AttributeError, ContentError, KeyError, IndexError, TypeError, ValueError):
+            return None
+
+    def topic_name(self, intent: Optional[str], language: str) -> Optional[str]:
+        """What the assistant understood, in words, in `language`."""
+        names = self.language_file(language).get("topic_names", {})
+        return names.get(intent or "", names.get("not_understood"))
+
+    def choice_buttons(
+        self, language: str, choices: Sequence[Tuple[str, str]]
+    ) -> List[Button]:
+        """Buttons titled from the language's `choices`, each with its payload."""
+        titles = self.language_file(language).get("choices", {})
+        return [{"title": titles[key], "payload": payload} for key, payload in choices]
+
+    def topic_buttons(self, language: str, intents: Sequence[str]) -> List[Button]:
+        texts = self.language_file(language)
+        return [self._topic_button(texts, intent) for intent in intents]
+
+    def topics(self, language: str) -> List[str]:
+        """Intents that have a topic button."""
+        return list(self.language_file(language).get("topics", {}))
+
+    @staticmethod
+    def _topic_button(texts: Mapping[str, Any], intent: str) -> Button:
+        return {"title": texts["topics"][intent], "payload": f"/{intent}"}
+
+    def _placeholder_values(
+        self, texts: Mapping[str, Any], extra: Mapping[str, str]
+    ) -> Dict[str, Optional[str]]:
+        settings = self.settings()
+        values = {
+            name: None if value is None else str(value)
+            for name, value in settings.items()
+            if not isinstance(value, dict)
+        }
+        values.update(extra)
+        if "opening_day" in extra:  # when the office opens next, the day in this language
+            day = texts.get("days", {}).get(extra["opening_day"], extra["opening_day"])
+            values["opening"] = f"{day} {extra.get('opening_time', '')}".strip()
+        values["office_hours"] = format_hours(settings.get("office_hours"), texts.get("days", {}))
+        if texts.get("direction") == "rtl":
+            values = {
+                name: None if value is None else f"{LTR_ISOLATE}{value}{POP_ISOLATE}"
+                for name, value in values.items()
+            }
+        return values
+
+
+def format_hours(hours: Optional[Mapping[str, str]], day_names: Mapping[str, str]) -> Optional[str]:
+    """'Monday 09:00-16:00, Tuesday ...' in the person's language, or None if unset."""
+    if not hours:
+        return None
+    unknown = set(hours) - set(DAYS)
+    if unknown:
+        raise ContentError(f"office_hours has unknown days: {sorted(unknown)}")
+    return ", ".join(f"{day_names.get(day, day)} {hours[day]}" for day in DAYS if day in hours)
+
+
+def next_opening(
+    hours: Optional[Mapping[str, str]], zone: str, moment: datetime
+) -> Optional[Tuple[str, str]]:
+    """When the office next opens, as (day, "HH:MM"), or None if it is open now or the
+    operator has not set the hours."""
+    if not hours:
+        return None
+    local = moment.astimezone(ZoneInfo(zone))
+    for offset in range(8):
+        day = local + timedelta(days=offset)
+        span = hours.get(DAYS[day.weekday()])
+        if not span:
+            continue
+        start, end = (time.fromisoformat(part.strip()) for part in span.split("-"))
+        if offset == 0 and start <= local.time() < end:
+            return None
+        if offset > 0 or local.time() < start:
+            return DAYS[day.weekday()], start.strftime("%H:%M")
+    return None
+
+
+def placeholders(text: str) -> List[str]:
+    """Names of the {placeholders} in `text`."""
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def fill(text: str, values: Mapping[str, Optional[str]]) -> str:
+    """`text` with its placeholders filled; an unknown or empty one is an error."""
+    for name in placeholders(text):
+        if not values.get(name):
+            raise ContentError(f"placeholder '{{{name}}}' has no value in settings.yml")
+    return text.format_map(values)
