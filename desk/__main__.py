@@ -1,5 +1,9 @@
-"""`python -m desk`: run the counsellor desk. `python -m desk add-counsellor NAME --languages en,ar`
-adds an account (password from DESK_NEW_PASSWORD, or asked for)."""
+"""`python -m desk`: run the counsellor desk.
+
+`python -m desk add-counsellor NAME --languages en,ar [--role admin]` adds an account, and
+`python -m desk reset-password NAME` gives one a temporary password (for the administrator
+who forgot theirs): the password from DESK_NEW_PASSWORD, or asked for. Everything else is
+done by an administrator in the console."""
 
 import argparse
 import getpass
@@ -14,7 +18,7 @@ from avrr.logs import configure
 from avrr.settings import DeskSettings, load
 from avrr.vocabulary import CODES
 from desk.app import create_app
-from desk.store import Store
+from desk.store import ROLES, Conflict, NotFound, Store
 
 logger = logging.getLogger("desk")
 FIRST_USER = "counsellor"
@@ -45,18 +49,31 @@ def main() -> int:
     add.add_argument(
         "--languages", default=",".join(CODES), help="codes they answer in, comma-separated"
     )
+    add.add_argument("--role", choices=ROLES, default="counsellor")
+    reset = commands.add_parser("reset-password", help="a temporary password for an account")
+    reset.add_argument("username")
     arguments = parser.parse_args()
     configure("desk")
     settings = load(DeskSettings)
     store = Store(settings.database)
-    if arguments.command == "add-counsellor":
+    if arguments.command is not None:
         given = settings.new_password
         password = given.get_secret_value() if given else getpass.getpass("Password: ")
         if len(password) < 10:
             print("The password needs at least 10 characters.", file=sys.stderr)
             return 2
-        store.add_counsellor(arguments.username, password, arguments.languages.split(","))
-        print(f"added {arguments.username}")
+        try:
+            if arguments.command == "add-counsellor":
+                store.add_counsellor(arguments.username, password,
+                                     arguments.languages.split(","), arguments.role,
+                                     actor="command line")
+                print(f"added {arguments.username}")
+            else:
+                store.reset_password(arguments.username, password, "command line")
+                print(f"{arguments.username} has a temporary password, to change at sign-in")
+        except (Conflict, NotFound) as refused:
+            print(refused, file=sys.stderr)
+            return 1
         return 0
     first_account(settings, store)
     web.run_app(

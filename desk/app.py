@@ -4,20 +4,22 @@ import asyncio
 import hmac
 import logging
 import math
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
 
+from avrr.content import Content, ContentError
 from avrr.settings import DeskSettings
-from avrr.vocabulary import Channel, channel_of
+from avrr.vocabulary import CODES, GLOSS_LANGUAGES, Channel, channel_of
 from desk.announce import Announcer
 from desk.openapi import document
 from desk.rasa import ConversationGone, DeliveryError, Rasa
-from desk.store import URGENCIES, Store, now, parse_time
+from desk.store import API_ACTOR, ROLES, URGENCIES, Conflict, NotFound, Store, now, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,16 @@ LOGIN_LIMITS = {"pair": 5, "addr": 20, "name": 50}
 PUBLIC = {("GET", "/health"), ("GET", "/"), ("POST", "/api/login")}
 STATUS_TIMEOUT = aiohttp.ClientTimeout(total=3)
 API_ONLY = {"create_ticket", "inbound", "delete_conversation"}
+# Routes for administrators (and the API token).
+ADMIN_ONLY = {
+    "list_counsellors", "add_counsellor", "update_counsellor", "disable_counsellor",
+    "enable_counsellor", "reset_password", "account_history", "assign",
+}
+# What a counsellor with a temporary password may do before changing it.
+BEFORE_NEW_PASSWORD = {"change_password", "logout", "me"}
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+MIN_PASSWORD = 10
+MAX_VALUE = 100  # a ready reply's filled-in value: a date, a time, a place
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -90,6 +102,7 @@ class Desk:
         self.store = store
         self.rasa = Rasa(settings.rasa_url, settings.rasa_api_token)
         self.announcer = Announcer(settings)
+        self.content = Content(settings.content_dir)
         self.delivery_lock = asyncio.Lock()
         # Per conversation: failed delivery attempts in a row, and when to try again.
         self.failures: Dict[str, int] = {}
@@ -102,7 +115,7 @@ class Desk:
         if header.startswith("Bearer "):
             given = header[len("Bearer ") :].encode("utf-8", "replace")
             if hmac.compare_digest(given, self.settings.api_token.get_secret_value().encode()):
-                return {"kind": "api"}
+                return {"kind": "api", "username": API_ACTOR, "role": "admin", "languages": []}
             return None
         token = request.cookies.get(COOKIE)
         session = self.store.session(token) if token else None
@@ -126,6 +139,13 @@ class Desk:
             if who["kind"] == "counsellor":
                 if route.name in API_ONLY:
                     return self.secure(fail(403, "for the assistant's API token only"))
+                if who["must_change_password"] and route.name not in BEFORE_NEW_PASSWORD:
+                    answer = web.json_response({
+                        "error": "change your temporary password first (POST /api/me/password)",
+                        "must_change_password": True}, status=403)
+                    return self.secure(answer)
+                if route.name in ADMIN_ONLY and who["role"] != "admin":
+                    return self.secure(fail(403, "for administrators only"))
                 csrf = request.headers.get("X-CSRF-Token", "")
                 if request.method not in SAFE_METHODS and not hmac.compare_digest(
                     csrf.encode("utf-8", "replace"), who["csrf_token"].encode()
@@ -136,6 +156,10 @@ class Desk:
             answer = await handler(request)
         except BadRequest as bad:
             answer = fail(400, str(bad))
+        except NotFound as missing:
+            answer = fail(404, str(missing))
+        except Conflict as conflict:
+            answer = fail(409, str(conflict))
         except web.HTTPException as http:
             if http.status < 400:
                 answer = http
@@ -188,7 +212,7 @@ class Desk:
         await asyncio.to_thread(self.store.clear_login_failures, [f"pair:{username}|{address}"])
         opened = await asyncio.to_thread(self.store.open_session, counsellor)
         session = await asyncio.to_thread(self.store.session, opened["token"])
-        answer = web.json_response({k: session[k] for k in ("username", "languages", "csrf_token")})
+        answer = web.json_response({k: session[k] for k in SESSION_FIELDS})
         answer.set_cookie(
             COOKIE,
             opened["token"],
@@ -213,8 +237,86 @@ class Desk:
     async def me(self, request: web.Request) -> web.Response:
         who = request["who"]
         if who["kind"] != "counsellor":
-            return web.json_response({"username": None, "languages": [], "csrf_token": None})
-        return web.json_response({k: who[k] for k in ("username", "languages", "csrf_token")})
+            return web.json_response({"username": None, "languages": [], "csrf_token": None,
+                                      "role": "admin", "must_change_password": False})
+        return web.json_response({k: who[k] for k in SESSION_FIELDS})
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        """A counsellor's own new password; their other sessions end."""
+        who = request["who"]
+        if who["kind"] != "counsellor":
+            raise BadRequest("only a signed-in counsellor has a password to change")
+        body = await body_of(request)
+        old, new = text_field(body, "old", 256), password_field(body, "new")
+        if new == old:
+            raise BadRequest("the new password must differ from the old one")
+        changed = await asyncio.to_thread(
+            self.store.change_password, who["id"], old, new, who["token"])
+        if not changed:
+            return fail(403, "the old password is wrong")
+        return web.json_response({"changed": True})
+
+    # Accounts (administrators and the API token).
+
+    async def list_counsellors(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(self.store.counsellors))
+
+    async def account_history(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(self.store.account_events))
+
+    async def add_counsellor(self, request: web.Request) -> web.Response:
+        body = await body_of(request)
+        username = text_field(body, "username", 64)
+        if not USERNAME.fullmatch(username):
+            raise BadRequest("'username': 2-64 lower-case letters, digits, '.', '_' or '-'")
+        password = password_field(body, "password")
+        role = role_field(body.get("role", "counsellor"))
+        account = await asyncio.to_thread(
+            self.store.add_counsellor, username, password, languages_field(body.get("languages")),
+            role, True, request["who"]["username"])
+        return web.json_response(account, status=201)
+
+    async def update_counsellor(self, request: web.Request) -> web.Response:
+        body = await body_of(request)
+        changes: Dict[str, Any] = {}
+        if "languages" in body:
+            changes["languages"] = languages_field(body["languages"])
+        if "role" in body:
+            changes["role"] = role_field(body["role"])
+        if not changes:
+            raise BadRequest("give 'languages' and/or 'role'")
+        username = request.match_info["username"]
+        if changes.get("role") == "counsellor":
+            await self._keep_an_administrator(username)
+        return web.json_response(await asyncio.to_thread(
+            self.store.update_counsellor, username, changes, request["who"]["username"]))
+
+    async def disable_counsellor(self, request: web.Request) -> web.Response:
+        username = request.match_info["username"]
+        if username == request["who"]["username"]:
+            raise Conflict("you cannot disable your own account")
+        await self._keep_an_administrator(username)
+        return web.json_response(await asyncio.to_thread(
+            self.store.set_disabled, username, True, request["who"]["username"]))
+
+    async def enable_counsellor(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(
+            self.store.set_disabled, request.match_info["username"], False,
+            request["who"]["username"]))
+
+    async def reset_password(self, request: web.Request) -> web.Response:
+        """A temporary password, to be changed at the next sign-in."""
+        password = password_field(await body_of(request), "password")
+        return web.json_response(await asyncio.to_thread(
+            self.store.reset_password, request.match_info["username"], password,
+            request["who"]["username"]))
+
+    async def _keep_an_administrator(self, username: str) -> None:
+        """Conflict if `username` is the last enabled administrator."""
+        accounts = await asyncio.to_thread(self.store.counsellors)
+        admins = [a["username"] for a in accounts if a["role"] == "admin" and not a["disabled"]]
+        if admins == [username]:
+            raise Conflict("the desk needs at least one enabled administrator")
 
     async def status(self, request: web.Request) -> web.Response:
         """The assistant's requests to the desk: how many wait, how many failed for good
@@ -240,39 +342,66 @@ class Desk:
             raise BadRequest("status must be open, closed or all")
         language = request.query.get("language") or None
         found = await asyncio.to_thread(self.store.list_tickets, status, language)
-        return web.json_response(found)
+        reader = self._gloss_language(request)
+        return web.json_response([self._readable(ticket, reader) for ticket in found])
 
     async def get_ticket(self, request: web.Request) -> web.Response:
         found = await asyncio.to_thread(self.store.ticket, self._ticket_id(request), True)
         if found is None:
             return fail(404, "no such ticket")
-        return web.json_response(found)
+        return web.json_response(self._readable(found, self._gloss_language(request)))
+
+    async def replies(self, request: web.Request) -> web.Response:
+        """The ready replies in `language` (default: the reader's), for choosing one."""
+        language = request.query.get("language") or self._gloss_language(request)
+        if language not in self.content.languages():
+            raise BadRequest(f"language must be one of {', '.join(self.content.languages())}")
+        return web.json_response(self.content.ready_replies(language))
 
     async def reply(self, request: web.Request) -> web.Response:
+        """A counsellor's free text, or a ready reply (`reply_key`, `values`) sent in the
+        person's language."""
         ticket_id = self._ticket_id(request)
-        text = text_field(await body_of(request), "text")
+        reader = self._gloss_language(request)
+        body = await body_of(request)
         ticket = await asyncio.to_thread(self.store.ticket, ticket_id)
         if ticket is None:
             return fail(404, "no such ticket")
-        if ticket["status"] != "open":
-            return fail(409, "the ticket is closed")
+        content = None
+        if "reply_key" in body:
+            ready = self._ready_reply(body, ticket["language"])
+            text, content = ready.text, ready.source()
+        else:
+            text = text_field(body, "text")
         message = await asyncio.to_thread(
-            self.store.add_message, ticket_id, "counsellor", text, now()
-        )
+            self.store.reply, ticket_id, request["who"]["username"], text, content)
         await self.deliver()
         stored = await asyncio.to_thread(self.store.ticket, ticket_id, True)
         mine = next(m for m in stored["messages"] if m["id"] == message["id"])
-        return web.json_response(mine, status=201)
+        return web.json_response(self._message(mine, ticket["language"], reader), status=201)
 
     async def close(self, request: web.Request) -> web.Response:
-        ticket_id = self._ticket_id(request)
-        ticket = await asyncio.to_thread(self.store.ticket, ticket_id)
-        if ticket is None:
-            return fail(404, "no such ticket")
-        if ticket["status"] == "open":
-            await asyncio.to_thread(self.store.close, ticket_id)
-            await self.deliver()
-        return web.json_response(await asyncio.to_thread(self.store.ticket, ticket_id))
+        closed = await asyncio.to_thread(
+            self.store.close, self._ticket_id(request), request["who"]["username"])
+        await self.deliver()
+        return web.json_response(closed)
+
+    async def claim(self, request: web.Request) -> web.Response:
+        who = request["who"]
+        if who["kind"] != "counsellor":
+            raise BadRequest("a ticket is claimed by a signed-in counsellor (or assigned)")
+        return web.json_response(await asyncio.to_thread(
+            self.store.claim, self._ticket_id(request), who["username"]))
+
+    async def release(self, request: web.Request) -> web.Response:
+        who = request["who"]
+        return web.json_response(await asyncio.to_thread(
+            self.store.release, self._ticket_id(request), who["username"], who["role"] == "admin"))
+
+    async def assign(self, request: web.Request) -> web.Response:
+        username = text_field(await body_of(request), "username", 64)
+        return web.json_response(await asyncio.to_thread(
+            self.store.assign, self._ticket_id(request), username, request["who"]["username"]))
 
     # Routes for the assistant's action server (API token only).
 
@@ -304,7 +433,8 @@ class Desk:
         text = text_field(body, "text")
         at = self._time(body.get("at"))
         message = await asyncio.to_thread(
-            self.store.add_message, ticket["id"], "person", text, at, key
+            self.store.add_message, ticket["id"], "person", text, at, key,
+            **understood(body),
         )
         if body.get("urgent") is True:
             await asyncio.to_thread(self.store.escalate, ticket["id"])
@@ -390,6 +520,62 @@ class Desk:
         await self.rasa.close()
         await self.announcer.close()
 
+    # What a counsellor reads.
+
+    def _gloss_language(self, request: web.Request) -> str:
+        """The language the reader glosses in: ?gloss=, else the first of their languages
+        that can gloss, else English."""
+        asked = request.query.get("gloss")
+        if asked is not None:
+            if asked not in GLOSS_LANGUAGES:
+                raise BadRequest(f"gloss must be one of {', '.join(GLOSS_LANGUAGES)}")
+            return asked
+        theirs = [code for code in request["who"]["languages"] if code in GLOSS_LANGUAGES]
+        return theirs[0] if theirs else GLOSS_LANGUAGES[0]
+
+    def _readable(self, ticket: Dict[str, Any], reader: str) -> Dict[str, Any]:
+        """The ticket with its topic in words, and each message glossed for `reader`."""
+        readable = dict(ticket, topic_name=self.content.topic_name(ticket["topic"], reader),
+                        gloss_language=reader)
+        if "messages" in ticket:
+            readable["messages"] = [
+                self._message(message, ticket["language"], reader)
+                for message in ticket["messages"]
+            ]
+        return readable
+
+    def _message(self, message: Dict[str, Any], language: str, reader: str) -> Dict[str, Any]:
+        """A message with `gloss` (the same message in the reader's language, from the
+        content it was written from; null for the person's free text, for a message in
+        the reader's own language and for a counsellor's free text) and, for the
+        person's, `topic` (what the assistant understood, in words) and `confidence`."""
+        readable = dict(message, gloss=None)
+        source = message.get("content")
+        if source and language != reader:
+            readable["gloss"] = self.content.gloss(source, reader)
+        if message["sender"] == "person":
+            intent = message.get("intent")
+            readable["topic"] = self.content.topic_name(intent, reader) if intent else None
+        return readable
+
+    def _ready_reply(self, body: Dict[str, Any], language: str) -> Any:
+        key = text_field(body, "reply_key", 64)
+        values = body.get("values", {})
+        if not isinstance(values, dict):
+            raise BadRequest("'values' must be an object of texts")
+        try:
+            fields = self.content.ready_reply_fields(key, language)
+        except ContentError as unknown:
+            raise BadRequest(str(unknown)) from unknown
+        extra = sorted(set(values) - set(fields))
+        if extra:
+            raise BadRequest(f"'{key}' has no placeholder {', '.join(map(str, extra))}")
+        missing = [name for name in fields if name not in values]
+        if missing:
+            raise BadRequest(f"'{key}' needs values for {', '.join(missing)}")
+        filled = {name: text_field(values, name, MAX_VALUE) for name in fields}
+        return self.content.ready_reply(key, language, filled)
+
     # Helpers.
 
     @staticmethod
@@ -430,11 +616,13 @@ class Desk:
                     "each transcript entry needs 'sender' (person or assistant) and 'text'"
                 )
             entries.append(
-                {
-                    "sender": entry["sender"],
-                    "text": text_field(entry, "text"),
-                    "at": self._time(entry.get("at")),
-                }
+                dict(
+                    understood(entry),
+                    sender=entry["sender"],
+                    text=text_field(entry, "text"),
+                    at=self._time(entry.get("at")),
+                    content=source_field(entry.get("content")),
+                )
             )
         fields = {
             "idempotency_key": key,
@@ -449,6 +637,56 @@ class Desk:
         return fields, entries
 
 
+SESSION_FIELDS = ("username", "languages", "role", "must_change_password", "csrf_token")
+
+
+def password_field(body: Dict[str, Any], name: str) -> str:
+    password = text_field(body, name, 256)
+    if len(password) < MIN_PASSWORD:
+        raise BadRequest(f"'{name}' needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+def role_field(value: Any) -> str:
+    if value not in ROLES:
+        raise BadRequest(f"'role' must be one of {', '.join(ROLES)}")
+    return str(value)
+
+
+def languages_field(value: Any) -> List[str]:
+    if (not isinstance(value, list) or not value
+            or any(not isinstance(code, str) or code not in CODES for code in value)):
+        raise BadRequest(f"'languages' must be a non-empty list of {', '.join(CODES)}")
+    return list(dict.fromkeys(value))
+
+
+def understood(body: Dict[str, Any]) -> Dict[str, Any]:
+    """What the assistant understood of a message of the person: `intent`, `confidence`."""
+    intent, confidence = body.get("intent"), body.get("confidence")
+    if intent is not None and (not isinstance(intent, str) or not 0 < len(intent) <= 64):
+        raise BadRequest("'intent' must be a name of up to 64 characters")
+    if confidence is not None and (
+        isinstance(confidence, bool) or not isinstance(confidence, int | float)
+        or not 0 <= confidence <= 1
+    ):
+        raise BadRequest("'confidence' must be a number from 0 to 1")
+    return {"intent": intent, "confidence": None if confidence is None else float(confidence)}
+
+
+def source_field(value: Any) -> Optional[Dict[str, Any]]:
+    """Which content an assistant's message says: {"key", "part", "values"}, or None."""
+    if value is None:
+        return None
+    values = value.get("values", {}) if isinstance(value, dict) else None
+    if (not isinstance(value, dict) or not isinstance(value.get("key"), str)
+            or not 0 < len(value["key"]) <= 100
+            or isinstance(value.get("part", 0), bool) or not isinstance(value.get("part", 0), int)
+            or not isinstance(values, dict) or len(values) > 10
+            or any(not isinstance(v, str) or len(v) > MAX_VALUE for v in values.values())):
+        raise BadRequest("'content' must be {key, part, values} of an assistant's message")
+    return {"key": value["key"], "part": value.get("part", 0), "values": values}
+
+
 def create_app(settings: DeskSettings, store: Store) -> web.Application:
     desk = Desk(settings, store)
     app = web.Application(
@@ -461,12 +699,28 @@ def create_app(settings: DeskSettings, store: Store) -> web.Application:
     app.router.add_post("/api/login", desk.login, name="login")
     app.router.add_post("/api/logout", desk.logout, name="logout")
     app.router.add_get("/api/me", desk.me, name="me")
+    app.router.add_post("/api/me/password", desk.change_password, name="change_password")
+    app.router.add_get("/api/counsellors", desk.list_counsellors, name="list_counsellors")
+    app.router.add_post("/api/counsellors", desk.add_counsellor, name="add_counsellor")
+    app.router.add_get("/api/counsellors/history", desk.account_history, name="account_history")
+    app.router.add_patch(
+        "/api/counsellors/{username}", desk.update_counsellor, name="update_counsellor")
+    app.router.add_post(
+        "/api/counsellors/{username}/disable", desk.disable_counsellor, name="disable_counsellor")
+    app.router.add_post(
+        "/api/counsellors/{username}/enable", desk.enable_counsellor, name="enable_counsellor")
+    app.router.add_post(
+        "/api/counsellors/{username}/password", desk.reset_password, name="reset_password")
+    app.router.add_get("/api/replies", desk.replies, name="replies")
     app.router.add_get("/api/status", desk.status, name="status")
     app.router.add_get("/api/tickets", desk.list_tickets, name="list_tickets")
     app.router.add_post("/api/tickets", desk.create_ticket, name="create_ticket")
     app.router.add_get("/api/tickets/{ticket_id}", desk.get_ticket, name="get_ticket")
     app.router.add_post("/api/tickets/{ticket_id}/messages", desk.reply, name="reply")
     app.router.add_post("/api/tickets/{ticket_id}/close", desk.close, name="close")
+    app.router.add_post("/api/tickets/{ticket_id}/claim", desk.claim, name="claim")
+    app.router.add_post("/api/tickets/{ticket_id}/release", desk.release, name="release")
+    app.router.add_post("/api/tickets/{ticket_id}/assign", desk.assign, name="assign")
     app.router.add_post("/api/inbound", desk.inbound, name="inbound")
     app.router.add_delete(
         "/api/conversations/{conversation_id}", desk.delete_conversation, name="delete_conversation"

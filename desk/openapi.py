@@ -1,12 +1,17 @@
 """The desk's OpenAPI 3.0 document, served at /openapi.json.
 
-tests/desk/test_openapi.py checks that it names exactly the routes the app has and that
+tests/desk/test_app.py checks that it names exactly the routes the app has and that
 real answers match its schemas.
 """
 
 from typing import Any, Dict
 
+from avrr.vocabulary import CODES, GLOSS_LANGUAGES
+
 URGENCY = {"type": "string", "enum": ["urgent", "legal", "normal"]}
+ROLE = {"type": "string", "enum": ["counsellor", "admin"]}
+LANGUAGE = {"type": "string", "enum": list(CODES)}
+GLOSS_LANGUAGE = {"type": "string", "enum": list(GLOSS_LANGUAGES)}
 
 
 def text(limit: int) -> Dict[str, Any]:
@@ -17,10 +22,23 @@ def text(limit: int) -> Dict[str, Any]:
 # Ids are 32-bit integers (PostgreSQL's INTEGER): the desk refuses others with 400.
 ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 TIME = {"type": "string", "format": "date-time"}
+# A password a counsellor or an administrator sets: at least 10 characters.
+PASSWORD = {"type": "string", "minLength": 10, "maxLength": 256}
 ERROR = {
     "type": "object",
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
+}
+FORBIDDEN = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "must_change_password": {
+            "type": "boolean",
+            "description": "true when the counsellor must change a temporary password first",
+        },
+    },
 }
 TICKET = {
     "type": "object",
@@ -38,6 +56,7 @@ TICKET = {
         "consent_language",
         "waiting",
         "message_count",
+        "assignee",
     ],
     "properties": {
         "id": {"type": "integer"},
@@ -53,11 +72,50 @@ TICKET = {
         "consent_language": {"type": "string"},
         "waiting": {"type": "boolean", "description": "the person wrote last"},
         "message_count": {"type": "integer"},
+        "assignee": {
+            "type": "string",
+            "nullable": True,
+            "description": "the counsellor who holds the ticket: only they answer or close it",
+        },
+    },
+}
+# What GET /api/tickets and GET /api/tickets/{id} add for the reader.
+READABLE = {
+    "type": "object",
+    "required": ["topic_name", "gloss_language"],
+    "properties": {
+        "topic_name": {
+            "type": "string",
+            "nullable": True,
+            "description": "the topic in words, in the reader's language",
+        },
+        "gloss_language": GLOSS_LANGUAGE,
+    },
+}
+# Which content a message says: an answer's part, or a ready reply, with its values.
+CONTENT = {
+    "type": "object",
+    "required": ["key", "part", "values"],
+    "properties": {
+        "key": {"type": "string", "example": "answers.ask_cost"},
+        "part": {"type": "integer"},
+        "values": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
 MESSAGE = {
     "type": "object",
-    "required": ["id", "sender", "text", "at", "delivered"],
+    "required": [
+        "id",
+        "sender",
+        "text",
+        "at",
+        "delivered",
+        "undeliverable",
+        "author",
+        "content",
+        "intent",
+        "confidence",
+    ],
     "properties": {
         "id": {"type": "integer"},
         "sender": {"type": "string", "enum": ["person", "assistant", "counsellor"]},
@@ -73,7 +131,98 @@ MESSAGE = {
             "nullable": True,
             "description": "why a counsellor's reply can never be delivered, if so",
         },
+        "author": {
+            "type": "string",
+            "nullable": True,
+            "description": "for a counsellor's reply: who wrote it ('api' for the API token)",
+        },
+        "content": dict(
+            CONTENT,
+            nullable=True,
+            description="which content an assistant's message or a ready reply says",
+        ),
+        "intent": {
+            "type": "string",
+            "nullable": True,
+            "description": "what the assistant understood of a message of the person",
+        },
+        "confidence": {
+            "type": "number",
+            "nullable": True,
+            "minimum": 0,
+            "maximum": 1,
+            "description": "how sure the assistant was of `intent`",
+        },
     },
+}
+# A message as a ticket's answers show it to the reader.
+READABLE_MESSAGE = {
+    "allOf": [
+        MESSAGE,
+        {
+            "type": "object",
+            "required": ["gloss"],
+            "properties": {
+                "gloss": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": (
+                        "the same message in the reader's language, from the content it was "
+                        "written from; null for free text and for a message already in the "
+                        "reader's language"
+                    ),
+                },
+                "topic": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "for the person's messages: what the assistant understood, "
+                    "in words, in the reader's language",
+                },
+            },
+        },
+    ]
+}
+EVENT = {
+    "type": "object",
+    "required": ["at", "actor", "action", "detail"],
+    "properties": {
+        "at": TIME,
+        "actor": {"type": "string", "description": "a counsellor's username, or 'api'"},
+        "action": {"type": "string", "example": "claimed"},
+        "detail": {"type": "string"},
+    },
+}
+ACCOUNT = {
+    "type": "object",
+    "required": ["username", "languages", "role", "must_change_password", "disabled"],
+    "properties": {
+        "username": {"type": "string"},
+        "languages": {"type": "array", "items": {"type": "string"}},
+        "role": ROLE,
+        "must_change_password": {
+            "type": "boolean",
+            "description": "the password is temporary: to be changed at the next sign-in",
+        },
+        "disabled": {"type": "boolean"},
+    },
+}
+READY_REPLY = {
+    "type": "object",
+    "required": ["key", "text", "fields"],
+    "properties": {
+        "key": {"type": "string"},
+        "text": {"type": "string", "description": "with the fields left as {placeholders}"},
+        "fields": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the placeholders the counsellor fills in (`values`)",
+        },
+    },
+}
+# What the assistant understood of a message of the person.
+UNDERSTOOD = {
+    "intent": {"type": "string", "minLength": 1, "maxLength": 64, "nullable": True},
+    "confidence": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
 }
 NEW_TICKET = {
     "type": "object",
@@ -100,6 +249,22 @@ NEW_TICKET = {
                     "sender": {"type": "string", "enum": ["person", "assistant"]},
                     "text": text(4096),
                     "at": TIME,
+                    **UNDERSTOOD,
+                    "content": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "which content an assistant's message says",
+                        "required": ["key"],
+                        "properties": {
+                            "key": text(100),
+                            "part": {"type": "integer", "default": 0},
+                            "values": {
+                                "type": "object",
+                                "maxProperties": 10,
+                                "additionalProperties": {"type": "string", "maxLength": 100},
+                            },
+                        },
+                    },
                 },
             },
         },
@@ -107,13 +272,22 @@ NEW_TICKET = {
 }
 ME = {
     "type": "object",
-    "required": ["username", "languages", "csrf_token"],
+    "required": ["username", "languages", "role", "must_change_password", "csrf_token"],
     "properties": {
         "username": {"type": "string", "nullable": True},
         "languages": {"type": "array", "items": {"type": "string"}},
+        "role": ROLE,
+        "must_change_password": {
+            "type": "boolean",
+            "description": (
+                "the password is temporary: until POST /api/me/password succeeds, every "
+                "other route but /api/me and /api/logout answers 403"
+            ),
+        },
         "csrf_token": {"type": "string", "nullable": True},
     },
 }
+LANGUAGES = {"type": "array", "minItems": 1, "items": LANGUAGE}
 
 
 def _json(schema: Dict[str, Any], description: str = "OK") -> Dict[str, Any]:
@@ -127,10 +301,27 @@ def _body(schema: Dict[str, Any]) -> Dict[str, Any]:
 ERRORS = {
     "400": _json(ERROR, "the request is not valid"),
     "401": _json(ERROR, "not authenticated"),
-    "403": _json(ERROR, "not allowed (wrong CSRF token, or for the API token only)"),
+    "403": _json(
+        FORBIDDEN,
+        "not allowed: a wrong CSRF token, a route for the API token or for administrators "
+        "only, or a temporary password to change first (`must_change_password`: true)",
+    ),
     "413": _json(ERROR, "the body is larger than 1 MiB"),
 }
 TICKET_ID = [{"name": "ticket_id", "in": "path", "required": True, "schema": ID}]
+USERNAME = [{"name": "username", "in": "path", "required": True, "schema": text(64)}]
+GLOSS = {
+    "name": "gloss",
+    "in": "query",
+    "description": (
+        "the reader's language for topics and glosses; default: the first of the "
+        "counsellor's languages that can gloss, else en"
+    ),
+    "schema": GLOSS_LANGUAGE,
+}
+NO_TICKET = _json(ERROR, "no such ticket")
+NO_COUNSELLOR = _json(ERROR, "no such counsellor")
+HELD = "another counsellor holds the ticket"
 
 
 def document() -> Dict[str, Any]:
@@ -143,7 +334,10 @@ def document() -> Dict[str, Any]:
                 "Tickets of people who asked the AVRR assistant for a human counsellor. "
                 "Every endpoint but /health, the console page and login needs "
                 "`Authorization: Bearer <DESK_API_TOKEN>` or a counsellor's session cookie; "
-                "unsafe requests with the cookie also need `X-CSRF-Token`."
+                "unsafe requests with the cookie also need `X-CSRF-Token`. Accounts are "
+                "managed by administrators (or the API token). A counsellor with a temporary "
+                "password (`must_change_password`) gets 403 from every route but /api/me, "
+                "/api/logout and /api/me/password until they change it."
             ),
         },
         "components": {
@@ -151,7 +345,14 @@ def document() -> Dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "desk_session"},
             },
-            "schemas": {"Ticket": TICKET, "Message": MESSAGE, "Error": ERROR},
+            "schemas": {
+                "Ticket": TICKET,
+                "Message": MESSAGE,
+                "Account": ACCOUNT,
+                "Event": EVENT,
+                "ReadyReply": READY_REPLY,
+                "Error": ERROR,
+            },
         },
         "security": [{"bearer": []}, {"session": []}],
         "paths": {
@@ -176,7 +377,11 @@ def document() -> Dict[str, Any]:
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
-                    "responses": {"200": _json({"type": "object"}), "401": ERRORS["401"]},
+                    "responses": {
+                        "200": _json({"type": "object"}),
+                        "401": ERRORS["401"],
+                        "403": ERRORS["403"],
+                    },
                 }
             },
             "/api/login": {
@@ -209,8 +414,154 @@ def document() -> Dict[str, Any]:
             },
             "/api/me": {
                 "get": {
-                    "summary": "Who is signed in, their languages and CSRF token",
+                    "summary": "Who is signed in, their languages, role and CSRF token",
                     "responses": {"200": _json(ME), "401": ERRORS["401"]},
+                }
+            },
+            "/api/me/password": {
+                "post": {
+                    "summary": "A signed-in counsellor changes their own password",
+                    "description": (
+                        "Ends `must_change_password` and the counsellor's other sessions. "
+                        "400 for the API token, which has no password."
+                    ),
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["old", "new"],
+                            "properties": {"old": text(256), "new": PASSWORD},
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["changed"],
+                                "properties": {"changed": {"type": "boolean", "enum": [True]}},
+                            },
+                            "changed",
+                        ),
+                        **ERRORS,
+                        "403": _json(FORBIDDEN, "the old password is wrong (or a wrong CSRF "
+                                     "token)"),
+                    },
+                }
+            },
+            "/api/counsellors": {
+                "get": {
+                    "summary": "The accounts (administrators)",
+                    "responses": {"200": _json({"type": "array", "items": ACCOUNT}), **ERRORS},
+                },
+                "post": {
+                    "summary": "Add an account with a temporary password (administrators)",
+                    "description": (
+                        "The password given is temporary: it is to be changed at the first "
+                        "sign-in. The desk's first account is always an administrator."
+                    ),
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["username", "password", "languages"],
+                            "properties": {
+                                "username": {
+                                    "type": "string",
+                                    "pattern": "^[a-z0-9][a-z0-9._-]{1,63}$",
+                                },
+                                "password": PASSWORD,
+                                "languages": LANGUAGES,
+                                "role": dict(ROLE, default="counsellor"),
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "201": _json(ACCOUNT, "added"),
+                        "409": _json(ERROR, "the username is taken"),
+                        **ERRORS,
+                    },
+                },
+            },
+            "/api/counsellors/history": {
+                "get": {
+                    "summary": "Changes to accounts, newest first (administrators)",
+                    "responses": {"200": _json({"type": "array", "items": EVENT}), **ERRORS},
+                }
+            },
+            "/api/counsellors/{username}": {
+                "patch": {
+                    "summary": "Change an account's languages and/or role (administrators)",
+                    "parameters": USERNAME,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "anyOf": [{"required": ["languages"]}, {"required": ["role"]}],
+                            "properties": {"languages": LANGUAGES, "role": ROLE},
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(ACCOUNT),
+                        "404": NO_COUNSELLOR,
+                        "409": _json(ERROR, "the desk needs at least one enabled administrator"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/counsellors/{username}/disable": {
+                "post": {
+                    "summary": "Disable an account (administrators)",
+                    "description": (
+                        "The counsellor is signed out everywhere and their tickets are released."
+                    ),
+                    "parameters": USERNAME,
+                    "responses": {
+                        "200": _json(ACCOUNT),
+                        "404": NO_COUNSELLOR,
+                        "409": _json(
+                            ERROR, "your own account, or the last enabled administrator"
+                        ),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/counsellors/{username}/enable": {
+                "post": {
+                    "summary": "Enable a disabled account (administrators)",
+                    "parameters": USERNAME,
+                    "responses": {"200": _json(ACCOUNT), "404": NO_COUNSELLOR, **ERRORS},
+                }
+            },
+            "/api/counsellors/{username}/password": {
+                "post": {
+                    "summary": "Give an account a temporary password (administrators)",
+                    "description": (
+                        "The counsellor is signed out everywhere and must change the password "
+                        "at the next sign-in."
+                    ),
+                    "parameters": USERNAME,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["password"],
+                            "properties": {"password": PASSWORD},
+                        }
+                    ),
+                    "responses": {"200": _json(ACCOUNT), "404": NO_COUNSELLOR, **ERRORS},
+                }
+            },
+            "/api/replies": {
+                "get": {
+                    "summary": "The ready replies of a language, for choosing one",
+                    "parameters": [
+                        {
+                            "name": "language",
+                            "in": "query",
+                            "description": "default: the reader's gloss language",
+                            "schema": LANGUAGE,
+                        }
+                    ],
+                    "responses": {
+                        "200": _json({"type": "array", "items": READY_REPLY}),
+                        **ERRORS,
+                    },
                 }
             },
             "/api/status": {
@@ -234,7 +585,7 @@ def document() -> Dict[str, Any]:
                             },
                             "reason": {"type": "string"},
                         },
-                    }), "401": ERRORS["401"]},
+                    }), "401": ERRORS["401"], "403": ERRORS["403"]},
                 }
             },
             "/api/tickets": {
@@ -251,8 +602,12 @@ def document() -> Dict[str, Any]:
                             },
                         },
                         {"name": "language", "in": "query", "schema": {"type": "string"}},
+                        GLOSS,
                     ],
-                    "responses": {"200": _json({"type": "array", "items": TICKET}), **ERRORS},
+                    "responses": {
+                        "200": _json({"type": "array", "items": {"allOf": [TICKET, READABLE]}}),
+                        **ERRORS,
+                    },
                 },
                 "post": {
                     "summary": "Open a ticket (the assistant's action server; API token only)",
@@ -295,23 +650,35 @@ def document() -> Dict[str, Any]:
             },
             "/api/tickets/{ticket_id}": {
                 "get": {
-                    "summary": "A ticket with its transcript and messages",
-                    "parameters": TICKET_ID,
+                    "summary": "A ticket with its transcript, messages and history",
+                    "parameters": [*TICKET_ID, GLOSS],
                     "responses": {
                         "200": _json(
                             {
                                 "allOf": [
                                     TICKET,
+                                    READABLE,
                                     {
                                         "type": "object",
+                                        "required": ["messages", "history"],
                                         "properties": {
-                                            "messages": {"type": "array", "items": MESSAGE}
+                                            "messages": {
+                                                "type": "array",
+                                                "items": READABLE_MESSAGE,
+                                            },
+                                            "history": {
+                                                "type": "array",
+                                                "items": EVENT,
+                                                "description": (
+                                                    "who claimed, assigned, replied, closed"
+                                                ),
+                                            },
                                         },
                                     },
                                 ]
                             }
                         ),
-                        "404": _json(ERROR, "no such ticket"),
+                        "404": NO_TICKET,
                         **ERRORS,
                     },
                 }
@@ -320,20 +687,39 @@ def document() -> Dict[str, Any]:
                 "post": {
                     "summary": "A counsellor's reply, delivered to the person in their channel",
                     "description": (
-                        "If Rasa cannot take it now, it is kept (delivered: false) and retried."
+                        "Free text (`text`), or a ready reply (`reply_key` with the `values` of "
+                        "its fields, see /api/replies) sent in the person's language. The "
+                        "counsellor who replies to a ticket nobody holds gets it. If Rasa "
+                        "cannot take it now, it is kept (delivered: false) and retried."
                     ),
                     "parameters": TICKET_ID,
                     "requestBody": _body(
                         {
-                            "type": "object",
-                            "required": ["text"],
-                            "properties": {"text": text(4096)},
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["text"],
+                                    "not": {"required": ["reply_key"]},
+                                    "properties": {"text": text(4096)},
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["reply_key"],
+                                    "properties": {
+                                        "reply_key": text(64),
+                                        "values": {
+                                            "type": "object",
+                                            "additionalProperties": text(100),
+                                        },
+                                    },
+                                },
+                            ]
                         }
                     ),
                     "responses": {
-                        "201": _json(MESSAGE, "stored"),
-                        "404": _json(ERROR, "no such ticket"),
-                        "409": _json(ERROR, "the ticket is closed"),
+                        "201": _json(READABLE_MESSAGE, "stored"),
+                        "404": NO_TICKET,
+                        "409": _json(ERROR, f"the ticket is closed, or {HELD}"),
                         **ERRORS,
                     },
                 }
@@ -344,7 +730,55 @@ def document() -> Dict[str, Any]:
                     "parameters": TICKET_ID,
                     "responses": {
                         "200": _json(TICKET),
-                        "404": _json(ERROR, "no such ticket"),
+                        "404": NO_TICKET,
+                        "409": _json(ERROR, HELD),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/tickets/{ticket_id}/claim": {
+                "post": {
+                    "summary": "Take the ticket: only its holder answers or closes it",
+                    "parameters": TICKET_ID,
+                    "responses": {
+                        "200": _json(TICKET),
+                        "404": NO_TICKET,
+                        "409": _json(ERROR, f"{HELD}, or the ticket is closed"),
+                        **ERRORS,
+                        "400": _json(
+                            ERROR, "a signed-in counsellor claims (the API token assigns)"
+                        ),
+                    },
+                }
+            },
+            "/api/tickets/{ticket_id}/release": {
+                "post": {
+                    "summary": "Nobody holds the ticket any more (its holder, or an administrator)",
+                    "parameters": TICKET_ID,
+                    "responses": {
+                        "200": _json(TICKET),
+                        "404": NO_TICKET,
+                        "409": _json(ERROR, f"{HELD} and you are not an administrator"),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/tickets/{ticket_id}/assign": {
+                "post": {
+                    "summary": "Give an open ticket to a counsellor (administrators)",
+                    "parameters": TICKET_ID,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["username"],
+                            "properties": {"username": text(64)},
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(TICKET),
+                        "404": _json(ERROR, "no such ticket, or no enabled counsellor by that "
+                                     "name"),
+                        "409": _json(ERROR, "the ticket is closed"),
                         **ERRORS,
                     },
                 }
@@ -365,6 +799,7 @@ def document() -> Dict[str, Any]:
                                     "type": "boolean",
                                     "description": "raises the ticket to urgent",
                                 },
+                                **UNDERSTOOD,
                             },
                         }
                     ),

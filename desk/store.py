@@ -8,6 +8,7 @@ outbox.
 """
 
 import hashlib
+import json
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence
@@ -20,7 +21,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from avrr.db import engine, forget_on_disk
 
 URGENCIES = ("urgent", "legal", "normal")
+ROLES = ("counsellor", "admin")
 SESSION_LIFETIME = timedelta(hours=12)
+# Who acted, when the desk's API token did (automation, an operator's script).
+API_ACTOR = "api"
 
 metadata = sa.MetaData()
 
@@ -31,6 +35,10 @@ counsellors = sa.Table(
     sa.Column("username", sa.String(64), unique=True, nullable=False),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("languages", sa.String(255), nullable=False, default=""),
+    sa.Column("role", sa.String(16), nullable=False, server_default="counsellor"),
+    # A password an administrator gave: to be changed before anything else.
+    sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 sessions = sa.Table(
@@ -58,6 +66,8 @@ tickets = sa.Table(
     sa.Column("consent_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("consent_language", sa.String(8), nullable=False),
     sa.Column("handed_back", sa.Boolean, nullable=False, default=False),
+    # The counsellor who holds the ticket: only they answer or close it.
+    sa.Column("assignee", sa.String(64), nullable=True),
     # A deleted ticket's number is never given to another one.
     sqlite_autoincrement=True,
 )
@@ -75,7 +85,28 @@ messages = sa.Table(
     sa.Column("delivered", sa.Boolean, nullable=True),
     # Why a counsellor's message can never be delivered, if so.
     sa.Column("undeliverable", sa.String(120), nullable=True),
+    # The counsellor who wrote it (or "api").
+    sa.Column("author", sa.String(64), nullable=True),
+    # Which content an assistant's message or a ready reply says (JSON), for glosses.
+    sa.Column("content", sa.Text, nullable=True),
+    # What the assistant understood of a message of the person.
+    sa.Column("intent", sa.String(64), nullable=True),
+    sa.Column("confidence", sa.Float, nullable=True),
     sqlite_autoincrement=True,
+)
+
+# Who did what, and when: claims, assignments, replies and closes on a ticket (deleted
+# with it), and changes to accounts (ticket_id null). Never a message's text.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ticket_id", sa.Integer, sa.ForeignKey("tickets.id", ondelete="CASCADE"),
+              nullable=True, index=True),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("detail", sa.String(200), nullable=False, default=""),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -114,35 +145,188 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+class Conflict(Exception):
+    """The change contradicts the stored state (a name taken, a ticket someone holds)."""
+
+
+class NotFound(Exception):
+    """No such counsellor or ticket."""
+
+
+def upgrade(made: Any) -> None:
+    """Add the columns a newer desk has to the tables an older one made (new columns are
+    nullable or have a default), and make the first account an administrator if no
+    account is one: a desk upgraded from one without roles keeps someone who can manage."""
+    inspector = sa.inspect(made)
+    with made.begin() as db:
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                kind = column.type.compile(made.dialect)
+                default = ""
+                if column.server_default is not None:
+                    value = column.server_default.arg
+                    default = " DEFAULT " + (
+                        f"'{value}'" if isinstance(value, str)
+                        else str(value.compile(dialect=made.dialect)))
+                nullable = "" if column.nullable else " NOT NULL"
+                db.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}{nullable}")
+        admins = db.execute(sa.select(sa.func.count()).select_from(counsellors).where(
+            counsellors.c.role == "admin")).scalar()
+        if not admins:
+            first = db.execute(sa.select(sa.func.min(counsellors.c.id))).scalar()
+            if first is not None:
+                db.execute(counsellors.update().where(counsellors.c.id == first)
+                           .values(role="admin"))
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.engine = engine(url)
         metadata.create_all(self.engine)
+        upgrade(self.engine)
         self.hasher = PasswordHasher()
 
     # Counsellors and their sessions.
 
-    def add_counsellor(self, username: str, password: str, languages: Sequence[str]) -> None:
+    def add_counsellor(
+        self,
+        username: str,
+        password: str,
+        languages: Sequence[str],
+        role: str = "counsellor",
+        temporary: bool = False,
+        actor: str = API_ACTOR,
+    ) -> Dict[str, Any]:
+        """A new account; the first one is an administrator whatever `role` says.
+        Conflict when the name is taken."""
+        password_hash = self.hasher.hash(password)
         with self.engine.begin() as db:
-            db.execute(
-                counsellors.insert().values(
-                    username=username,
-                    password_hash=self.hasher.hash(password),
-                    languages=",".join(languages),
+            if db.execute(sa.select(counsellors.c.id).where(
+                    counsellors.c.username == username)).first() is not None:
+                raise Conflict(f"the username '{username}' is taken")
+            if not db.execute(sa.select(sa.func.count()).select_from(counsellors)).scalar():
+                role = "admin"
+            try:
+                db.execute(
+                    counsellors.insert().values(
+                        username=username,
+                        password_hash=password_hash,
+                        languages=",".join(languages),
+                        role=role,
+                        must_change_password=temporary,
+                        disabled=False,
+                    )
                 )
-            )
+            except sa.exc.IntegrityError as taken:  # the same name added at the same moment
+                raise Conflict(f"the username '{username}' is taken") from taken
+            _record(db, None, actor, "account added",
+                    f"{username}: {role}, {','.join(languages)}")
+        return self.counsellor(username)
 
     def has_counsellors(self) -> bool:
         with self.engine.connect() as db:
             return db.execute(sa.select(sa.func.count()).select_from(counsellors)).scalar() > 0
 
-    def check_password(self, username: str, password: str) -> Optional[int]:
-        """The counsellor's id if the password is right, else None."""
+    def counsellor(self, username: str) -> Dict[str, Any]:
         with self.engine.connect() as db:
             row = db.execute(
-                sa.select(counsellors.c.id, counsellors.c.password_hash).where(
-                    counsellors.c.username == username
-                )
+                sa.select(counsellors).where(counsellors.c.username == username)).first()
+        if row is None:
+            raise NotFound(f"no counsellor '{username}'")
+        return _account(row)
+
+    def counsellors(self) -> List[Dict[str, Any]]:
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(counsellors).order_by(counsellors.c.username)).fetchall()
+        return [_account(row) for row in rows]
+
+    def update_counsellor(
+        self, username: str, changes: Dict[str, Any], actor: str
+    ) -> Dict[str, Any]:
+        """Set `languages` and/or `role`; recorded."""
+        values = {}
+        if "languages" in changes:
+            values["languages"] = ",".join(changes["languages"])
+        if "role" in changes:
+            values["role"] = changes["role"]
+        with self.engine.begin() as db:
+            self._change(db, username, values)
+            _record(db, None, actor, "account changed", f"{username}: " + ", ".join(
+                f"{name} {value}" for name, value in sorted(values.items())))
+        return self.counsellor(username)
+
+    def set_disabled(self, username: str, disabled: bool, actor: str) -> Dict[str, Any]:
+        """Disable (signed out everywhere, their tickets released) or enable an account."""
+        with self.engine.begin() as db:
+            found = self._change(db, username, {"disabled": disabled})
+            if disabled:
+                db.execute(sessions.delete().where(sessions.c.counsellor_id == found))
+                held = [r.id for r in db.execute(sa.select(tickets.c.id).where(
+                    tickets.c.assignee == username, tickets.c.status == "open"))]
+                db.execute(tickets.update().where(tickets.c.id.in_(held)).values(assignee=None))
+                for ticket_id in held:
+                    _record(db, ticket_id, actor, "released", f"{username} was disabled")
+            _record(db, None, actor, "account disabled" if disabled else "account enabled",
+                    username)
+        return self.counsellor(username)
+
+    def reset_password(self, username: str, password: str, actor: str) -> Dict[str, Any]:
+        """A temporary password from an administrator: signed out everywhere, to be
+        changed at the next sign-in."""
+        password_hash = self.hasher.hash(password)
+        with self.engine.begin() as db:
+            found = self._change(db, username, {
+                "password_hash": password_hash, "must_change_password": True})
+            db.execute(sessions.delete().where(sessions.c.counsellor_id == found))
+            _record(db, None, actor, "password reset", username)
+        return self.counsellor(username)
+
+    def change_password(self, counsellor_id: int, old: str, new: str, keep: str) -> bool:
+        """A counsellor's own change: False if `old` is wrong. Their other sessions end;
+        the one holding the token `keep` stays."""
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(counsellors).where(
+                counsellors.c.id == counsellor_id)).first()
+        try:
+            self.hasher.verify(row.password_hash, old)
+        except (VerificationError, InvalidHashError):
+            return False
+        password_hash = self.hasher.hash(new)
+        with self.engine.begin() as db:
+            db.execute(counsellors.update().where(counsellors.c.id == counsellor_id).values(
+                password_hash=password_hash, must_change_password=False))
+            db.execute(sessions.delete().where(
+                sessions.c.counsellor_id == counsellor_id,
+                sessions.c.token_hash != _hash_token(keep)))
+            _record(db, None, row.username, "password changed", row.username)
+        return True
+
+    @staticmethod
+    def _change(db: Any, username: str, values: Dict[str, Any]) -> int:
+        found = db.execute(sa.select(counsellors.c.id).where(
+            counsellors.c.username == username)).scalar()
+        if found is None:
+            raise NotFound(f"no counsellor '{username}'")
+        if values:
+            db.execute(counsellors.update().where(counsellors.c.id == found).values(**values))
+        return found
+
+    def account_events(self, limit: int = 200) -> List[Dict[str, Any]]:
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(events).where(events.c.ticket_id.is_(None))
+                              .order_by(events.c.id.desc()).limit(limit)).fetchall()
+        return [_event(row) for row in rows]
+
+    def check_password(self, username: str, password: str) -> Optional[int]:
+        """The counsellor's id if the password is right and the account enabled, else None."""
+        with self.engine.connect() as db:
+            row = db.execute(
+                sa.select(counsellors.c.id, counsellors.c.password_hash,
+                          counsellors.c.disabled).where(counsellors.c.username == username)
             ).first()
         if row is None:
             # Spend the same time as a real check: no hint which usernames exist.
@@ -152,7 +336,7 @@ class Store:
             self.hasher.verify(row.password_hash, password)
         except (VerificationError, InvalidHashError):
             return None
-        return row.id
+        return None if row.disabled else row.id
 
     def login_wait(
         self, limits: Dict[str, int], window: timedelta
@@ -209,17 +393,13 @@ class Store:
     def session(self, token: str) -> Optional[Dict[str, Any]]:
         with self.engine.connect() as db:
             row = db.execute(
-                sa.select(sessions, counsellors.c.username, counsellors.c.languages)
+                sa.select(sessions, counsellors)
                 .join(counsellors, counsellors.c.id == sessions.c.counsellor_id)
                 .where(sessions.c.token_hash == _hash_token(token))
             ).first()
-        if row is None or parse_time(iso(row.expires_at)) < now():
+        if row is None or row.disabled or parse_time(iso(row.expires_at)) < now():
             return None
-        return {
-            "username": row.username,
-            "languages": [code for code in row.languages.split(",") if code],
-            "csrf_token": row.csrf_token,
-        }
+        return dict(_account(row), id=row.counsellor_id, csrf_token=row.csrf_token)
 
     def close_session(self, token: str) -> None:
         with self.engine.begin() as db:
@@ -267,6 +447,9 @@ class Store:
                         text=entry["text"],
                         at=entry["at"],
                         delivered=None,
+                        content=_json(entry.get("content")),
+                        intent=entry.get("intent"),
+                        confidence=entry.get("confidence"),
                     )
                 )
             row = db.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).first()
@@ -319,6 +502,9 @@ class Store:
                         .order_by(messages.c.id)
                     )
                 ]
+                found["history"] = [_event(e) for e in db.execute(
+                    sa.select(events).where(events.c.ticket_id == ticket_id)
+                    .order_by(events.c.id))]
         return found
 
     def ticket_by_key(self, key: str) -> Optional[Dict[str, Any]]:
@@ -327,9 +513,16 @@ class Store:
             return self._ticket(db, row) if row else None
 
     def add_message(
-        self, ticket_id: int, sender: str, text: str, at: datetime, key: Optional[str] = None
+        self,
+        ticket_id: int,
+        sender: str,
+        text: str,
+        at: datetime,
+        key: Optional[str] = None,
+        **annotations: Any,
     ) -> Dict[str, Any]:
-        """A message on the ticket, once per idempotency key."""
+        """A message on the ticket, once per idempotency key. `annotations`: the
+        `intent` and `confidence` of a message of the person."""
         with self.engine.begin() as db:
             if key is not None:
                 row = db.execute(
@@ -344,7 +537,8 @@ class Store:
                     sender=sender,
                     text=text,
                     at=at,
-                    delivered=False if sender == "counsellor" else None,
+                    delivered=None,
+                    **annotations,
                 )
             ).inserted_primary_key[0]
             db.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now()))
@@ -352,17 +546,109 @@ class Store:
                 db.execute(sa.select(messages).where(messages.c.id == message_id)).first()
             )
 
+    def reply(
+        self, ticket_id: int, actor: str, text: str, content: Optional[Dict[str, Any]] = None
+    ) -> Dict[str, Any]:
+        """A counsellor's reply, to be delivered: taken only from the counsellor who holds
+        the ticket, who gets it if nobody does (no two people answer one person). The
+        API token answers whoever holds it. Conflict if the ticket is closed or held by
+        someone else."""
+        with self.engine.begin() as db:
+            self._hold(db, ticket_id, actor)
+            message_id = db.execute(
+                messages.insert().values(
+                    ticket_id=ticket_id, sender="counsellor", text=text, at=now(),
+                    delivered=False, author=actor, content=_json(content),
+                )
+            ).inserted_primary_key[0]
+            db.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now()))
+            detail = f"ready reply {content['key']}" if content else "free text"
+            _record(db, ticket_id, actor, "replied", detail)
+            return _message(
+                db.execute(sa.select(messages).where(messages.c.id == message_id)).first()
+            )
+
+    def claim(self, ticket_id: int, username: str) -> Dict[str, Any]:
+        """Give an open ticket to `username`; Conflict if someone else holds it."""
+        with self.engine.begin() as db:
+            if self._hold(db, ticket_id, username):
+                _record(db, ticket_id, username, "claimed", "")
+            return self._ticket(db, self._row(db, ticket_id))
+
+    def release(self, ticket_id: int, actor: str, administrator: bool) -> Dict[str, Any]:
+        """Nobody holds the ticket any more: by its holder, an administrator or the API."""
+        with self.engine.begin() as db:
+            row = self._row(db, ticket_id)
+            if row.assignee is not None:
+                if row.assignee != actor and not administrator:
+                    raise Conflict(f"{row.assignee} holds this ticket")
+                db.execute(tickets.update().where(tickets.c.id == ticket_id)
+                           .values(assignee=None))
+                _record(db, ticket_id, actor, "released", row.assignee)
+            return self._ticket(db, self._row(db, ticket_id))
+
+    def assign(self, ticket_id: int, username: str, actor: str) -> Dict[str, Any]:
+        """An administrator gives an open ticket to an enabled counsellor."""
+        with self.engine.begin() as db:
+            row = self._row(db, ticket_id)
+            account = db.execute(sa.select(counsellors).where(
+                counsellors.c.username == username)).first()
+            if account is None or account.disabled:
+                raise NotFound(f"no enabled counsellor '{username}'")
+            if row.status != "open":
+                raise Conflict("the ticket is closed")
+            db.execute(tickets.update().where(tickets.c.id == ticket_id)
+                       .values(assignee=username))
+            _record(db, ticket_id, actor, "assigned", username)
+            return self._ticket(db, self._row(db, ticket_id))
+
     def escalate(self, ticket_id: int) -> None:
         with self.engine.begin() as db:
             db.execute(tickets.update().where(tickets.c.id == ticket_id).values(urgency="urgent"))
 
-    def close(self, ticket_id: int) -> None:
+    def close(self, ticket_id: int, actor: str = API_ACTOR) -> Dict[str, Any]:
+        """Close an open ticket; by its holder (or anyone when nobody holds it) or the API.
+        Closing a closed ticket changes nothing."""
         with self.engine.begin() as db:
-            db.execute(
-                tickets.update()
-                .where(tickets.c.id == ticket_id)
-                .values(status="closed", updated_at=now())
-            )
+            if self._row(db, ticket_id).status == "open":
+                self._hold(db, ticket_id, actor, take=False)
+                db.execute(
+                    tickets.update()
+                    .where(tickets.c.id == ticket_id)
+                    .values(status="closed", updated_at=now())
+                )
+                _record(db, ticket_id, actor, "closed", "")
+            return self._ticket(db, self._row(db, ticket_id))
+
+    @staticmethod
+    def _row(db: Any, ticket_id: int) -> Any:
+        row = db.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).first()
+        if row is None:
+            raise NotFound("no such ticket")
+        return row
+
+    def _hold(self, db: Any, ticket_id: int, actor: str, take: bool = True) -> bool:
+        """Check that `actor` may act on the open ticket, giving it to them if nobody
+        holds it and `take`; True if it was given now. One UPDATE decides, so two
+        counsellors at the same moment cannot both get it."""
+        row = self._row(db, ticket_id)
+        if row.status != "open":
+            raise Conflict("the ticket is closed")
+        if actor == API_ACTOR or row.assignee == actor:
+            return False
+        if row.assignee is None and not take:
+            return False
+        taken = db.execute(
+            tickets.update()
+            .where(tickets.c.id == ticket_id, tickets.c.status == "open",
+                   tickets.c.assignee.is_(None))
+            .values(assignee=actor)
+        ).rowcount
+        if not taken:
+            holder = db.execute(sa.select(tickets.c.assignee).where(
+                tickets.c.id == ticket_id)).scalar()
+            raise Conflict(f"{holder} holds this ticket")
+        return True
 
     def delete_conversation(self, conversation_id: str) -> int:
         """Delete every ticket (and message) of a conversation; how many tickets."""
@@ -374,6 +660,7 @@ class Store:
                 )
             ]
             if ids:
+                db.execute(events.delete().where(events.c.ticket_id.in_(ids)))
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
                 db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
         forget_on_disk(self.engine)
@@ -387,6 +674,7 @@ class Store:
             ids = [r.id for r in db.execute(sa.select(tickets.c.id).where(
                 tickets.c.status == "closed", tickets.c.updated_at < cutoff))]
             if ids:
+                db.execute(events.delete().where(events.c.ticket_id.in_(ids)))
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
                 db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
         if ids:
@@ -457,6 +745,7 @@ class Store:
             "consent_language": row.consent_language,
             "waiting": row.status == "open" and last == "person",
             "message_count": count,
+            "assignee": row.assignee,
         }
 
 
@@ -468,4 +757,31 @@ def _message(row: Any) -> Dict[str, Any]:
         "at": iso(row.at),
         "delivered": row.delivered,
         "undeliverable": row.undeliverable,
+        "author": row.author,
+        "content": json.loads(row.content) if row.content else None,
+        "intent": row.intent,
+        "confidence": row.confidence,
     }
+
+
+def _account(row: Any) -> Dict[str, Any]:
+    return {
+        "username": row.username,
+        "languages": [code for code in row.languages.split(",") if code],
+        "role": row.role,
+        "must_change_password": bool(row.must_change_password),
+        "disabled": bool(row.disabled),
+    }
+
+
+def _event(row: Any) -> Dict[str, Any]:
+    return {"at": iso(row.at), "actor": row.actor, "action": row.action, "detail": row.detail}
+
+
+def _record(db: Any, ticket_id: Optional[int], actor: str, action: str, detail: str) -> None:
+    db.execute(events.insert().values(
+        ticket_id=ticket_id, actor=actor, action=action, detail=detail[:200], at=now()))
+
+
+def _json(value: Optional[Dict[str, Any]]) -> Optional[str]:
+    return None if value is None else json.dumps(value, ensure_ascii=False)

@@ -5,55 +5,11 @@ from typing import Any, Dict
 
 import jsonschema
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from avrr.settings import DeskSettings
-from desk.app import create_app
 from desk.openapi import document
 from desk.store import Store
-
-TOKEN = "unit-test-token-0123456789"
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
-PASSWORD = "a-good-long-password"
-
-
-def new_ticket(
-    key: str = "key-00000001", conversation: str = "web-abc", **fields: Any
-) -> Dict[str, Any]:
-    body = {
-        "idempotency_key": key,
-        "conversation_id": conversation,
-        "channel": "socketio",
-        "language": "ar",
-        "topic": "request_human",
-        "urgency": "normal",
-        "consent": {"at": "2026-11-24T08:00:00Z", "language": "ar"},
-        "transcript": [
-            {"sender": "person", "text": "أريد التحدث مع مستشار", "at": "2026-11-24T07:59:00Z"},
-            {"sender": "assistant", "text": "هل توافق؟", "at": "2026-11-24T07:59:01Z"},
-        ],
-    }
-    body.update(fields)
-    return body
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-async def client(request, tmp_path):
-    """The desk on SQLite (the embedded default) and on PostgreSQL (DESK_DATABASE_URL)."""
-    settings = DeskSettings(
-        api_token=TOKEN,
-        data_dir=tmp_path,
-        rasa_url="http://127.0.0.1:9",  # nothing listens: replies stay queued
-        action_server_url="http://127.0.0.1:9/webhook",
-        action_server_token="action-server-token-0123456789",
-        desk_database_url=(
-            request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-        ),
-    )
-    store = Store(settings.database)
-    store.add_counsellor("amina", PASSWORD, ["ar", "fa"])
-    async with TestClient(TestServer(create_app(settings, store))) as test_client:
-        yield test_client
+from tests.desk.conftest import BEARER, PASSWORD, new_ticket
 
 
 async def login(client: TestClient) -> str:
@@ -330,7 +286,6 @@ async def test_deeply_nested_json_and_unstorable_text_are_400s(client):
 async def test_a_locked_name_costs_no_password_hash_and_locks_nobody_elsewhere(
     client, monkeypatch
 ):
-    from desk.store import Store
 
     hashed = []
     check = Store.check_password
@@ -358,7 +313,6 @@ async def test_a_locked_name_costs_no_password_hash_and_locks_nobody_elsewhere(
 def test_failed_sign_ins_are_forgotten_when_their_window_ends(tmp_path):
     from datetime import timedelta
 
-    from desk.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'd.db'}")
     window = timedelta(minutes=15)

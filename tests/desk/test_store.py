@@ -38,3 +38,33 @@ def test_the_retention_job_removes_old_closed_tickets_and_keeps_the_rest(tmp_pat
         left = {row.ticket_id for row in db.execute(sa.select(messages.c.ticket_id))}
     assert left == {recent_closed, old_open}
     assert store.expire(timedelta(days=90)) == 0
+
+
+def test_a_desk_made_before_roles_is_upgraded_and_keeps_an_administrator(tmp_path):
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as db:
+        db.exec_driver_sql(
+            "CREATE TABLE counsellors (id INTEGER PRIMARY KEY, username VARCHAR(64) UNIQUE "
+            "NOT NULL, password_hash VARCHAR(255) NOT NULL, languages VARCHAR(255) NOT NULL)")
+        db.exec_driver_sql(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, ticket_id INTEGER, "
+            "idempotency_key VARCHAR(160), sender VARCHAR(16) NOT NULL, text TEXT NOT NULL, "
+            "at DATETIME NOT NULL, delivered BOOLEAN, undeliverable VARCHAR(120))")
+    old.dispose()
+    first = Store(url)  # adds the new columns; no account yet
+    with first.engine.begin() as db:
+        db.execute(sa.text(
+            "INSERT INTO counsellors (username, password_hash, languages) VALUES "
+            "('first', :hash, 'en'), ('second', :hash, 'hu')"),
+            {"hash": first.hasher.hash("p" * 12)})
+    first.engine.dispose()
+
+    store = Store(url)  # the next start: the accounts predate roles
+
+    assert [(a["username"], a["role"], a["disabled"]) for a in store.counsellors()] == [
+        ("first", "admin", False), ("second", "counsellor", False)]
+    assert store.check_password("second", "p" * 12) is not None
+    with store.engine.connect() as db:
+        columns = {c["name"] for c in sa.inspect(db).get_columns("messages")}
+    assert {"author", "content", "intent", "confidence"} <= columns

@@ -1,0 +1,284 @@
+"""The desk for a team, over real HTTP on loopback: who holds a ticket, accounts and roles,
+conversations readable in the counsellor's language, ready replies in the person's."""
+import asyncio
+from pathlib import Path
+from typing import Any, Dict
+
+import aiohttp
+import jsonschema
+import pytest
+
+from avrr.content import Content
+from tests.desk.conftest import BEARER, PASSWORD, new_ticket
+from tests.desk.test_app import response_schema
+
+CONTENT = Content(Path(__file__).resolve().parents[2] / "content")
+NEW_PASSWORD = "bela-chose-this-one"
+
+
+class Counsellor:
+    """One signed-in browser: its own cookie jar and CSRF token."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+        self.signed_in: Dict[str, Any] = {}
+
+    async def login(self, username: str, password: str) -> int:
+        reply = await self.session.post(
+            self.client.make_url("/api/login"), json={"username": username, "password": password}
+        )
+        if reply.status == 200:
+            self.signed_in = await reply.json()
+            self.csrf = self.signed_in["csrf_token"]
+        return reply.status
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        headers = {"X-CSRF-Token": self.csrf}
+        return await self.session.request(
+            method, self.client.make_url(path), headers=headers, **kwargs
+        )
+
+    async def json(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
+        reply = await self.call(method, path, **kwargs)
+        body = await reply.json()
+        assert reply.status == status, (method, path, reply.status, body)
+        return body
+
+
+@pytest.fixture
+async def team(client):
+    """amina, the first account (an administrator), and bela, a counsellor she added, who
+    has chosen his own password."""
+    amina, bela = Counsellor(client), Counsellor(client)
+    assert await amina.login("amina", PASSWORD) == 200
+    await amina.json("POST", "/api/counsellors", 201, json={
+        "username": "bela", "password": "temporary-123", "languages": ["hu", "en"],
+        "role": "counsellor"})
+    assert await bela.login("bela", "temporary-123") == 200
+    await bela.json("POST", "/api/me/password", 200,
+                    json={"old": "temporary-123", "new": NEW_PASSWORD})
+    yield amina, bela
+    await amina.session.close()
+    await bela.session.close()
+
+
+async def open_ticket(client, **fields) -> Dict[str, Any]:
+    reply = await client.post("/api/tickets", json=new_ticket(**fields), headers=BEARER)
+    assert reply.status == 201
+    return await reply.json()
+
+
+async def test_the_first_account_is_an_administrator_and_a_new_one_starts_with_a_new_password(
+    client,
+):
+    amina, bela = Counsellor(client), Counsellor(client)
+    assert await amina.login("amina", PASSWORD) == 200
+    assert (amina.signed_in["role"], amina.signed_in["must_change_password"]) == ("admin", False)
+    added = await amina.json("POST", "/api/counsellors", 201, json={
+        "username": "bela", "password": "temporary-123", "languages": ["hu", "en"],
+        "role": "counsellor"})
+    assert added == {"username": "bela", "languages": ["hu", "en"], "role": "counsellor",
+                     "must_change_password": True, "disabled": False}
+    jsonschema.validate(added, response_schema("/api/counsellors", "post", 201))
+
+    assert await bela.login("bela", "temporary-123") == 200
+    assert bela.signed_in["must_change_password"] is True
+    refused = await bela.json("GET", "/api/tickets", 403)
+    assert refused["must_change_password"] is True
+    assert (await bela.json("GET", "/api/me", 200))["username"] == "bela"
+    wrong = await bela.json("POST", "/api/me/password", 403,
+                            json={"old": "not-the-password", "new": NEW_PASSWORD})
+    assert wrong == {"error": "the old password is wrong"}
+    await bela.json("POST", "/api/me/password", 400, json={"old": "temporary-123", "new": "short"})
+    await bela.json("POST", "/api/me/password", 200,
+                    json={"old": "temporary-123", "new": NEW_PASSWORD})
+    assert await bela.json("GET", "/api/tickets", 200) == []
+
+    # A counsellor manages no accounts; the administrator sees the change recorded.
+    assert (await bela.json("GET", "/api/counsellors", 403)) == {"error": "for administrators only"}
+    await bela.json("POST", "/api/counsellors", 403, json={})
+    history = await amina.json("GET", "/api/counsellors/history", 200)
+    assert [(e["actor"], e["action"]) for e in history[:2]] == [
+        ("bela", "password changed"), ("amina", "account added")]
+    await amina.session.close()
+    await bela.session.close()
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"username": "Bad Name", "password": "long-enough-1", "languages": ["en"]}, 400),
+    ({"username": "cecil", "password": "short", "languages": ["en"]}, 400),
+    ({"username": "cecil", "password": "long-enough-1", "languages": ["xx"]}, 400),
+    ({"username": "cecil", "password": "long-enough-1", "languages": []}, 400),
+    ({"username": "cecil", "password": "long-enough-1", "languages": ["en"], "role": "root"}, 400),
+    ({"username": "amina", "password": "long-enough-1", "languages": ["en"]}, 409),
+])
+async def test_a_bad_or_taken_account_is_refused(client, body, status):
+    reply = await client.post("/api/counsellors", json=body, headers=BEARER)
+    assert reply.status == status
+    assert "error" in await reply.json()
+
+
+async def test_one_counsellor_holds_a_ticket_and_nobody_else_answers_it(client, team):
+    amina, bela = team
+    ticket = await open_ticket(client)
+    path = f"/api/tickets/{ticket['id']}"
+
+    claimed = await bela.json("POST", f"{path}/claim", 200)
+    assert claimed["assignee"] == "bela"
+    assert (await amina.json("POST", f"{path}/claim", 409)) == {"error": "bela holds this ticket"}
+    await amina.json("POST", f"{path}/messages", 409, json={"text": "Hello from amina"})
+    await amina.json("POST", f"{path}/close", 409)
+    await bela.json("POST", f"{path}/messages", 201, json={"text": "Hello from bela"})
+    automated = await client.post(f"{path}/messages", json={"text": "From a script"},
+                                  headers=BEARER)
+    assert automated.status == 201  # the API token is exempt, and recorded as such
+
+    stored = await amina.json("GET", path, 200)
+    replies = [(m["author"], m["text"]) for m in stored["messages"] if m["sender"] == "counsellor"]
+    assert replies == [("bela", "Hello from bela"), ("api", "From a script")]
+    assert [(e["actor"], e["action"]) for e in stored["history"]] == [
+        ("bela", "claimed"), ("bela", "replied"), ("api", "replied")]
+    jsonschema.validate(stored, response_schema("/api/tickets/{ticket_id}", "get", 200))
+
+    # The holder lets go; the next to answer holds it; an administrator assigns it.
+    await amina.json("POST", f"{path}/release", 200)  # an administrator may release it
+    assert (await bela.json("GET", path, 200))["assignee"] is None
+    await amina.json("POST", f"{path}/messages", 201, json={"text": "amina here"})
+    await bela.json("POST", f"{path}/release", 409)
+    assert (await bela.json("GET", path, 200))["assignee"] == "amina"
+    await bela.json("POST", f"{path}/assign", 403, json={"username": "bela"})
+    await amina.json("POST", f"{path}/assign", 404, json={"username": "nobody"})
+    assert (await amina.json("POST", f"{path}/assign", 200,
+                             json={"username": "bela"}))["assignee"] == "bela"
+    await bela.json("POST", f"{path}/close", 200)
+    await bela.json("POST", f"{path}/claim", 409)  # closed
+
+
+async def test_two_counsellors_answering_an_unclaimed_ticket_at_once_one_wins(
+    client, team,
+):
+    amina, bela = team
+    ticket = await open_ticket(client)
+    path = f"/api/tickets/{ticket['id']}/messages"
+    answers = await asyncio.gather(
+        amina.call("POST", path, json={"text": "A"}), bela.call("POST", path, json={"text": "B"})
+    )
+    assert sorted(a.status for a in answers) == [201, 409]
+    stored = await amina.json("GET", f"/api/tickets/{ticket['id']}", 200)
+    [reply] = [m for m in stored["messages"] if m["sender"] == "counsellor"]
+    assert stored["assignee"] == reply["author"]
+
+
+async def test_a_disabled_counsellor_is_signed_out_everywhere_and_their_tickets_released(
+    client, team,
+):
+    amina, bela = team
+    ticket = await open_ticket(client)
+    await bela.json("POST", f"/api/tickets/{ticket['id']}/claim", 200)
+
+    disabled = await amina.json("POST", "/api/counsellors/bela/disable", 200)
+    assert disabled["disabled"] is True
+    assert (await bela.call("GET", "/api/me")).status == 401
+    assert await bela.login("bela", NEW_PASSWORD) == 401
+    stored = await amina.json("GET", f"/api/tickets/{ticket['id']}", 200)
+    assert stored["assignee"] is None
+    assert stored["history"][-1]["action"] == "released"
+
+    await amina.json("POST", "/api/counsellors/amina/disable", 409)  # not yourself
+    await amina.json("PATCH", "/api/counsellors/amina", 409, json={"role": "counsellor"})
+    await amina.json("POST", "/api/counsellors/nobody/disable", 404)
+
+    # Back, with a password reset by the administrator: changed at the next sign-in.
+    await amina.json("POST", "/api/counsellors/bela/enable", 200)
+    reset = await amina.json("POST", "/api/counsellors/bela/password", 200,
+                             json={"password": "another-temporary"})
+    assert reset["must_change_password"] is True
+    assert await bela.login("bela", NEW_PASSWORD) == 401
+    assert await bela.login("bela", "another-temporary") == 200
+    assert bela.signed_in["must_change_password"] is True
+    changed = await amina.json("PATCH", "/api/counsellors/bela", 200,
+                               json={"languages": ["hu"], "role": "admin"})
+    assert (changed["languages"], changed["role"]) == (["hu"], "admin")
+    await amina.json("PATCH", "/api/counsellors/bela", 400, json={"languages": "hu"})
+
+
+def pashto_ticket() -> Dict[str, Any]:
+    offer = CONTENT.replies("handoff_offer", "ps")[0]
+    return new_ticket(
+        language="ps",
+        topic="ask_cost",
+        consent={"at": "2026-11-24T08:00:00Z", "language": "ps"},
+        transcript=[
+            {"sender": "person", "text": "د بیرته تګ لګښت څومره دی؟", "intent": "ask_cost",
+             "confidence": 0.87, "at": "2026-11-24T07:59:00Z"},
+            {"sender": "assistant", "text": offer.text, "content": offer.source(),
+             "at": "2026-11-24T07:59:01Z"},
+            {"sender": "person", "text": "زه نه پوهېږم", "intent": "nlu_fallback",
+             "confidence": 0.31, "at": "2026-11-24T07:59:02Z"},
+        ],
+    )
+
+
+async def test_a_pashto_conversation_reads_in_the_counsellors_language(client, team):
+    amina, bela = team
+    created = await client.post("/api/tickets", json=pashto_ticket(), headers=BEARER)
+    ticket = await created.json()
+    path = f"/api/tickets/{ticket['id']}"
+
+    # amina reads Arabic and Farsi: her glosses are in English; bela's in Hungarian.
+    for reader, language in ((amina, "en"), (bela, "hu")):
+        stored = await reader.json("GET", path, 200)
+        asked, offer, unclear = stored["messages"]
+        assert stored["topic_name"] == CONTENT.topic_name("ask_cost", language)
+        assert offer["gloss"] == CONTENT.replies("handoff_offer", language)[0].text
+        assert (asked["topic"], asked["confidence"], asked["gloss"]) == (
+            CONTENT.topic_name("ask_cost", language), 0.87, None)
+        assert unclear["topic"] == CONTENT.topic_name("not_understood", language)
+    english = await bela.json("GET", f"{path}?gloss=en", 200)
+    assert english["messages"][0]["topic"] == "Cost of return"
+    assert english["gloss_language"] == "en"
+    await bela.json("GET", f"{path}?gloss=ps", 400)
+    [listed] = await amina.json("GET", "/api/tickets", 200)
+    assert listed["topic_name"] == "Cost of return"
+
+    # What the assistant's token sends about content must have the documented shape.
+    bad = pashto_ticket()
+    bad["idempotency_key"], bad["conversation_id"] = "key-bad-content", "web-bad"
+    bad["transcript"][1]["content"] = {"key": ["not", "a", "name"]}
+    assert (await client.post("/api/tickets", json=bad, headers=BEARER)).status == 400
+    bad["transcript"][1]["content"] = None
+    bad["transcript"][0]["confidence"] = 7
+    assert (await client.post("/api/tickets", json=bad, headers=BEARER)).status == 400
+
+
+async def test_a_ready_reply_chosen_in_english_is_sent_in_the_persons_language(
+    client, team,
+):
+    amina, bela = team
+    listed = await amina.json("GET", "/api/replies?language=en", 200)
+    jsonschema.validate(listed, response_schema("/api/replies", "get", 200))
+    call_at = next(r for r in listed if r["key"] == "call_at")
+    assert call_at == {"key": "call_at", "fields": ["date", "time"],
+                       "text": "A counsellor will call you on {date} at {time} (Hungarian time)."}
+    created = await client.post("/api/tickets", json=pashto_ticket(), headers=BEARER)
+    path = f"/api/tickets/{(await created.json())['id']}/messages"
+
+    values = {"date": "2026-12-08", "time": "10:30"}
+    sent = await amina.json("POST", path, 201, json={"reply_key": "call_at", "values": values})
+    assert sent["text"] == CONTENT.ready_reply("call_at", "ps", values).text
+    assert sent["gloss"] == "A counsellor will call you on 2026-12-08 at 10:30 (Hungarian time)."
+    assert sent["author"] == "amina"
+    hotline = await amina.json("POST", path, 201, json={"reply_key": "hotline"})
+    assert hotline["text"] == CONTENT.ready_reply("hotline", "ps", {}).text
+
+    for body in (
+        {"reply_key": "call_at", "values": {"date": "2026-12-08"}},  # a field missing
+        {"reply_key": "hotline", "values": {"hotline": "+36 1 000 0000"}},  # not the settings'
+        {"reply_key": "no_such_reply"},
+        {"reply_key": "call_at", "values": {"date": "x" * 101, "time": "10:30"}},
+        {"reply_key": "call_at", "values": ["2026-12-08", "10:30"]},
+    ):
+        refused = await amina.json("POST", path, 400, json=body)
+        assert refused["error"], body
