@@ -3,17 +3,25 @@
 "use strict";
 
 const POLL_MS = 3000;
-const STATUS_EVERY = 10; // polls: the outbox line is refreshed every 30 s
+const STATUS_EVERY = 10; // polls: the outbox line (and the team list) are refreshed every 30 s
 const LANGUAGES = {
   en: "English", hu: "Hungarian", ar: "Arabic", fa: "Persian", ps: "Pashto", ur: "Urdu",
   sq: "Albanian", ru: "Russian", uk: "Ukrainian", tr: "Turkish", fr: "French", vi: "Vietnamese",
 };
+// The languages a counsellor can read the assistant's messages in (the desk's glosses).
+const GLOSS_LANGUAGES = { en: "English", hu: "Magyar" };
+const GLOSS_KEY = "desk.glossLanguage";
 const URGENCIES = { urgent: "Urgent", legal: "Legal", normal: "Normal" };
 const SENDERS = { person: "Person", assistant: "Assistant", counsellor: "Counsellor" };
+const ROLES = { counsellor: "Counsellor", admin: "Administrator" };
+const FIELD_NAMES = { date: "Date", time: "Time" };
+const FIELD_TYPES = { date: "date", time: "time" };
+const MIN_PASSWORD = 10;
 
 const state = {
   me: null, tickets: [], known: null, selected: null, detail: null, sending: false,
   rows: new Map(), messages: new Map(), drafts: new Map(), timer: 0, run: 0, polls: 0,
+  gloss: "en", replies: { language: null, list: [] }, accounts: [], screen: "tickets",
 };
 
 class SignedOut extends Error {}
@@ -23,15 +31,17 @@ const $ = (id) => document.getElementById(id);
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
     if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value);
+    else node.setAttribute(name, value === true ? "" : value);
   }
-  node.append(...children.filter((child) => child !== null && child !== undefined));
+  node.append(...children.filter((child) => child !== null && child !== undefined && child !== false));
   return node;
 }
 
 const languageName = (code) => LANGUAGES[code] || code;
 const languageLabel = (code) => (LANGUAGES[code] ? `${code} · ${LANGUAGES[code]}` : code);
+const errorOf = (data, status) => (data && typeof data.error === "string" ? data.error : `error ${status}`);
 
 function age(iso) {
   const minutes = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 60000));
@@ -69,37 +79,135 @@ async function api(method, path, body) {
     throw new SignedOut();
   }
   const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (response.status === 403 && data && data.must_change_password === true && state.me) {
+    // An administrator gave this account a temporary password: nothing else until it is changed.
+    showPasswordChange();
+    throw new SignedOut();
+  }
   return { status: response.status, ok: response.ok, data };
 }
 
-// Signing in and out.
+const storage = {
+  get(key) {
+    try { return window.localStorage.getItem(key); } catch { return null; }
+  },
+  set(key, value) {
+    try { window.localStorage.setItem(key, value); } catch { /* private mode: not kept */ }
+  },
+};
+
+// Views: signing in, choosing a new password, the desk.
 
 function show(view) {
-  for (const id of ["loading", "login-view", "desk-view"]) $(id).hidden = id !== view;
+  for (const id of ["loading", "login-view", "password-view", "desk-view"]) $(id).hidden = id !== view;
+  // The password form exists only while it is shown.
+  if (view !== "password-view") $("password-view").replaceChildren();
 }
 
-function showLogin(message = "") {
+function resetDesk() {
   state.run += 1;
   clearTimeout(state.timer);
-  Object.assign(state, { me: null, tickets: [], known: null, selected: null, detail: null });
+  Object.assign(state, {
+    tickets: [], known: null, selected: null, detail: null, accounts: [], screen: "tickets",
+    replies: { language: null, list: [] },
+  });
   state.rows.clear();
   state.drafts.clear();
   $("ticket-list").replaceChildren();
   $("ticket-list").setAttribute("aria-busy", "true");
+  $("team-screen").replaceChildren();
+  $("team-screen").hidden = true;
+  $("tickets-screen").hidden = false;
   clearDetail("Select a ticket to read the conversation and answer.");
+}
+
+function showLogin(message = "") {
+  resetDesk();
+  state.me = null;
   show("login-view");
   $("login-error").textContent = message;
   $("password").value = "";
   $("username").focus();
 }
 
-function startDesk(me) {
-  state.me = { username: me.username, languages: me.languages || [], csrf_token: me.csrf_token };
+function remember(me) {
+  state.me = {
+    username: me.username, languages: me.languages || [], csrf_token: me.csrf_token,
+    role: me.role === "admin" ? "admin" : "counsellor",
+  };
+}
+
+function enter(me) {
+  remember(me);
+  if (me.must_change_password) showPasswordChange();
+  else startDesk();
+}
+
+function showPasswordChange() {
+  resetDesk();
+  const view = $("password-view");
+  view.replaceChildren($("password-template").content.cloneNode(true));
+  $("password-who").textContent = state.me.username;
+  $("password-username").value = state.me.username;
+  show("password-view");
+  $("password-form").addEventListener("submit", changePassword);
+  $("password-logout").addEventListener("click", logOut);
+  $("old-password").focus();
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  const old = $("old-password").value;
+  const fresh = $("new-password").value;
+  const error = $("password-error");
+  let problem = "";
+  if (!old) problem = "Enter your current (temporary) password.";
+  else if (fresh.length < MIN_PASSWORD) problem = `The new password needs at least ${MIN_PASSWORD} characters.`;
+  else if (fresh !== $("repeat-password").value) problem = "The two new passwords are not the same.";
+  else if (fresh === old) problem = "The new password must differ from the temporary one.";
+  error.textContent = problem;
+  if (problem) return;
+  $("password-button").disabled = true;
+  try {
+    const { status, data } = await api("POST", "/api/me/password", { old, new: fresh });
+    if (status === 200) {
+      const me = await api("GET", "/api/me");
+      if (me.status === 200 && me.data && me.data.username && !me.data.must_change_password) {
+        enter(me.data);
+        announce("Your new password is saved.");
+        return;
+      }
+      error.textContent = "The password was changed, but the desk did not answer. Reload the page.";
+    } else if (status === 403) {
+      error.textContent = "The current password is wrong.";
+    } else {
+      error.textContent = `Not changed: ${errorOf(data, status)}.`;
+    }
+  } catch (failure) {
+    if (!(failure instanceof SignedOut)) error.textContent = "Cannot reach the desk. Try again.";
+  } finally {
+    if ($("password-button")) $("password-button").disabled = false;
+  }
+}
+
+function startDesk() {
+  const me = state.me;
   $("who").textContent = me.username;
-  $("my-languages").textContent = `Languages: ${state.me.languages.map(languageLabel).join(", ") || "none"}`;
+  $("my-role").textContent = me.role === "admin" ? " (administrator)" : "";
+  $("my-languages").textContent = `Languages: ${me.languages.join(", ") || "none"}`;
+  $("my-languages").title = me.languages.map(languageName).join(", ");
+  $("screens").hidden = me.role !== "admin";
+  $("assign-box").hidden = me.role !== "admin";
+  const saved = storage.get(GLOSS_KEY);
+  const theirs = me.languages.find((code) => GLOSS_LANGUAGES[code]);
+  state.gloss = GLOSS_LANGUAGES[saved] ? saved : theirs || "en";
+  $("gloss-language").value = state.gloss;
   show("desk-view");
+  showScreen("tickets", false);
   $("problem").textContent = "";
   $("tickets-heading").focus();
+  loadReplies().catch(() => null);
+  if (me.role === "admin") loadAccounts().catch(() => null);
   refreshNow();
 }
 
@@ -116,7 +224,7 @@ async function logIn(event) {
   error.textContent = "";
   try {
     const { status, data } = await api("POST", "/api/login", { username, password });
-    if (status === 200 && data) startDesk(data);
+    if (status === 200 && data) enter(data);
     else if (status === 401) error.textContent = "Wrong username or password.";
     else if (status === 429) error.textContent = "Too many failed attempts. Wait a few minutes, then try again.";
     else error.textContent = `Sign-in failed (error ${status}).`;
@@ -133,6 +241,30 @@ async function logOut() {
   showLogin("You have signed out.");
 }
 
+// The two screens of an administrator: tickets and team.
+
+function showScreen(screen, focus = true) {
+  const team = screen === "team" && state.me && state.me.role === "admin";
+  state.screen = team ? "team" : "tickets";
+  $("tickets-screen").hidden = team;
+  $("ticket-controls").hidden = team;
+  $("team-screen").hidden = !team;
+  for (const [id, active] of [["show-tickets", !team], ["show-team", team]]) {
+    if (active) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
+  if (team) {
+    if (!$("team-screen").firstChild) mountTeam();
+    loadTeam().catch((failure) => {
+      if (!(failure instanceof SignedOut)) $("team-error").textContent = "Cannot reach the desk. Try again.";
+    });
+    if (focus) $("team-heading").focus();
+  } else {
+    $("team-screen").replaceChildren();
+    if (focus) $("tickets-heading").focus();
+  }
+}
+
 // Polling: the list, and the open ticket, every few seconds.
 
 function refreshNow() {
@@ -143,10 +275,12 @@ function refreshNow() {
 
 async function poll(run) {
   try {
+    const every = state.polls++ % STATUS_EVERY === 0;
     await Promise.all([
       loadTickets(run),
       state.selected === null ? null : loadDetail(state.selected),
-      state.polls++ % STATUS_EVERY === 0 ? loadStatus() : null,
+      every ? loadStatus() : null,
+      every && state.polls > 1 && state.me && state.me.role === "admin" ? loadAccounts() : null,
     ]);
     if (run === state.run) $("problem").textContent = "";
   } catch (error) {
@@ -175,7 +309,8 @@ async function loadStatus() {
 
 async function loadTickets(run) {
   const status = $("status-filter").value;
-  const { ok, data } = await api("GET", `/api/tickets?status=${encodeURIComponent(status)}`);
+  const query = `status=${encodeURIComponent(status)}&gloss=${encodeURIComponent(state.gloss)}`;
+  const { ok, data } = await api("GET", `/api/tickets?${query}`);
   if (!ok || !Array.isArray(data)) throw new Error("ticket list unavailable");
   if (run !== state.run) return;
   announceNew(data);
@@ -185,6 +320,7 @@ async function loadTickets(run) {
 }
 
 const shown = (ticket) => !$("mine-only").checked || state.me.languages.includes(ticket.language);
+const mine = (ticket) => Boolean(state.me) && ticket.assignee === state.me.username;
 
 function announceNew(tickets) {
   if (state.known === null) {
@@ -198,14 +334,20 @@ function announceNew(tickets) {
   }
 }
 
-// The ticket list.
+// The ticket list: the tickets I hold first, then the desk's order (urgency, then age).
+
+function holderText(ticket) {
+  if (!ticket.assignee) return "Unclaimed";
+  return mine(ticket) ? "Held by you" : `Held by ${ticket.assignee}`;
+}
 
 function renderList() {
   const list = $("ticket-list");
   const focused = list.contains(document.activeElement) ? document.activeElement.dataset.ticketId : null;
   const visible = state.tickets.filter(shown);
+  const ordered = [...visible.filter(mine), ...visible.filter((ticket) => !mine(ticket))];
   const rows = new Map();
-  for (const ticket of visible) {
+  for (const ticket of ordered) {
     const row = state.rows.get(ticket.id)
       || el("li", {}, el("button", { type: "button", class: "ticket", dataset: { ticketId: ticket.id } }));
     fillRow(row.firstChild, ticket);
@@ -226,10 +368,13 @@ function renderList() {
 
 function fillRow(button, ticket) {
   const urgency = URGENCIES[ticket.urgency] ? ticket.urgency : "normal";
+  const holder = !ticket.assignee ? "unclaimed" : mine(ticket) ? "mine" : "other";
   const parts = [
     el("span", { class: `badge ${urgency}` }, URGENCIES[ticket.urgency] || String(ticket.urgency)),
     el("span", { class: "number" }, `#${ticket.id}`),
     el("span", { class: "language" }, languageLabel(ticket.language)),
+    el("span", { class: `row-holder ${holder}` }, holderText(ticket)),
+    el("span", { class: "topic" }, String(ticket.topic_name || ticket.topic || "")),
     el("span", { class: "channel" }, ticket.channel),
     el("span", { class: "age", title: `Opened ${when(ticket.created_at)}` }, age(ticket.created_at)),
     ticket.waiting ? el("span", { class: "waiting" }, "Waiting") : null,
@@ -257,6 +402,7 @@ function select(id) {
   state.selected = id;
   clearDetail("Loading ticket…");
   $("reply-text").value = state.drafts.get(id) || "";
+  chooseReady("");
   renderList();
   loadDetail(id).catch((error) => {
     if (!(error instanceof SignedOut)) $("problem").textContent = "Cannot reach the desk. Retrying…";
@@ -267,15 +413,19 @@ function clearDetail(message) {
   state.detail = null;
   state.messages.clear();
   $("messages").replaceChildren();
+  $("history").replaceChildren();
   $("reply-error").textContent = "";
+  $("ticket-error").textContent = "";
   $("detail").hidden = true;
   $("detail-empty").hidden = false;
   $("detail-empty").textContent = message;
 }
 
 async function loadDetail(id) {
-  const { status, ok, data } = await api("GET", `/api/tickets/${encodeURIComponent(id)}`);
-  if (id !== state.selected) return;
+  const gloss = state.gloss;
+  const path = `/api/tickets/${encodeURIComponent(id)}?gloss=${encodeURIComponent(gloss)}`;
+  const { status, ok, data } = await api("GET", path);
+  if (id !== state.selected || gloss !== state.gloss) return;
   if (status === 404) {
     state.selected = null;
     clearDetail(`Ticket #${id} no longer exists.`);
@@ -295,7 +445,7 @@ function renderDetail(ticket) {
     ["Urgency", URGENCIES[ticket.urgency] || String(ticket.urgency)],
     ["Language", languageLabel(ticket.language)],
     ["Channel", ticket.channel],
-    ["Topic", ticket.topic],
+    ["Topic", ticket.topic_name || ticket.topic],
     ["Opened", when(ticket.created_at)],
     ["Consent", `${when(ticket.consent_at)}, in ${languageLabel(ticket.consent_language)}`],
     ["Conversation", ticket.conversation_id],
@@ -303,22 +453,92 @@ function renderDetail(ticket) {
   $("meta").replaceChildren(...fields.flatMap(([name, value]) => [
     el("dt", {}, name), el("dd", {}, String(value ?? "")),
   ]));
-  renderMessages(ticket.messages || []);
+  renderHolder(ticket);
+  if (ticket.messages) renderMessages(ticket.messages, ticket);
+  if (ticket.history) renderHistory(ticket.history);
   const closed = ticket.status !== "open";
   $("closed-note").hidden = !closed;
   $("reply-text").disabled = closed;
+  $("ready-reply").disabled = closed;
   $("send").disabled = closed || state.sending;
   $("close-ticket").disabled = closed;
+  $("ready-note").textContent = `Sent in ${languageName(ticket.language)}, the person's language.`;
 }
 
-function renderMessages(messages) {
+function renderHolder(ticket) {
+  const open = ticket.status === "open";
+  const holder = $("holder");
+  const admin = state.me.role === "admin";
+  if (!ticket.assignee) {
+    holder.replaceChildren(open ? "Unclaimed. Claim it (key C) before answering; a reply also claims it." : "Nobody held it.");
+  } else if (mine(ticket)) {
+    holder.replaceChildren("Held by ", el("strong", {}, "you"), ".");
+  } else {
+    holder.replaceChildren("Held by ", el("strong", {}, ticket.assignee),
+      open ? ": only they can answer or close it." : ".");
+  }
+  holder.dataset.assignee = ticket.assignee || "";
+  // Held by someone else: the key C still tries, and says who holds it.
+  $("claim").hidden = !open || Boolean(ticket.assignee);
+  $("release").hidden = !open || !ticket.assignee || (!mine(ticket) && !admin);
+  $("assign-box").hidden = !open || !admin;
+  if (admin) fillAssign(ticket);
+}
+
+function fillAssign(ticket) {
+  const select = $("assign-to");
+  const chosen = select.value;
+  const options = [el("option", { value: "" }, "Choose a counsellor")];
+  for (const account of state.accounts) {
+    if (account.disabled) continue;
+    const speaks = account.languages.includes(ticket.language) ? "" : `, not ${ticket.language}`;
+    const label = `${account.username} (${account.languages.join(", ")}${speaks})`;
+    options.push(el("option", { value: account.username }, label));
+  }
+  const same = options.length === select.options.length
+    && options.every((option, i) => select.options[i].value === option.value
+      && select.options[i].text === option.text);
+  if (!same) {
+    select.replaceChildren(...options);
+    if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+  }
+}
+
+const EVENTS = {
+  claimed: () => "claimed the ticket",
+  released: (event) => (event.detail && event.detail !== event.actor ? `released it (${event.detail})` : "released it"),
+  assigned: (event) => `assigned it to ${event.detail}`,
+  replied: (event) => (event.detail ? `replied (${event.detail})` : "replied"),
+  closed: () => "closed it and handed back to the assistant",
+};
+
+function historyItem(event) {
+  const words = EVENTS[event.action]
+    ? EVENTS[event.action](event)
+    : `${event.action}${event.detail ? ` (${event.detail})` : ""}`;
+  return el("li", { dataset: { action: String(event.action) } },
+    el("time", { datetime: String(event.at) }, when(event.at)), " ",
+    el("strong", { class: "actor" }, String(event.actor)), " ", String(words));
+}
+
+function renderHistory(history) {
+  const list = $("history");
+  const items = history.length ? history.map(historyItem) : [el("li", { class: "empty" }, "Nothing yet.")];
+  const same = items.length === list.children.length
+    && items.every((item, i) => list.children[i].textContent === item.textContent);
+  if (!same) list.replaceChildren(...items);
+}
+
+function renderMessages(messages, ticket) {
   const box = $("messages");
   const first = state.messages.size === 0;
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
   for (const message of messages) {
+    const signature = [message.delivered, message.undeliverable, ticket.gloss_language].join("|");
     const old = state.messages.get(message.id);
-    if (old && old.dataset.delivered === String(message.delivered)) continue;
-    const item = messageItem(message);
+    if (old && old.dataset.signature === signature) continue;
+    const item = messageItem(message, ticket);
+    item.dataset.signature = signature;
     if (old) old.replaceWith(item);
     else box.append(item);
     state.messages.set(message.id, item);
@@ -326,43 +546,220 @@ function renderMessages(messages) {
   if (first || atBottom) box.scrollTop = box.scrollHeight;
 }
 
-function messageItem(message) {
+function glossLine(message, ticket) {
+  const reader = ticket.gloss_language || state.gloss;
+  if (message.gloss) {
+    return el("p", { class: "gloss", lang: reader, dir: "auto" },
+      el("abbr", { class: "gloss-tag", title: `In ${GLOSS_LANGUAGES[reader] || reader}` }, reader.toUpperCase()),
+      ": ",
+      el("span", { class: "gloss-text" }, String(message.gloss)));
+  }
+  if (ticket.language === reader) return null; // already in the reader's language
+  if (message.sender === "person") {
+    return el("p", { class: "no-gloss" }, "Written by the person — no translation available");
+  }
+  if (message.sender === "assistant") {
+    return el("p", { class: "no-gloss" }, "No translation available");
+  }
+  return null; // a counsellor's own free text
+}
+
+function understoodLine(message) {
+  if (message.sender !== "person" || !message.topic) return null;
+  const confidence = typeof message.confidence === "number"
+    ? ` (${Math.round(message.confidence * 100)}%)` : "";
+  return el("p", { class: "understood" },
+    "Understood as: ", el("span", { class: "topic-name" }, String(message.topic)), confidence);
+}
+
+function messageItem(message, ticket) {
   const known = Object.prototype.hasOwnProperty.call(SENDERS, message.sender);
   const delivery = { true: "delivered", false: "queued" }[message.delivered];
+  // Ready replies are in the person's language; a counsellor's free text may be in any.
+  const lang = message.sender !== "counsellor" || message.content ? ticket.language : null;
   return el(
     "li",
     {
       class: `message ${known ? message.sender : "other"}`,
-      dataset: { sender: String(message.sender), delivered: String(message.delivered) },
+      dataset: {
+        sender: String(message.sender), delivered: String(message.delivered), messageId: String(message.id),
+      },
     },
     el("p", { class: "message-meta" },
       el("span", { class: "sender" }, known ? SENDERS[message.sender] : String(message.sender)),
+      message.author ? el("span", { class: "author" }, ` · ${message.author}`) : null,
       " ",
       el("time", { datetime: String(message.at) }, when(message.at)),
-      delivery ? el("span", { class: `delivery ${delivery}` }, delivery) : null),
-    el("p", { class: "text", dir: "auto" }, String(message.text)),
+      delivery ? el("span", { class: `delivery ${delivery}` }, delivery) : null,
+      message.undeliverable
+        ? el("span", { class: "undeliverable" }, ` · cannot be delivered: ${message.undeliverable}`) : null),
+    el("p", { class: "text", dir: "auto", lang }, String(message.text)),
+    glossLine(message, ticket),
+    understoodLine(message),
   );
 }
 
+// Holding a ticket: claim, release, assign.
+
+async function holdAction(verb, body) {
+  const ticket = state.detail;
+  if (!ticket || ticket.status !== "open") return;
+  const error = $("ticket-error");
+  error.textContent = "";
+  const names = { claim: "Not claimed", release: "Not released", assign: "Not assigned" };
+  try {
+    const { ok, status, data } = await api("POST", `/api/tickets/${ticket.id}/${verb}`, body);
+    if (!ok || !data) {
+      error.textContent = `${names[verb]}: ${errorOf(data, status)}.`;
+    } else {
+      if (state.selected === ticket.id && state.detail) {
+        state.detail = { ...state.detail, ...data };
+        renderHolder(state.detail);
+      }
+      const news = { claim: `Ticket #${ticket.id} is yours.`, release: `Ticket #${ticket.id} released.` };
+      announce(news[verb] || `Ticket #${ticket.id} assigned to ${data.assignee}.`);
+    }
+  } catch (failure) {
+    if (failure instanceof SignedOut) return;
+    error.textContent = `${names[verb]}: cannot reach the desk.`;
+  }
+  refreshNow();
+}
+
+function claimByKey(event) {
+  if (typeof event.key !== "string" || event.key.toLowerCase() !== "c") return;
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if ($("desk-view").hidden || state.screen !== "tickets") return;
+  const target = event.target;
+  if (target instanceof Element
+    && (target.closest("input, textarea, select, [contenteditable]") || target.isContentEditable)) return;
+  const row = target instanceof Element ? target.closest("#ticket-list button.ticket") : null;
+  if (row) select(Number(row.dataset.ticketId));
+  if (state.selected === null) return;
+  event.preventDefault();
+  if (state.detail && state.detail.id === state.selected) {
+    holdAction("claim");
+  } else {
+    // The ticket is still loading: claim it once it is there.
+    const id = state.selected;
+    loadDetail(id).then(() => { if (state.detail && state.detail.id === id) holdAction("claim"); })
+      .catch(() => null);
+  }
+}
+
+// Ready replies, in the reader's language; sent in the person's.
+
+async function loadReplies() {
+  const language = state.gloss;
+  const { ok, data } = await api("GET", `/api/replies?language=${encodeURIComponent(language)}`);
+  if (!ok || !Array.isArray(data) || language !== state.gloss) return;
+  state.replies = { language, list: data };
+  const select = $("ready-reply");
+  const chosen = select.value;
+  select.replaceChildren(
+    el("option", { value: "" }, "None: write your own"),
+    ...data.map((reply) => el("option", { value: reply.key, lang: language }, String(reply.text))),
+  );
+  const still = data.some((reply) => reply.key === chosen);
+  select.value = still ? chosen : "";
+  if (still) renderPreview();
+  else chooseReady("");
+}
+
+const readyReply = () => state.replies.list.find((reply) => reply.key === $("ready-reply").value);
+
+function chooseReady(key) {
+  const select = $("ready-reply");
+  if (select.value !== key) select.value = key;
+  const reply = readyReply();
+  $("ready-box").hidden = !reply;
+  $("free-box").hidden = Boolean(reply);
+  const fields = $("ready-fields");
+  fields.replaceChildren();
+  if (!reply) return;
+  for (const name of reply.fields || []) {
+    const id = `ready-field-${name}`;
+    const input = el("input", {
+      id, type: FIELD_TYPES[name] || "text", dataset: { field: name }, required: true, maxlength: "100",
+    });
+    input.addEventListener("input", renderPreview);
+    const label = FIELD_NAMES[name] || name.charAt(0).toUpperCase() + name.slice(1).replace(/_/g, " ");
+    fields.append(el("div", { class: "field" }, el("label", { for: id }, label), input));
+  }
+  renderPreview();
+}
+
+function readyValues() {
+  const values = {};
+  for (const input of $("ready-fields").querySelectorAll("input[data-field]")) {
+    values[input.dataset.field] = input.value.trim();
+  }
+  return values;
+}
+
+function renderPreview() {
+  const reply = readyReply();
+  const preview = $("ready-preview");
+  if (!reply) {
+    preview.replaceChildren();
+    return;
+  }
+  const values = readyValues();
+  const parts = [];
+  const pattern = /\{([A-Za-z0-9_]+)\}/g;
+  let at = 0;
+  for (const match of String(reply.text).matchAll(pattern)) {
+    parts.push(reply.text.slice(at, match.index));
+    const name = match[1];
+    parts.push(values[name]
+      ? el("mark", { class: "slot filled" }, values[name])
+      : el("mark", { class: "slot" }, `[${(FIELD_NAMES[name] || name).toLowerCase()}]`));
+    at = match.index + match[0].length;
+  }
+  parts.push(reply.text.slice(at));
+  preview.setAttribute("lang", state.replies.language || "en");
+  preview.replaceChildren(...parts);
+}
+
+// Answering and closing.
+
 async function sendReply(event) {
   event.preventDefault();
-  const box = $("reply-text");
-  const text = box.value.trim();
   const ticket = state.detail;
-  if (!text || state.sending || !ticket || ticket.status !== "open") return;
+  if (state.sending || !ticket || ticket.status !== "open") return;
   const error = $("reply-error");
+  const ready = readyReply();
+  let body;
+  if (ready) {
+    const values = readyValues();
+    const missing = (ready.fields || []).filter((name) => !values[name]);
+    if (missing.length) {
+      error.textContent = `Fill in: ${missing.map((name) => (FIELD_NAMES[name] || name).toLowerCase()).join(", ")}.`;
+      const input = $(`ready-field-${missing[0]}`);
+      if (input) input.focus();
+      return;
+    }
+    body = { reply_key: ready.key, values };
+  } else {
+    const text = $("reply-text").value.trim();
+    if (!text) return;
+    body = { text };
+  }
   error.textContent = "";
   state.sending = true;
   $("send").disabled = true;
   try {
-    const { status, data } = await api("POST", `/api/tickets/${ticket.id}/messages`, { text });
+    const { status, data } = await api("POST", `/api/tickets/${ticket.id}/messages`, body);
     if (status === 201) {
-      if (state.selected === ticket.id) box.value = "";
-      state.drafts.delete(ticket.id);
-    } else if (status === 409) {
-      error.textContent = "This ticket is closed: the reply was not sent.";
+      if (state.selected === ticket.id) {
+        if (ready) chooseReady("");
+        else $("reply-text").value = "";
+      }
+      if (!ready) state.drafts.delete(ticket.id);
+      announce("Reply sent.");
     } else {
-      error.textContent = `Not sent: ${(data && data.error) || `error ${status}`}.`;
+      const kept = ready ? "" : " Your text is kept.";
+      error.textContent = `Not sent: ${errorOf(data, status)}.${kept}`;
     }
     if (state.selected === ticket.id) await loadDetail(ticket.id);
   } catch (failure) {
@@ -382,17 +779,213 @@ async function closeTicket() {
   try {
     const { ok, status, data } = await api("POST", `/api/tickets/${ticket.id}/close`);
     if (!ok || !data) {
-      $("reply-error").textContent = `Not closed: ${(data && data.error) || `error ${status}`}.`;
+      $("reply-error").textContent = `Not closed: ${errorOf(data, status)}.`;
       return;
     }
     if (state.selected === ticket.id) {
-      renderDetail({ ...data, messages: ticket.messages });
+      renderDetail({ ...ticket, ...data });
       $("closed-note").focus();
     }
     announce(`Ticket #${ticket.id} closed and handed back to the assistant.`);
     refreshNow();
   } catch (failure) {
     if (!(failure instanceof SignedOut)) $("reply-error").textContent = "Not closed: cannot reach the desk.";
+  }
+}
+
+function changeGloss() {
+  const chosen = $("gloss-language").value;
+  if (!GLOSS_LANGUAGES[chosen] || chosen === state.gloss) return;
+  state.gloss = chosen;
+  storage.set(GLOSS_KEY, chosen);
+  state.messages.clear();
+  $("messages").replaceChildren();
+  loadReplies().catch(() => null);
+  refreshNow();
+}
+
+// The team (administrators).
+
+function mountTeam() {
+  const screen = $("team-screen");
+  screen.replaceChildren($("team-template").content.cloneNode(true));
+  $("new-languages").append(...Object.entries(LANGUAGES).map(([code, name]) => {
+    const id = `new-language-${code}`;
+    return el("span", { class: "language-choice" },
+      el("input", { id, type: "checkbox", value: code }),
+      el("label", { for: id }, `${name} (${code})`));
+  }));
+  $("add-form").addEventListener("submit", addAccount);
+  $("show-temporary").addEventListener("change", (event) => {
+    $("new-temporary").type = event.target.checked ? "text" : "password";
+  });
+  $("account-rows").addEventListener("click", accountAction);
+  $("reset-form").addEventListener("submit", resetPassword);
+  $("reset-cancel").addEventListener("click", () => { $("reset-form").hidden = true; });
+}
+
+async function loadAccounts() {
+  const { ok, status, data } = await api("GET", "/api/counsellors");
+  if (status === 403) {
+    // No longer an administrator (another one changed the role): the screens follow.
+    await refreshMe();
+    return [];
+  }
+  if (!ok || !Array.isArray(data)) throw new Error("accounts unavailable");
+  state.accounts = data;
+  if (state.detail && state.me.role === "admin") fillAssign(state.detail);
+  return data;
+}
+
+async function loadTeam() {
+  const [accounts, history] = await Promise.all([
+    loadAccounts(), api("GET", "/api/counsellors/history"),
+  ]);
+  if (state.screen !== "team" || !$("account-rows")) return;
+  renderAccounts(accounts);
+  if (history.ok && Array.isArray(history.data)) renderAccountHistory(history.data);
+  $("accounts").setAttribute("aria-busy", "false");
+}
+
+function accountButton(action, text, username, secondary = true) {
+  return el("button", { type: "button", class: secondary ? "secondary small" : "small", dataset: { action, username } },
+    text, el("span", { class: "visually-hidden" }, ` ${username}`));
+}
+
+function renderAccounts(accounts) {
+  const rows = accounts.map((account) => {
+    const self = account.username === state.me.username;
+    const status = [account.disabled ? "Disabled" : "Active"];
+    if (account.must_change_password) status.push("temporary password");
+    const actions = [
+      account.role === "admin"
+        ? accountButton("make-counsellor", "Make counsellor", account.username)
+        : accountButton("make-admin", "Make administrator", account.username),
+      self ? null : account.disabled
+        ? accountButton("enable", "Enable", account.username)
+        : accountButton("disable", "Disable", account.username),
+      accountButton("reset", "Reset password", account.username),
+    ];
+    return el("tr", { dataset: { username: account.username }, class: account.disabled ? "disabled" : null },
+      el("th", { scope: "row" }, account.username, self ? el("span", { class: "you" }, " (you)") : null),
+      el("td", { class: "account-languages" }, account.languages.join(", ")),
+      el("td", { class: "role" }, ROLES[account.role] || String(account.role)),
+      el("td", { class: "account-status" }, status.join(", ")),
+      el("td", { class: "row-actions" }, ...actions));
+  });
+  $("account-rows").replaceChildren(...rows);
+}
+
+const ACCOUNT_EVENTS = {
+  "account added": "added", "account changed": "changed", "account disabled": "disabled",
+  "account enabled": "enabled", "password reset": "reset the password of", "password changed": "changed their password",
+};
+
+function renderAccountHistory(events) {
+  const items = events.slice(0, 30).map((event) => el("li", { dataset: { action: String(event.action) } },
+    el("time", { datetime: String(event.at) }, when(event.at)), " ",
+    el("strong", { class: "actor" }, String(event.actor)), " ",
+    event.action === "password changed"
+      ? "changed their password"
+      : `${ACCOUNT_EVENTS[event.action] || event.action} ${event.detail}`));
+  $("account-history").replaceChildren(...(items.length ? items : [el("li", { class: "empty" }, "Nothing yet.")]));
+}
+
+function teamMessage(status, error) {
+  $("team-status").textContent = status || "";
+  $("team-error").textContent = error || "";
+  if (status) announce(status);
+}
+
+async function teamRequest(method, path, body, done) {
+  teamMessage("", "");
+  try {
+    const { ok, status, data } = await api(method, path, body);
+    if (ok) {
+      teamMessage(done(data), "");
+      await loadTeam();
+      return true;
+    }
+    teamMessage("", `${errorOf(data, status)}.`.replace(/^./, (c) => c.toUpperCase()));
+  } catch (failure) {
+    if (!(failure instanceof SignedOut)) teamMessage("", "Cannot reach the desk. Try again.");
+  }
+  return false;
+}
+
+async function addAccount(event) {
+  event.preventDefault();
+  const username = $("new-username").value.trim();
+  const password = $("new-temporary").value;
+  const languages = [...$("new-languages").querySelectorAll("input:checked")].map((box) => box.value);
+  const role = $("new-role").value;
+  let problem = "";
+  if (!/^[a-z0-9][a-z0-9._-]{1,63}$/.test(username)) {
+    problem = "The username needs 2–64 lower-case letters, digits, “.”, “_” or “-”.";
+  } else if (password.length < MIN_PASSWORD) {
+    problem = `The temporary password needs at least ${MIN_PASSWORD} characters.`;
+  } else if (!languages.length) {
+    problem = "Choose at least one language.";
+  }
+  if (problem) {
+    teamMessage("", problem);
+    return;
+  }
+  $("add-button").disabled = true;
+  const added = await teamRequest("POST", "/api/counsellors", { username, password, languages, role },
+    (data) => `${data.username} added (${ROLES[data.role] || data.role}). Give them the temporary password.`);
+  if ($("add-button")) $("add-button").disabled = false;
+  if (added) {
+    $("add-form").reset();
+    $("new-temporary").type = "password";
+  }
+}
+
+async function accountAction(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const { action, username } = button.dataset;
+  const path = `/api/counsellors/${encodeURIComponent(username)}`;
+  if (action === "reset") {
+    $("reset-heading").textContent = `New temporary password for ${username}`;
+    $("reset-form").dataset.username = username;
+    $("reset-username").value = username;
+    $("reset-password").value = "";
+    $("reset-form").hidden = false;
+    $("reset-password").focus();
+    return;
+  }
+  if (action === "make-admin" || action === "make-counsellor") {
+    const role = action === "make-admin" ? "admin" : "counsellor";
+    const changed = await teamRequest("PATCH", path, { role },
+      (data) => `${data.username} is now ${role === "admin" ? "an administrator" : "a counsellor"}.`);
+    if (changed && username === state.me.username) await refreshMe();
+    return;
+  }
+  if (action === "disable" && !window.confirm(`Disable ${username}? They are signed out at once and their tickets are released.`)) return;
+  await teamRequest("POST", `${path}/${action}`, undefined,
+    (data) => `${data.username} is ${data.disabled ? "disabled" : "enabled"}.`);
+}
+
+async function resetPassword(event) {
+  event.preventDefault();
+  const username = $("reset-form").dataset.username;
+  const password = $("reset-password").value;
+  if (password.length < MIN_PASSWORD) {
+    teamMessage("", `The temporary password needs at least ${MIN_PASSWORD} characters.`);
+    return;
+  }
+  const done = await teamRequest("POST", `/api/counsellors/${encodeURIComponent(username)}/password`,
+    { password }, (data) => `${data.username} has a new temporary password and must change it at the next sign-in.`);
+  if (done && $("reset-form")) $("reset-form").hidden = true;
+}
+
+async function refreshMe() {
+  // An administrator who made themselves a counsellor: their screens change with it.
+  const { status, data } = await api("GET", "/api/me");
+  if (status === 200 && data && data.username && state.me && data.role !== state.me.role) {
+    remember(data);
+    startDesk();
   }
 }
 
@@ -404,13 +997,29 @@ async function boot() {
     $("ticket-list").setAttribute("aria-busy", "true");
     refreshNow();
   });
+  $("gloss-language").addEventListener("change", changeGloss);
+  $("show-tickets").addEventListener("click", () => showScreen("tickets"));
+  $("show-team").addEventListener("click", () => showScreen("team"));
   $("ticket-list").addEventListener("click", (event) => {
     const button = event.target.closest("button.ticket");
     if (button) select(Number(button.dataset.ticketId));
   });
   $("ticket-list").addEventListener("keydown", moveFocus);
+  document.addEventListener("keydown", claimByKey);
+  $("claim").addEventListener("click", () => holdAction("claim"));
+  $("release").addEventListener("click", () => holdAction("release"));
+  $("assign").addEventListener("click", () => {
+    const username = $("assign-to").value;
+    if (!username) {
+      $("ticket-error").textContent = "Choose a counsellor to assign the ticket to.";
+      $("assign-to").focus();
+      return;
+    }
+    holdAction("assign", { username });
+  });
+  $("ready-reply").addEventListener("change", (event) => chooseReady(event.target.value));
   $("reply-form").addEventListener("submit", sendReply);
-  $("reply-text").addEventListener("keydown", (event) => {
+  $("reply-form").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       $("reply-form").requestSubmit();
@@ -419,7 +1028,7 @@ async function boot() {
   $("close-ticket").addEventListener("click", closeTicket);
   try {
     const { status, data } = await api("GET", "/api/me");
-    if (status === 200 && data && data.username) startDesk(data);
+    if (status === 200 && data && data.username) enter(data);
     else showLogin();
   } catch (error) {
     showLogin(error instanceof SignedOut ? "" : "Cannot reach the desk. Reload the page to try again.");

@@ -15,7 +15,7 @@ from tests.e2e.conftest import CHANNEL_ENV, DESK_TOKEN, WebChat
 from tests.fakes.graph_api import PHONE_NUMBER_ID, signed
 
 REST, TELEGRAM, WHATSAPP, SOCKET = 2500, 2000, 2000, 300
-DESK_PER_OPERATION = 230  # per operation of the desk's schema
+DESK_PER_OPERATION = 125  # per operation of the desk's schema (26 operations)
 
 
 def fuzz(examples: int) -> settings:
@@ -208,4 +208,4 @@ def test_no_route_of_the_desk_answers_5xx(isolated):
     methods = {"get", "post", "put", "patch", "delete"}
     paths = schema.raw_schema["paths"].values()
     assert checked == sum(len(methods & set(item)) for item in paths)
-    assert checked >= 13
+    assert checked >= 26
