@@ -16,7 +16,7 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run test train validate lint unit integration conversations e2e bench soak eval review clean widget
+.PHONY: help run test train validate lint unit integration conversations e2e bench soak eval review export-labels clean widget
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ soak: $(VENV)/.dev-installed $(MODEL) ## soak run: Telegram chats for minutes wh
 review: $(VENV)/.installed ## the review sheet of one language: make review LANG=ps (var/review/)
 	@test -n "$(LANG)" || { echo "Name the language: make review LANG=ps"; exit 1; }
 	$(PY) -m avrr.review $(LANG)
+
+export-labels: $(VENV)/.installed ## labelled unanswered questions from the desk as NLU data: data/nlu/<lang>/field.yml
+	$(PY) -m desk export-labels
 
 clean: ## remove the model, results and local conversations (keeps the venv)
 	rm -rf models results var .rasa bench/.starter widget/dist

@@ -62,7 +62,9 @@ class ActionDeleteMyData(Action):
     ) -> List[Dict[Text, Any]]:
         outbox = get_outbox()
         await asyncio.to_thread(outbox.forget, tracker.sender_id)
-        path = f"/api/conversations/{urllib.parse.quote(tracker.sender_id, safe='')}"
+        # The language only counts the request in the desk's statistics.
+        path = (f"/api/conversations/{urllib.parse.quote(tracker.sender_id, safe='')}"
+                f"?language={language_of(tracker)}")
         status = await asyncio.to_thread(outbox.send_now, message_key(tracker), "DELETE", path)
         if status is None or status >= 300:
             send(dispatcher, tracker, "delete_failed")

@@ -209,6 +209,11 @@ class DeskSettings(Settings):
     def database(self) -> str:
         return self.desk_database_url or f"sqlite:///{self.data_dir / 'desk.db'}"
 
+    @property
+    def conversations_url(self) -> str:
+        """The Rasa server's tracker store, which the statistics job reads (only reads)."""
+        return self.store_url("conversations")
+
 
 _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 

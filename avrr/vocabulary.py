@@ -118,6 +118,7 @@ class Intents:
     EXPRESS_FEAR_OF_RETURN = "express_fear_of_return"
     UNSUPPORTED_MEDIA = "unsupported_media"
     NLU_FALLBACK = "nlu_fallback"
+    OUT_OF_SCOPE = "out_of_scope"
 
 
 # A message about any of these gets its safety answer, with the emergency number, at once.

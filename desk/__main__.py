@@ -3,7 +3,8 @@
 `python -m desk add-counsellor NAME --languages en,ar [--role admin]` adds an account, and
 `python -m desk reset-password NAME` gives one a temporary password (for the administrator
 who forgot theirs): the password from DESK_NEW_PASSWORD, or asked for. Everything else is
-done by an administrator in the console."""
+done by an administrator in the console. `python -m desk export-labels` (make
+export-labels) writes the labelled unanswered questions as NLU data (desk/labels.py)."""
 
 import argparse
 import getpass
@@ -11,13 +12,15 @@ import logging
 import os
 import secrets
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 from avrr.logs import configure
-from avrr.settings import DeskSettings, load
+from avrr.settings import ROOT, DeskSettings, load
 from avrr.vocabulary import CODES
 from desk.app import create_app
+from desk.labels import FIELD, export
 from desk.store import ROLES, Conflict, NotFound, Store
 
 logger = logging.getLogger("desk")
@@ -52,10 +55,17 @@ def main() -> int:
     add.add_argument("--role", choices=ROLES, default="counsellor")
     reset = commands.add_parser("reset-password", help="a temporary password for an account")
     reset.add_argument("username")
+    labels = commands.add_parser(
+        "export-labels", help="labelled questions as NLU data: <data>/<lang>/field.yml")
+    labels.add_argument("--data", type=Path, default=ROOT / "data" / "nlu")
     arguments = parser.parse_args()
     configure("desk")
     settings = load(DeskSettings)
     store = Store(settings.database)
+    if arguments.command == "export-labels":
+        for language, count in export(store.labelled(), arguments.data).items():
+            print(f"{arguments.data / language / FIELD}: {count} examples")
+        return 0
     if arguments.command is not None:
         given = settings.new_password
         password = given.get_secret_value() if given else getpass.getpass("Password: ")

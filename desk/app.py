@@ -16,6 +16,7 @@ from aiohttp import web
 from avrr.content import Content, ContentError
 from avrr.settings import DeskSettings
 from avrr.vocabulary import CODES, GLOSS_LANGUAGES, Channel, channel_of
+from desk import insight, stats
 from desk.announce import Announcer
 from desk.openapi import document
 from desk.rasa import ConversationGone, DeliveryError, Rasa
@@ -39,14 +40,20 @@ MAX_RETRY_PAUSE_S = 60.0
 # address (one machine guessing many names), and per name from anywhere.
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_LIMITS = {"pair": 5, "addr": 20, "name": 50}
-PUBLIC = {("GET", "/health"), ("GET", "/"), ("POST", "/api/login")}
+PUBLIC = {("GET", "/health"), ("GET", "/"), ("GET", "/stats"), ("POST", "/api/login")}
+INSIGHT_EVERY_S = 10.0  # the statistics job
 STATUS_TIMEOUT = aiohttp.ClientTimeout(total=3)
 API_ONLY = {"create_ticket", "inbound", "delete_conversation"}
 # Routes for administrators (and the API token).
 ADMIN_ONLY = {
     "list_counsellors", "add_counsellor", "update_counsellor", "disable_counsellor",
     "enable_counsellor", "reset_password", "account_history", "assign",
+    "unanswered", "label_question", "refresh_stats", "intents",
 }
+# The statistics: for administrators and viewers (the API token too).
+STATISTICS = {"stats", "stats_csv", "stats_chart"}
+# What a viewer may do, besides the statistics.
+VIEWER = {"me", "logout", "change_password"}
 # What a counsellor with a temporary password may do before changing it.
 BEFORE_NEW_PASSWORD = {"change_password", "logout", "me"}
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
@@ -144,7 +151,10 @@ class Desk:
                         "error": "change your temporary password first (POST /api/me/password)",
                         "must_change_password": True}, status=403)
                     return self.secure(answer)
-                if route.name in ADMIN_ONLY and who["role"] != "admin":
+                if who["role"] == "viewer":
+                    if route.name not in STATISTICS | VIEWER:
+                        return self.secure(fail(403, "a viewer sees the statistics only"))
+                elif route.name in STATISTICS | ADMIN_ONLY and who["role"] != "admin":
                     return self.secure(fail(403, "for administrators only"))
                 csrf = request.headers.get("X-CSRF-Token", "")
                 if request.method not in SAFE_METHODS and not hmac.compare_digest(
@@ -441,10 +451,92 @@ class Desk:
         return web.json_response(message, status=201)
 
     async def delete_conversation(self, request: web.Request) -> web.Response:
+        language = request.query.get("language", "unknown")
+        if language != "unknown" and language not in CODES:
+            raise BadRequest(f"language must be one of {', '.join(CODES)}")
         deleted = await asyncio.to_thread(
-            self.store.delete_conversation, request.match_info["conversation_id"]
+            self.store.delete_conversation, request.match_info["conversation_id"], language
         )
         return web.json_response({"deleted_tickets": deleted})
+
+    # Statistics and the questions the assistant did not understand.
+
+    async def stats_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "stats.html")
+
+    async def _period_rows(self, request: web.Request) -> Any:
+        try:
+            first, last = stats.period(
+                request.query.get("from"), request.query.get("to"), now().date())
+        except ValueError as invalid:
+            raise BadRequest(f"from and to are days (YYYY-MM-DD): {invalid}") from invalid
+        return first, last, await asyncio.to_thread(self.store.statistics, first, last)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        first, last, rows = await self._period_rows(request)
+        return web.json_response(stats.summary(first, last, rows))
+
+    async def stats_csv(self, request: web.Request) -> web.Response:
+        first, last, rows = await self._period_rows(request)
+        return web.Response(
+            text=stats.as_csv(rows), content_type="text/csv", headers={
+                "Content-Disposition":
+                    f'attachment; filename="avrr-stats-{first}-{last}.csv"'})
+
+    async def stats_chart(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in stats.CHARTS:
+            return fail(404, f"charts: {', '.join(stats.CHARTS)}")
+        first, last, rows = await self._period_rows(request)
+        reader = self._gloss_language(request)
+        drawn = await asyncio.to_thread(
+            stats.chart, name, first, last, rows,
+            lambda intent: self.content.topic_name(intent, reader) or intent)
+        return web.Response(body=drawn, content_type="image/svg+xml")
+
+    async def refresh_stats(self, request: web.Request) -> web.Response:
+        """Count what the assistant stored since the last run, now (it runs every 10 s)."""
+        read = 0
+        while True:
+            batch = await asyncio.to_thread(
+                self.store.run_insight, self.settings.conversations_url)
+            read += batch
+            if not batch:
+                return web.json_response({"events_read": read})
+
+    async def unanswered(self, request: web.Request) -> web.Response:
+        language = request.query.get("language") or None
+        if language is not None and language not in CODES:
+            raise BadRequest(f"language must be one of {', '.join(CODES)}")
+        labelled = {"true": True, "false": False, None: None}.get(request.query.get("labelled"),
+                                                                  "bad")
+        if labelled == "bad":
+            raise BadRequest("labelled must be true or false")
+        return web.json_response(
+            await asyncio.to_thread(self.store.unanswered, language, labelled))
+
+    def _label_intents(self) -> List[str]:
+        """What a question can be labelled with: every intent the assistant has."""
+        names = self.content.language_file("en").get("topic_names", {})
+        return [intent for intent in names if intent != "not_understood"]
+
+    async def intents(self, request: web.Request) -> web.Response:
+        """The intents a question can be labelled with, in words in the reader's language."""
+        reader = self._gloss_language(request)
+        return web.json_response([
+            {"intent": intent, "name": self.content.topic_name(intent, reader)}
+            for intent in self._label_intents()])
+
+    async def label_question(self, request: web.Request) -> web.Response:
+        raw = request.match_info["question_id"]
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+            raise BadRequest(f"the question id must be a number from 1 to {MAX_ID}")
+        intent = text_field(await body_of(request), "intent", 64)
+        intents = self._label_intents()
+        if intent not in intents:
+            raise BadRequest(f"'intent' must be one of {', '.join(sorted(intents))}")
+        return web.json_response(await asyncio.to_thread(
+            self.store.label, int(raw), intent, request["who"]["username"]))
 
     # Delivery to the person, through Rasa.
 
@@ -499,10 +591,17 @@ class Desk:
         retention = timedelta(days=self.settings.retention_days)
 
         async def loop() -> None:
-            expired_at = 0.0
+            expired_at = counted_at = 0.0
             while True:
                 try:
                     await self.deliver()
+                    if time.monotonic() - counted_at > INSIGHT_EVERY_S:
+                        for _ in range(insight.MAX_BATCHES):
+                            read = await asyncio.to_thread(
+                                self.store.run_insight, self.settings.conversations_url)
+                            if read < insight.BATCH:
+                                break
+                        counted_at = time.monotonic()
                     if time.monotonic() - expired_at > EXPIRE_EVERY_S or not expired_at:
                         expired = await asyncio.to_thread(self.store.expire, retention)
                         expired_at = time.monotonic()
@@ -712,6 +811,15 @@ def create_app(settings: DeskSettings, store: Store) -> web.Application:
     app.router.add_post(
         "/api/counsellors/{username}/password", desk.reset_password, name="reset_password")
     app.router.add_get("/api/replies", desk.replies, name="replies")
+    app.router.add_get("/stats", desk.stats_page, name="stats_page")
+    app.router.add_get("/api/stats", desk.stats, name="stats")
+    app.router.add_get("/api/stats.csv", desk.stats_csv, name="stats_csv")
+    app.router.add_get("/api/stats/charts/{name}.svg", desk.stats_chart, name="stats_chart")
+    app.router.add_post("/api/stats/refresh", desk.refresh_stats, name="refresh_stats")
+    app.router.add_get("/api/unanswered", desk.unanswered, name="unanswered")
+    app.router.add_get("/api/intents", desk.intents, name="intents")
+    app.router.add_post(
+        "/api/unanswered/{question_id}/label", desk.label_question, name="label_question")
     app.router.add_get("/api/status", desk.status, name="status")
     app.router.add_get("/api/tickets", desk.list_tickets, name="list_tickets")
     app.router.add_post("/api/tickets", desk.create_ticket, name="create_ticket")

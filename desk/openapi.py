@@ -7,9 +7,15 @@ real answers match its schemas.
 from typing import Any, Dict
 
 from avrr.vocabulary import CODES, GLOSS_LANGUAGES
+from desk.stats import CHARTS, DEFAULT_DAYS, MAX_DAYS
+from desk.store import ROLES
 
 URGENCY = {"type": "string", "enum": ["urgent", "legal", "normal"]}
-ROLE = {"type": "string", "enum": ["counsellor", "admin"]}
+ROLE = {
+    "type": "string",
+    "enum": list(ROLES),
+    "description": "a viewer sees the statistics only (403 from every other data route)",
+}
 LANGUAGE = {"type": "string", "enum": list(CODES)}
 GLOSS_LANGUAGE = {"type": "string", "enum": list(GLOSS_LANGUAGES)}
 
@@ -22,6 +28,7 @@ def text(limit: int) -> Dict[str, Any]:
 # Ids are 32-bit integers (PostgreSQL's INTEGER): the desk refuses others with 400.
 ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 TIME = {"type": "string", "format": "date-time"}
+DAY = {"type": "string", "format": "date", "example": "2024-05-01"}
 # A password a counsellor or an administrator sets: at least 10 characters.
 PASSWORD = {"type": "string", "minLength": 10, "maxLength": 256}
 ERROR = {
@@ -288,6 +295,98 @@ ME = {
     },
 }
 LANGUAGES = {"type": "array", "minItems": 1, "items": LANGUAGE}
+# Statistics: counts per metric (conversations, messages, not_understood, tickets, ...).
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+WAIT = {
+    "type": "object",
+    "required": ["count", "median_s", "p90_s"],
+    "properties": {
+        "count": {"type": "integer", "description": "first replies to tickets"},
+        "median_s": {"type": "number", "nullable": True, "description": "null without any"},
+        "p90_s": {"type": "number", "nullable": True, "description": "the 90th percentile"},
+    },
+}
+STATS = {
+    "type": "object",
+    "required": [
+        "from",
+        "to",
+        "totals",
+        "by_language",
+        "by_channel",
+        "topics",
+        "fallback_rate",
+        "eligibility",
+        "wait",
+        "daily",
+    ],
+    "properties": {
+        "from": DAY,
+        "to": DAY,
+        "totals": dict(COUNTS, description="per metric, over every language and channel"),
+        "by_language": {"type": "object", "additionalProperties": COUNTS},
+        "by_channel": {"type": "object", "additionalProperties": COUNTS},
+        "topics": {
+            "type": "object",
+            "additionalProperties": COUNTS,
+            "description": "per language: the messages per intent understood, most first",
+        },
+        "fallback_rate": {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+            "description": "per language: the share of the person's messages not understood",
+        },
+        "eligibility": dict(COUNTS, description="the eligibility check's outcomes"),
+        "wait": {
+            "type": "object",
+            "required": [*WAIT["required"], "by_language"],
+            "properties": {
+                **WAIT["properties"],
+                "by_language": {"type": "object", "additionalProperties": WAIT},
+            },
+            "description": "the wait from a ticket to a counsellor's first reply, in seconds",
+        },
+        "daily": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["day", "channel", "language", "metric", "count"],
+                "properties": {
+                    "day": DAY,
+                    "channel": {"type": "string"},
+                    "language": {"type": "string"},
+                    "metric": {"type": "string", "example": "topic:ask_cost"},
+                    "count": {"type": "integer"},
+                },
+            },
+            "description": "every count of the period by day (UTC), channel, language, metric",
+        },
+    },
+}
+# A question the assistant did not understand (redacted), for administrators to label.
+QUESTION = {
+    "type": "object",
+    "required": [
+        "id",
+        "day",
+        "channel",
+        "language",
+        "text",
+        "label",
+        "labelled_by",
+        "labelled_at",
+    ],
+    "properties": {
+        "id": {"type": "integer"},
+        "day": DAY,
+        "channel": {"type": "string"},
+        "language": {"type": "string"},
+        "text": {"type": "string", "description": "phone numbers and e-mail addresses redacted"},
+        "label": {"type": "string", "nullable": True, "description": "the right intent"},
+        "labelled_by": {"type": "string", "nullable": True},
+        "labelled_at": dict(TIME, nullable=True),
+    },
+}
 
 
 def _json(schema: Dict[str, Any], description: str = "OK") -> Dict[str, Any]:
@@ -304,12 +403,34 @@ ERRORS = {
     "403": _json(
         FORBIDDEN,
         "not allowed: a wrong CSRF token, a route for the API token or for administrators "
-        "only, or a temporary password to change first (`must_change_password`: true)",
+        "only, a viewer off the statistics, or a temporary password to change first "
+        "(`must_change_password`: true)",
     ),
     "413": _json(ERROR, "the body is larger than 1 MiB"),
 }
 TICKET_ID = [{"name": "ticket_id", "in": "path", "required": True, "schema": ID}]
 USERNAME = [{"name": "username", "in": "path", "required": True, "schema": text(64)}]
+QUESTION_ID = [{"name": "question_id", "in": "path", "required": True, "schema": ID}]
+PERIOD = [
+    {
+        "name": "from",
+        "in": "query",
+        "description": f"the first day (UTC), inclusive; default: {DEFAULT_DAYS - 1} days "
+        "before `to`",
+        "schema": DAY,
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "description": "the last day (UTC), inclusive; default: today",
+        "schema": DAY,
+    },
+]
+BAD_PERIOD = _json(
+    ERROR,
+    "not a valid period: not a day (YYYY-MM-DD), `from` after `to`, or more than "
+    f"{MAX_DAYS} days",
+)
 GLOSS = {
     "name": "gloss",
     "in": "query",
@@ -321,6 +442,7 @@ GLOSS = {
 }
 NO_TICKET = _json(ERROR, "no such ticket")
 NO_COUNSELLOR = _json(ERROR, "no such counsellor")
+STATISTICS = "administrators, viewers and the API token"
 HELD = "another counsellor holds the ticket"
 
 
@@ -332,10 +454,11 @@ def document() -> Dict[str, Any]:
             "version": "1",
             "description": (
                 "Tickets of people who asked the AVRR assistant for a human counsellor. "
-                "Every endpoint but /health, the console page and login needs "
+                "Every endpoint but /health, the console and statistics pages and login needs "
                 "`Authorization: Bearer <DESK_API_TOKEN>` or a counsellor's session cookie; "
                 "unsafe requests with the cookie also need `X-CSRF-Token`. Accounts are "
-                "managed by administrators (or the API token). A counsellor with a temporary "
+                "managed by administrators (or the API token). A viewer sees the statistics "
+                "only. A counsellor with a temporary "
                 "password (`must_change_password`) gets 403 from every route but /api/me, "
                 "/api/logout and /api/me/password until they change it."
             ),
@@ -351,6 +474,8 @@ def document() -> Dict[str, Any]:
                 "Account": ACCOUNT,
                 "Event": EVENT,
                 "ReadyReply": READY_REPLY,
+                "Statistics": STATS,
+                "Question": QUESTION,
                 "Error": ERROR,
             },
         },
@@ -561,6 +686,161 @@ def document() -> Dict[str, Any]:
                     "responses": {
                         "200": _json({"type": "array", "items": READY_REPLY}),
                         **ERRORS,
+                    },
+                }
+            },
+            "/stats": {
+                "get": {
+                    "summary": "The statistics page (a page with no data of its own)",
+                    "security": [],
+                    "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                }
+            },
+            "/api/stats": {
+                "get": {
+                    "summary": f"Statistics of a period, without personal data ({STATISTICS})",
+                    "description": (
+                        "Counted by the desk every 10 s from the events the assistant stored, "
+                        "and from the desk's own tickets, waits and deletion requests."
+                    ),
+                    "parameters": PERIOD,
+                    "responses": {"200": _json(STATS), **ERRORS, "400": BAD_PERIOD},
+                }
+            },
+            "/api/stats.csv": {
+                "get": {
+                    "summary": f"The statistics of a period as CSV ({STATISTICS})",
+                    "parameters": PERIOD,
+                    "responses": {
+                        "200": {
+                            "description": (
+                                "CSV with the header day,channel,language,metric,value: one "
+                                "line per count, and the waits' median and 90th percentile "
+                                "(first_reply_wait_median_s, first_reply_wait_p90_s) per day, "
+                                "channel and language"
+                            ),
+                            "headers": {
+                                "Content-Disposition": {
+                                    "schema": {"type": "string"},
+                                    "description": "attachment; filename=\"avrr-stats-"
+                                    "<from>-<to>.csv\"",
+                                }
+                            },
+                            "content": {"text/csv": {"schema": {"type": "string"}}},
+                        },
+                        **ERRORS,
+                        "400": BAD_PERIOD,
+                    },
+                }
+            },
+            "/api/stats/charts/{name}.svg": {
+                "get": {
+                    "summary": f"A chart of a period, drawn on the server ({STATISTICS})",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": list(CHARTS)},
+                        },
+                        *PERIOD,
+                        dict(
+                            GLOSS,
+                            description=(
+                                "the language of the topics chart's names; default: the first "
+                                "of the reader's languages that can gloss, else en"
+                            ),
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "SVG, without script",
+                            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                        },
+                        "404": _json(ERROR, "no such chart"),
+                        **ERRORS,
+                        "400": _json(ERROR, "not a valid period, or an unknown gloss language"),
+                    },
+                }
+            },
+            "/api/stats/refresh": {
+                "post": {
+                    "summary": "Count what the assistant stored since the last run, now "
+                    "(administrators)",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["events_read"],
+                                "properties": {"events_read": {"type": "integer", "minimum": 0}},
+                            }
+                        ),
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/unanswered": {
+                "get": {
+                    "summary": "Questions the assistant did not understand, newest first "
+                    "(administrators)",
+                    "description": (
+                        "At most 500. Their texts are redacted; a deletion request of the "
+                        "person removes them."
+                    ),
+                    "parameters": [
+                        {"name": "language", "in": "query", "schema": LANGUAGE},
+                        {
+                            "name": "labelled",
+                            "in": "query",
+                            "description": "true: the labelled ones only; false: those still "
+                            "to label; default: both",
+                            "schema": {"type": "boolean"},
+                        },
+                    ],
+                    "responses": {"200": _json({"type": "array", "items": QUESTION}), **ERRORS},
+                }
+            },
+            "/api/intents": {
+                "get": {
+                    "summary": "The intents a question can be labelled with, in words in the "
+                    "reader's language (administrators)",
+                    "parameters": [GLOSS],
+                    "responses": {"200": _json({"type": "array", "items": {
+                        "type": "object",
+                        "required": ["intent", "name"],
+                        "properties": {"intent": {"type": "string"},
+                                       "name": {"type": "string", "nullable": True}},
+                    }}), **ERRORS},
+                }
+            },
+            "/api/unanswered/{question_id}/label": {
+                "post": {
+                    "summary": "Label a question with the intent it meant (administrators)",
+                    "description": (
+                        "`python -m desk export-labels` writes the labelled questions as NLU "
+                        "data."
+                    ),
+                    "parameters": QUESTION_ID,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["intent"],
+                            "properties": {
+                                "intent": dict(
+                                    text(64),
+                                    description=(
+                                        "one of the topics the content names, but "
+                                        "not_understood"
+                                    ),
+                                )
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "200": _json(QUESTION),
+                        "404": _json(ERROR, "no such question"),
+                        **ERRORS,
+                        "400": _json(ERROR, "an unknown intent, or not a question id"),
                     },
                 }
             },
@@ -822,7 +1102,20 @@ def document() -> Dict[str, Any]:
                             "in": "path",
                             "required": True,
                             "schema": text(160),
-                        }
+                        },
+                        {
+                            "name": "language",
+                            "in": "query",
+                            "description": (
+                                "the conversation's language, to count the deletion request "
+                                "in the statistics"
+                            ),
+                            "schema": {
+                                "type": "string",
+                                "enum": [*CODES, "unknown"],
+                                "default": "unknown",
+                            },
+                        },
                     ],
                     "responses": {
                         "200": _json(

@@ -10,8 +10,8 @@ outbox.
 import hashlib
 import json
 import secrets
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Sequence
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -19,10 +19,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from avrr.db import engine, forget_on_disk
+from avrr.vocabulary import channel_of
+from desk import insight
 
 URGENCIES = ("urgent", "legal", "normal")
-ROLES = ("counsellor", "admin")
+# A viewer sees the statistics only: no ticket, no account, no question of a person.
+ROLES = ("counsellor", "admin", "viewer")
 SESSION_LIFETIME = timedelta(hours=12)
+FORGOTTEN_FOR = timedelta(days=7)
 # Who acted, when the desk's API token did (automation, an operator's script).
 API_ACTOR = "api"
 
@@ -110,6 +114,75 @@ events = sa.Table(
 )
 
 
+# Statistics (desk/insight.py): counts per day (UTC), channel, language and metric, and
+# the waits until a counsellor's first reply; nothing in them names a person.
+daily_counts = sa.Table(
+    "daily_counts",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("language", sa.String(8), primary_key=True),
+    sa.Column("metric", sa.String(80), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+waits = sa.Table(
+    "waits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("day", sa.Date, nullable=False, index=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+)
+
+# Questions the assistant did not understand, redacted, for administrators to label.
+# `owner` is a keyed hash of the conversation id: a deletion request removes them.
+unanswered = sa.Table(
+    "unanswered",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("day", sa.Date, nullable=False, index=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False, index=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("label", sa.String(64), nullable=True),
+    sa.Column("labelled_by", sa.String(64), nullable=True),
+    sa.Column("labelled_at", sa.DateTime(timezone=True), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# The insight job's place in the Rasa server's events, and the key of its hashes.
+insight_cursor = sa.Table(
+    "insight_cursor",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("last_id", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+)
+
+# Per conversation (by keyed hash): its language and whether its session is yet to be
+# counted, between runs of the job.
+insight_state = sa.Table(
+    "insight_state",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("language", sa.String(8), nullable=True),
+    sa.Column("pending", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Conversations deleted on request (keyed hash): their events, if the job has not read
+# them yet, are not counted. Kept a week, longer than the Rasa server takes to delete.
+forgotten = sa.Table(
+    "forgotten",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
 # Failed sign-ins, per (name, address), per address and per name, in a sliding window:
 # counted here so that every desk process sees them, and forgotten when the window ends.
 login_failures = sa.Table(
@@ -189,6 +262,12 @@ class Store:
         metadata.create_all(self.engine)
         upgrade(self.engine)
         self.hasher = PasswordHasher()
+        try:
+            with self.engine.begin() as db:
+                db.execute(insight_cursor.insert().values(
+                    name="events", last_id=0, key=insight.new_key()))
+        except sa.exc.IntegrityError:
+            pass  # made by an earlier start, or by another desk at the same moment
 
     # Counsellors and their sessions.
 
@@ -453,6 +532,8 @@ class Store:
                     )
                 )
             row = db.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).first()
+            where = (moment.date(), fields["channel"][:32], fields["language"][:8])
+            _add_counts(db, {where + ("tickets",): 1, where + (f"tickets:{fields['urgency']}",): 1})
             return {"ticket": self._ticket(db, row), "created": True}
 
     def queue_position(self, ticket_id: int) -> int:
@@ -555,6 +636,14 @@ class Store:
         someone else."""
         with self.engine.begin() as db:
             self._hold(db, ticket_id, actor)
+            first = not db.execute(sa.select(messages.c.id).where(
+                messages.c.ticket_id == ticket_id, messages.c.sender == "counsellor")).first()
+            if first:  # how long the person waited for a counsellor, without who they are
+                row = self._row(db, ticket_id)
+                waited = (now() - parse_time(iso(row.created_at))).total_seconds()
+                db.execute(waits.insert().values(
+                    day=parse_time(iso(row.created_at)).date(), channel=row.channel,
+                    language=row.language, urgency=row.urgency, seconds=max(0.0, waited)))
             message_id = db.execute(
                 messages.insert().values(
                     ticket_id=ticket_id, sender="counsellor", text=text, at=now(),
@@ -650,9 +739,19 @@ class Store:
             raise Conflict(f"{holder} holds this ticket")
         return True
 
-    def delete_conversation(self, conversation_id: str) -> int:
-        """Delete every ticket (and message) of a conversation; how many tickets."""
+    def delete_conversation(self, conversation_id: str, language: str = insight.UNKNOWN) -> int:
+        """Delete every ticket (and message) of a conversation, and its questions in the
+        inbox; how many tickets. Counted as a deletion request."""
         with self.engine.begin() as db:
+            owner = insight.owner_of(self._insight_key(db), conversation_id)
+            db.execute(unanswered.delete().where(unanswered.c.owner == owner))
+            db.execute(insight_state.delete().where(insight_state.c.owner == owner))
+            if db.execute(sa.select(forgotten.c.owner).where(forgotten.c.owner == owner)).first():
+                db.execute(forgotten.update().where(forgotten.c.owner == owner).values(at=now()))
+            else:
+                db.execute(forgotten.insert().values(owner=owner, at=now()))
+            _add_counts(db, {(now().date(), channel_of(conversation_id), language[:8],
+                              "deletion_requests"): 1})
             ids = [
                 r.id
                 for r in db.execute(
@@ -668,9 +767,14 @@ class Store:
 
     def expire(self, retention: timedelta) -> int:
         """Delete the closed tickets (and their messages) last touched longer than
-        `retention` ago; how many. Open tickets stay: someone is waiting for an answer."""
+        `retention` ago; how many. Open tickets stay: someone is waiting for an answer.
+        Questions in the inbox go after the same time, the job's per-conversation state
+        too, and the list of deleted conversations after a week."""
         cutoff = now() - retention
         with self.engine.begin() as db:
+            db.execute(unanswered.delete().where(unanswered.c.day < cutoff.date()))
+            db.execute(insight_state.delete().where(insight_state.c.updated_at < cutoff))
+            db.execute(forgotten.delete().where(forgotten.c.at < now() - FORGOTTEN_FOR))
             ids = [r.id for r in db.execute(sa.select(tickets.c.id).where(
                 tickets.c.status == "closed", tickets.c.updated_at < cutoff))]
             if ids:
@@ -680,6 +784,89 @@ class Store:
         if ids:
             forget_on_disk(self.engine)
         return len(ids)
+
+    # Statistics and the unanswered questions (desk/insight.py).
+
+    @staticmethod
+    def _insight_key(db: Any) -> bytes:
+        return db.execute(sa.select(insight_cursor.c.key).where(
+            insight_cursor.c.name == "events")).scalar().encode()
+
+    def run_insight(self, source_url: str) -> int:
+        """Count the Rasa server's events stored since the last run; how many were read."""
+        with self.engine.begin() as db:
+            # Taking the cursor row first: a second desk's run waits, then reads on.
+            db.execute(insight_cursor.update().where(insight_cursor.c.name == "events")
+                       .values(last_id=insight_cursor.c.last_id))
+            cursor = db.execute(sa.select(insight_cursor).where(
+                insight_cursor.c.name == "events")).first()
+            rows = insight.read_source(source_url, cursor.last_id)
+            if not rows:
+                return 0
+            key = cursor.key.encode()
+            owners = list({insight.owner_of(key, row.sender_id or "") for row in rows})
+            gone = {r.owner for r in db.execute(
+                sa.select(forgotten.c.owner).where(forgotten.c.owner.in_(owners)))}
+            states = {r.owner: {"language": r.language, "pending": r.pending} for r in
+                      db.execute(sa.select(insight_state).where(
+                          insight_state.c.owner.in_(owners)))}
+            known = set(states)
+            counted, last = insight.tally(rows, key, gone, states)
+            _add_counts(db, counted.counts)
+            for question in counted.questions:
+                db.execute(unanswered.insert().values(**question))
+            for owner in counted.changed:
+                values = dict(language=states[owner]["language"],
+                              pending=states[owner]["pending"], updated_at=now())
+                if owner in known:
+                    db.execute(insight_state.update().where(insight_state.c.owner == owner)
+                               .values(**values))
+                else:
+                    db.execute(insight_state.insert().values(owner=owner, **values))
+            db.execute(insight_cursor.update().where(insight_cursor.c.name == "events")
+                       .values(last_id=last))
+        return len(rows)
+
+    def statistics(self, first: date, last: date) -> Dict[str, List[Dict[str, Any]]]:
+        """The counts and the waits of the days from `first` to `last`."""
+        with self.engine.connect() as db:
+            counts = db.execute(sa.select(daily_counts).where(
+                daily_counts.c.day >= first, daily_counts.c.day <= last)
+                .order_by(daily_counts.c.day, daily_counts.c.channel,
+                          daily_counts.c.language, daily_counts.c.metric)).fetchall()
+            waited = db.execute(sa.select(waits).where(
+                waits.c.day >= first, waits.c.day <= last).order_by(waits.c.id)).fetchall()
+        return {
+            "counts": [dict(r._mapping) for r in counts],
+            "waits": [{k: v for k, v in r._mapping.items() if k != "id"} for r in waited],
+        }
+
+    def unanswered(self, language: Optional[str], labelled: Optional[bool]
+                   ) -> List[Dict[str, Any]]:
+        query = sa.select(unanswered).order_by(unanswered.c.id.desc()).limit(500)
+        if language:
+            query = query.where(unanswered.c.language == language)
+        if labelled is not None:
+            query = query.where(unanswered.c.label.isnot(None) if labelled
+                                else unanswered.c.label.is_(None))
+        with self.engine.connect() as db:
+            return [_question(row) for row in db.execute(query)]
+
+    def label(self, question_id: int, intent: str, actor: str) -> Dict[str, Any]:
+        with self.engine.begin() as db:
+            done = db.execute(unanswered.update().where(unanswered.c.id == question_id).values(
+                label=intent, labelled_by=actor, labelled_at=now())).rowcount
+            if not done:
+                raise NotFound("no such question")
+            return _question(db.execute(sa.select(unanswered).where(
+                unanswered.c.id == question_id)).first())
+
+    def labelled(self) -> List[Dict[str, Any]]:
+        """Every labelled question, oldest first (for `python -m desk export-labels`)."""
+        with self.engine.connect() as db:
+            return [_question(row) for row in db.execute(
+                sa.select(unanswered).where(unanswered.c.label.isnot(None))
+                .order_by(unanswered.c.id))]
 
     # The outbox towards Rasa.
 
@@ -781,6 +968,25 @@ def _event(row: Any) -> Dict[str, Any]:
 def _record(db: Any, ticket_id: Optional[int], actor: str, action: str, detail: str) -> None:
     db.execute(events.insert().values(
         ticket_id=ticket_id, actor=actor, action=action, detail=detail[:200], at=now()))
+
+
+def _question(row: Any) -> Dict[str, Any]:
+    return {"id": row.id, "day": row.day.isoformat(), "channel": row.channel,
+            "language": row.language, "text": row.text, "label": row.label,
+            "labelled_by": row.labelled_by, "labelled_at": iso(row.labelled_at)}
+
+
+def _add_counts(db: Any, counts: Dict[Tuple[date, str, str, str], int]) -> None:
+    """Add to the daily counts, creating a count at its first."""
+    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    for (day, channel, language, metric), n in counts.items():
+        insert = dialect.insert(daily_counts).values(
+            day=day, channel=channel, language=language, metric=metric[:80], count=n)
+        db.execute(insert.on_conflict_do_update(
+            index_elements=[daily_counts.c.day, daily_counts.c.channel,
+                            daily_counts.c.language, daily_counts.c.metric],
+            set_={"count": daily_counts.c.count + insert.excluded.count},
+        ))
 
 
 def _json(value: Optional[Dict[str, Any]]) -> Optional[str]:

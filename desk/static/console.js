@@ -13,7 +13,7 @@ const GLOSS_LANGUAGES = { en: "English", hu: "Magyar" };
 const GLOSS_KEY = "desk.glossLanguage";
 const URGENCIES = { urgent: "Urgent", legal: "Legal", normal: "Normal" };
 const SENDERS = { person: "Person", assistant: "Assistant", counsellor: "Counsellor" };
-const ROLES = { counsellor: "Counsellor", admin: "Administrator" };
+const ROLES = { counsellor: "Counsellor", admin: "Administrator", viewer: "Viewer" };
 const FIELD_NAMES = { date: "Date", time: "Time" };
 const FIELD_TYPES = { date: "date", time: "time" };
 const MIN_PASSWORD = 10;
@@ -133,22 +133,28 @@ function showLogin(message = "") {
 function remember(me) {
   state.me = {
     username: me.username, languages: me.languages || [], csrf_token: me.csrf_token,
-    role: me.role === "admin" ? "admin" : "counsellor",
+    role: ROLES[me.role] ? me.role : "counsellor",
   };
 }
 
 function enter(me) {
   remember(me);
   if (me.must_change_password) showPasswordChange();
+  else if (state.me.role === "viewer") window.location.assign("/stats"); // statistics only
   else startDesk();
 }
 
-function showPasswordChange() {
+function showPasswordChange(wanted = false) {
   resetDesk();
   const view = $("password-view");
   view.replaceChildren($("password-template").content.cloneNode(true));
   $("password-who").textContent = state.me.username;
   $("password-username").value = state.me.username;
+  if (wanted) { // their own choice, not a temporary password: they may go back
+    $("password-why").textContent = ". Choose a new password.";
+    $("password-back").hidden = false;
+    $("password-back").addEventListener("click", () => startDesk());
+  }
   show("password-view");
   $("password-form").addEventListener("submit", changePassword);
   $("password-logout").addEventListener("click", logOut);
@@ -164,7 +170,7 @@ async function changePassword(event) {
   if (!old) problem = "Enter your current (temporary) password.";
   else if (fresh.length < MIN_PASSWORD) problem = `The new password needs at least ${MIN_PASSWORD} characters.`;
   else if (fresh !== $("repeat-password").value) problem = "The two new passwords are not the same.";
-  else if (fresh === old) problem = "The new password must differ from the temporary one.";
+  else if (fresh === old) problem = "The new password must differ from the current one.";
   error.textContent = problem;
   if (problem) return;
   $("password-button").disabled = true;
@@ -197,6 +203,7 @@ function startDesk() {
   $("my-languages").textContent = `Languages: ${me.languages.join(", ") || "none"}`;
   $("my-languages").title = me.languages.map(languageName).join(", ");
   $("screens").hidden = me.role !== "admin";
+  $("stats-link").hidden = me.role !== "admin" && me.role !== "viewer";
   $("assign-box").hidden = me.role !== "admin";
   const saved = storage.get(GLOSS_KEY);
   const theirs = me.languages.find((code) => GLOSS_LANGUAGES[code]);
@@ -310,7 +317,8 @@ async function loadStatus() {
 async function loadTickets(run) {
   const status = $("status-filter").value;
   const query = `status=${encodeURIComponent(status)}&gloss=${encodeURIComponent(state.gloss)}`;
-  const { ok, data } = await api("GET", `/api/tickets?${query}`);
+  const { ok, status: code, data } = await api("GET", `/api/tickets?${query}`);
+  if (code === 403) await refreshMe(); // made a viewer meanwhile: off to the statistics
   if (!ok || !Array.isArray(data)) throw new Error("ticket list unavailable");
   if (run !== state.run) return;
   announceNew(data);
@@ -985,13 +993,15 @@ async function refreshMe() {
   const { status, data } = await api("GET", "/api/me");
   if (status === 200 && data && data.username && state.me && data.role !== state.me.role) {
     remember(data);
-    startDesk();
+    if (state.me.role === "viewer") window.location.assign("/stats"); // statistics only
+    else startDesk();
   }
 }
 
 async function boot() {
   $("login-form").addEventListener("submit", logIn);
   $("logout").addEventListener("click", logOut);
+  $("change-password").addEventListener("click", () => showPasswordChange(true));
   $("mine-only").addEventListener("change", renderList);
   $("status-filter").addEventListener("change", () => {
     $("ticket-list").setAttribute("aria-busy", "true");

@@ -51,7 +51,7 @@ async def test_delete_removes_the_desks_part_and_its_own_then_says_it_is_done(
     assert sent(dispatcher) == [(DONE, [])]
     assert events == [SlotSet("data_deleted", True)]
     assert [(m, p) for m, p, _, _, _ in desk.received] == [
-        ("DELETE", "/api/conversations/test-sender")]
+        ("DELETE", "/api/conversations/test-sender?language=en")]
     with get_outbox().engine.connect() as db:
         assert db.execute(sa.select(sa.func.count()).select_from(outbox)).scalar() == 0
 

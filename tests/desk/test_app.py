@@ -48,6 +48,8 @@ async def test_health_is_the_only_data_endpoint_without_authentication(client):
         ("HEAD", "/health"),
         ("GET", "/"),
         ("HEAD", "/"),
+        ("GET", "/stats"),
+        ("HEAD", "/stats"),
         ("POST", "/api/login"),
     }
     for route in client.server.app.router.routes():
@@ -55,7 +57,8 @@ async def test_health_is_the_only_data_endpoint_without_authentication(client):
         path = info.get("path") or info.get("formatter") or info.get("prefix")
         if (route.method, path) in public or path.startswith("/static"):
             continue
-        url = path.replace("{ticket_id}", "1").replace("{conversation_id}", "web-abc")
+        url = (path.replace("{ticket_id}", "1").replace("{conversation_id}", "web-abc")
+               .replace("{question_id}", "1").replace("{name}", "topics"))
         reply = await client.request(route.method, url)
         assert reply.status == 401, (route.method, path)
         if route.method != "HEAD":

@@ -96,9 +96,12 @@ async def test_the_first_account_is_an_administrator_and_a_new_one_starts_with_a
                     json={"old": "temporary-123", "new": NEW_PASSWORD})
     assert await bela.json("GET", "/api/tickets", 200) == []
 
-    # A counsellor manages no accounts; the administrator sees the change recorded.
+    # A counsellor manages no accounts, sees no statistics and no inbox; the
+    # administrator sees the change recorded.
     assert (await bela.json("GET", "/api/counsellors", 403)) == {"error": "for administrators only"}
     await bela.json("POST", "/api/counsellors", 403, json={})
+    for path in ("/api/stats", "/api/stats.csv", "/api/unanswered", "/api/intents"):
+        await bela.json("GET", path, 403)
     history = await amina.json("GET", "/api/counsellors/history", 200)
     assert [(e["actor"], e["action"]) for e in history[:2]] == [
         ("bela", "password changed"), ("amina", "account added")]
@@ -282,3 +285,21 @@ async def test_a_ready_reply_chosen_in_english_is_sent_in_the_persons_language(
     ):
         refused = await amina.json("POST", path, 400, json=body)
         assert refused["error"], body
+
+
+async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team):
+    amina, _ = team
+    await amina.json("POST", "/api/counsellors", 201, json={
+        "username": "vera", "password": "temporary-123", "languages": ["hu"], "role": "viewer"})
+    vera = Counsellor(client)
+    assert await vera.login("vera", "temporary-123") == 200
+    await vera.json("GET", "/api/stats", 403)  # not before her own password
+    await vera.json("POST", "/api/me/password", 200,
+                    json={"old": "temporary-123", "new": "vera-chose-this"})
+    assert (await vera.json("GET", "/api/stats", 200))["totals"] == {}
+    assert (await vera.call("GET", "/api/stats.csv")).status == 200
+    for path in ("/api/tickets", "/api/unanswered", "/api/intents", "/api/counsellors",
+                 "/api/replies"):
+        await vera.json("GET", path, 403)
+    await vera.json("POST", "/api/stats/refresh", 403)
+    await vera.session.close()

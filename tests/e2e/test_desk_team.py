@@ -412,3 +412,28 @@ def test_the_team_screen_adds_a_counsellor_who_works_until_disabled(new_page, de
     account.get_by_role("button", name=f"Make counsellor {username}").click()
     expect(account.locator(".role")).to_have_text("Counsellor")
     assert admin.errors == [] and worker.errors == []
+
+
+def test_a_counsellor_changes_their_own_password_when_they_choose(new_page, desk):
+    username, temporary = add_account(desk)
+    page = new_page()
+    chosen = sign_in_first_time(page, desk, username, temporary)
+
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.get_by_role("button", name="Back to the desk").click()
+    expect_desk(page, username)
+    page.get_by_role("button", name="Change password").click()
+    again = f"again-{uuid.uuid4().hex[:12]}"
+    page.get_by_label("Current password").fill(chosen)
+    page.get_by_label("New password", exact=True).fill(again)
+    page.get_by_label("Repeat the new password").fill(again)
+    page.get_by_role("button", name="Save the new password").click()
+    expect_desk(page, username)
+
+    other = new_page()
+    sign_in(other, desk, username, chosen)
+    expect(other.locator("#login-error")).not_to_be_empty()
+    sign_in(other, desk, username, again)
+    expect_desk(other, username)
+    assert page.errors == [] and other.errors == []

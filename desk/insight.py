@@ -1,0 +1,202 @@
+"""Statistics without personal data, and the questions the assistant could not answer.
+
+An incremental job of the desk reads the events the Rasa server stored since its last
+run (the tracker store's `events` table, read only: the Rasa server owns it) and adds
+them up per day (UTC), channel and language: conversations, messages, topics, misses,
+safety messages, handoff offers and consents, requests outside office hours, the
+eligibility check and its outcomes. The desk adds its own: tickets by urgency, the wait
+until a counsellor's first reply, deletion requests. No count holds a conversation id,
+a text or a phone number, so they outlive retention and deletion requests.
+
+A message the assistant could not answer (not understood: a clarification or a second
+miss followed; or outside what it covers) is kept for the inbox: its text with phone
+numbers and e-mail addresses redacted, its day, language and channel, and a keyed hash
+of its conversation (so that a deletion request removes it; the key never leaves the
+desk's database). Administrators label it with the right intent, and
+`python -m desk export-labels` writes the labelled ones as NLU data.
+
+Each run reads, adds up and moves its cursor in one transaction that starts by locking
+the cursor row: two desks never count an event twice.
+"""
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections import Counter
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import sqlalchemy as sa
+
+from avrr.db import engine
+from avrr.vocabulary import DEFAULT_LANGUAGE, SAFETY_INTENTS, Actions, Intents, Slots, channel_of
+
+BATCH = 2000  # events per transaction
+MAX_BATCHES = 10  # per run of the loop: a backlog is caught up without holding deliveries
+EXTERNAL_PREFIX = "EXTERNAL: "  # intents triggered through Rasa's HTTP API
+UNKNOWN = "unknown"
+ELIGIBILITY_FORM = "eligibility_form"
+# A message the assistant could not answer: not understood (a clarification or a second
+# miss follows), or understood as outside what it covers.
+UNANSWERED = (Intents.NLU_FALLBACK, Intents.OUT_OF_SCOPE)
+# The content a bot message says -> the count it adds to.
+SAID = {
+    "clarify": "clarifications",
+    "clarify_again": "second_misses",
+    "handoff_offer": "handoff_offers",
+    "handoff_office_closed": "outside_office_hours",
+}
+OUTCOMES = {
+    "elig_result_likely": "likely",
+    "elig_result_fear": "fear",
+    "elig_result_previous": "counsellor_first",
+    "elig_result_previous_unsure": "counsellor_first",
+    "elig_result_other": "counsellor_first",
+}
+# What a phone number or an e-mail address looks like, in any of our scripts: 7 or more
+# digits (any script's) with spaces, dots, dashes, slashes or brackets between them.
+PHONE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}")
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+# The Rasa server's events, as its SQLTrackerStore stores them (read only).
+source_metadata = sa.MetaData()
+source_events = sa.Table(
+    "events",
+    source_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sender_id", sa.String(255)),
+    sa.Column("type_name", sa.String(255)),
+    sa.Column("timestamp", sa.Float),
+    sa.Column("intent_name", sa.String(255)),
+    sa.Column("action_name", sa.String(255)),
+    sa.Column("data", sa.Text),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with e-mail addresses and phone numbers replaced."""
+    return PHONE.sub("[phone]", EMAIL.sub("[e-mail]", text))
+
+
+def owner_of(key: bytes, conversation_id: str) -> str:
+    """A keyed hash of a conversation id: links a question to a deletion request, and
+    says nothing about whose it is without the key."""
+    return hmac.new(key, conversation_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+
+
+def day_of(timestamp: Optional[float]) -> date:
+    moment = datetime.fromtimestamp(timestamp, timezone.utc) if timestamp else datetime.now(
+        timezone.utc)
+    return moment.date()
+
+
+class Tally:
+    """What one run adds: counts per (day, channel, language, metric), questions for the
+    inbox, and each conversation's state (language, a session not yet counted)."""
+
+    def __init__(self, states: Dict[str, Dict[str, Any]]) -> None:
+        self.counts: Counter = Counter()
+        self.questions: List[Dict[str, Any]] = []
+        self.states = states
+        self.changed: set = set()
+
+    def add(self, day: date, channel: str, language: str, metric: str, n: int = 1) -> None:
+        self.counts[(day, channel, language, metric)] += n
+
+    def read(self, owner: str, row: Any) -> None:
+        """Count one stored event of the conversation `owner`."""
+        try:
+            data = json.loads(row.data or "{}")
+        except ValueError:
+            return
+        state = self.states.setdefault(owner, {"language": None, "pending": False})
+        kind, day, channel = row.type_name, day_of(row.timestamp), channel_of(row.sender_id)
+        # Until the assistant sets it, a conversation's language is the default one.
+        language = state["language"] or DEFAULT_LANGUAGE
+        if kind == "session_started":
+            state["pending"] = True
+        elif kind == "slot" and data.get("name") == Slots.LANGUAGE and data.get("value"):
+            state["language"] = str(data["value"])[:8]
+        elif kind == "user":
+            self._user(owner, state, data, day, channel)
+        elif kind == "bot":
+            source = (data.get("metadata") or {}).get("content_key")
+            if isinstance(source, dict) and source.get("part", 0) == 0:  # once per answer
+                key = source.get("key")
+                if key in SAID:
+                    self.add(day, channel, language, SAID[key])
+                if key in OUTCOMES:
+                    self.add(day, channel, language, "eligibility_finished")
+                    self.add(day, channel, language, f"eligibility:{OUTCOMES[key]}")
+        elif kind == "action" and row.action_name == Actions.HANDOFF_START:
+            self.add(day, channel, language, "consents")
+        elif kind == "active_loop" and data.get("name") == ELIGIBILITY_FORM:
+            self.add(day, channel, language, "eligibility_started")
+        self.changed.add(owner)
+
+    def _user(self, owner: str, state: Dict[str, Any], data: Dict[str, Any], day: date,
+              channel: str) -> None:
+        text = data.get("text") or ""
+        if text.startswith(EXTERNAL_PREFIX):
+            return
+        parse = data.get("parse_data") or {}
+        intent = (parse.get("intent") or {}).get("name") or Intents.NLU_FALLBACK
+        detected = (parse.get("language_detection") or {}).get("language")
+        language = detected or state["language"] or DEFAULT_LANGUAGE
+        if detected:
+            state["language"] = detected
+        if state["pending"]:
+            self.add(day, channel, language, "conversations")
+            state["pending"] = False
+        self.add(day, channel, language, "messages")
+        self.add(day, channel, language, f"topic:{intent}")
+        if intent in SAFETY_INTENTS:
+            self.add(day, channel, language, "safety_messages")
+        if intent == Intents.NLU_FALLBACK:
+            self.add(day, channel, language, "not_understood")
+        if intent in UNANSWERED and text.strip() and not text.startswith("/"):
+            self.questions.append({"day": day, "channel": channel, "language": language,
+                                   "text": redact(text)[:1000], "owner": owner})
+
+
+def read_source(url: str, after: int, limit: int = BATCH) -> List[Any]:
+    """The Rasa server's events after id `after`, oldest first."""
+    database = sa.engine.make_url(url).database
+    if url.startswith("sqlite") and database and not Path(database).exists():
+        return []  # the Rasa server has not stored anything yet (and it is not made here)
+    made = source_engine(url)
+    if not sa.inspect(made).has_table("events"):
+        return []
+    with made.connect() as db:
+        return db.execute(
+            sa.select(source_events).where(source_events.c.id > after)
+            .order_by(source_events.c.id).limit(limit)
+        ).fetchall()
+
+
+_ENGINES: Dict[str, Any] = {}
+
+
+def source_engine(url: str) -> Any:
+    if url not in _ENGINES:
+        _ENGINES[url] = engine(url)
+    return _ENGINES[url]
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def tally(rows: Iterable[Any], key: bytes, forgotten: set,
+          states: Dict[str, Dict[str, Any]]) -> Tuple[Tally, int]:
+    """Count `rows`; the last id read. A forgotten conversation's events are skipped."""
+    counted = Tally(states)
+    last = 0
+    for row in rows:
+        last = row.id
+        owner = owner_of(key, row.sender_id or "")
+        if owner not in forgotten:
+            counted.read(owner, row)
+    return counted, last

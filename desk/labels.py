@@ -1,0 +1,75 @@
+"""`python -m desk export-labels`: the questions administrators labelled, as Rasa NLU data.
+
+Each language's labelled questions go to `data/nlu/<lang>/field.yml`, merged with what
+the file already holds (a question labelled again moves to its new intent). A question
+that the training data already has, under any intent, is left out: `rasa data validate`
+refuses an example labelled with two intents. Review the file, then train.
+"""
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping
+
+import yaml
+
+from avrr.vocabulary import CODES
+
+FIELD = "field.yml"
+HEADER = (
+    "# Questions from the field that the assistant did not understand, labelled by IOM's\n"
+    "# administrators in the desk and written by `make export-labels`. Review before training.\n"
+)
+
+
+def examples_of(path: Path) -> Dict[str, str]:
+    """{example: intent} of one NLU file."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    found = {}
+    for block in data.get("nlu") or []:
+        if "intent" not in block:
+            continue
+        for line in str(block.get("examples") or "").splitlines():
+            line = line.strip()
+            if line.startswith("- "):
+                found[line[2:].strip()] = block["intent"]
+    return found
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def render(intents: Mapping[str, Iterable[str]]) -> str:
+    lines = [HEADER, 'version: "3.1"', "nlu:"]
+    for intent in sorted(intents):
+        lines += [f"- intent: {intent}", "  examples: |"]
+        lines += [f"    - {text}" for text in sorted(intents[intent])]
+    return "\n".join(lines) + "\n"
+
+
+def export(questions: Iterable[Mapping[str, str]], data_dir: Path) -> Dict[str, int]:
+    """Write the labelled `questions` into `<data_dir>/<lang>/field.yml`; how many
+    examples each language's file holds now."""
+    labelled: Dict[str, Dict[str, str]] = defaultdict(dict)
+    for question in questions:
+        text = one_line(question["text"])
+        if question["language"] in CODES and question.get("label") and text:
+            labelled[question["language"]][text] = question["label"]
+    written = {}
+    for language, new in sorted(labelled.items()):
+        folder = data_dir / language
+        field = folder / FIELD
+        trained: Dict[str, str] = {}
+        for path in sorted(folder.glob("*.yml")):
+            if path.name != FIELD:
+                trained.update(examples_of(path))
+        merged = examples_of(field) if field.exists() else {}
+        merged.update(new)
+        intents: Dict[str, List[str]] = defaultdict(list)
+        for text, intent in merged.items():
+            if text not in trained:
+                intents[intent].append(text)
+        if intents:
+            folder.mkdir(parents=True, exist_ok=True)
+            field.write_text(render(intents), encoding="utf-8")
+        written[language] = sum(len(texts) for texts in intents.values())
+    return written

@@ -1,0 +1,213 @@
+"""Statistics and the unanswered questions: the desk's job reads what Rasa's own SQL
+tracker store wrote (a real one, on SQLite), counts it once, and keeps no person in it."""
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.events import (
+    ActionExecuted,
+    ActiveLoop,
+    BotUttered,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from desk.insight import redact
+from desk.store import Store
+from tests.desk.conftest import BEARER
+
+TODAY = datetime.now(timezone.utc).date().isoformat()
+
+
+def said(key, part=0):
+    return BotUttered(f"({key})", metadata={"content_key": {"key": key, "part": part,
+                                                            "values": {}}})
+
+
+def heard(text, intent, language, confidence=0.9):
+    return UserUttered(text, intent={"name": intent, "confidence": confidence},
+                       parse_data={"language_detection": {"language": language}})
+
+
+def started():
+    return [ActionExecuted("action_session_start"), SessionStarted(),
+            ActionExecuted("action_listen")]
+
+
+async def save(store, sender, events):
+    tracker = await store.retrieve(sender) or DialogueStateTracker(sender, [])
+    for event in events:
+        tracker.update(event)
+    await store.save(tracker)
+
+
+@pytest.fixture
+def conversations(client, tmp_path):
+    """The Rasa server's tracker store, where the desk's settings look for it (the
+    client's data folder is tmp_path)."""
+    return SQLTrackerStore(dialect="sqlite", db=str(tmp_path / "conversations.db"))
+
+
+async def morning(conversations):
+    """An English web chat that is not understood twice and asks for a counsellor; a
+    Pashto Telegram chat that asks the cost and does the eligibility check."""
+    await save(conversations, "web-a", [
+        *started(), heard("hello", "greet", "en"), SlotSet("language", "en"), said("greet"),
+        heard("call me on +36 30 123 4567 or mail a.b@example.org", "nlu_fallback", "en", 0.2),
+        said("clarify"), heard("zzz qqq", "nlu_fallback", "en", 0.1), said("clarify_again"),
+        said("handoff_offer"), heard("/affirm", "affirm", "en"),
+        ActionExecuted("action_handoff_start"), said("handoff_queued"),
+    ])
+    await save(conversations, "telegram:42", [
+        *started(), heard("لګښت څومره دی؟", "ask_cost", "ps"), SlotSet("language", "ps"),
+        said("ask_cost"), said("ask_cost", part=1), ActiveLoop("eligibility_form"),
+        said("elig_result_likely"), said("elig_conditions"),
+    ])
+
+
+async def refresh(client) -> int:
+    reply = await client.post("/api/stats/refresh", headers=BEARER)
+    assert reply.status == 200
+    return (await reply.json())["events_read"]
+
+
+async def test_a_morning_of_conversations_is_counted_once_by_day_channel_and_language(
+    client, conversations
+):
+    await morning(conversations)
+    await refresh(client)  # (the desk's own loop may have counted them already)
+    assert await refresh(client) == 0  # nothing new: nothing counted twice
+
+    stats = await (await client.get(f"/api/stats?from={TODAY}&to={TODAY}",
+                                    headers=BEARER)).json()
+    assert stats["by_language"]["en"] == {
+        "conversations": 1, "messages": 4, "not_understood": 2, "clarifications": 1,
+        "second_misses": 1, "handoff_offers": 1, "consents": 1}
+    assert stats["by_language"]["ps"] == {
+        "conversations": 1, "messages": 1, "eligibility_started": 1, "eligibility_finished": 1}
+    assert stats["by_channel"]["socketio"]["messages"] == 4
+    assert stats["by_channel"]["telegram"]["messages"] == 1
+    assert stats["topics"] == {"en": {"nlu_fallback": 2, "greet": 1, "affirm": 1},
+                               "ps": {"ask_cost": 1}}
+    assert stats["fallback_rate"] == {"en": 0.5, "ps": 0.0}
+    assert stats["eligibility"] == {"likely": 1}
+
+    # The inbox holds the two misses, with the phone number and address redacted.
+    inbox = await (await client.get("/api/unanswered?language=en", headers=BEARER)).json()
+    assert [(q["text"], q["channel"], q["label"]) for q in inbox] == [
+        ("zzz qqq", "socketio", None),
+        ("call me on [phone] or mail [e-mail]", "socketio", None)]
+    assert "web-a" not in str(inbox)
+
+    # A later message of the same conversation adds to it; its session was counted.
+    await save(conversations, "web-a", [heard("how much does it cost", "ask_cost", "en")])
+    await refresh(client)
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["by_language"]["en"]["messages"] == 5
+    assert stats["by_language"]["en"]["conversations"] == 1
+
+    csv = await (await client.get("/api/stats.csv", headers=BEARER)).text()
+    assert csv.splitlines()[0] == "day,channel,language,metric,value"
+    assert f"{TODAY},telegram,ps,topic:ask_cost,1" in csv.splitlines()
+
+
+async def test_a_deletion_request_removes_the_persons_questions_and_counts_stay(
+    client, conversations
+):
+    await morning(conversations)
+    await refresh(client)
+    deleted = await client.delete("/api/conversations/web-a?language=en", headers=BEARER)
+    assert deleted.status == 200
+
+    assert await (await client.get("/api/unanswered", headers=BEARER)).json() == []
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["by_language"]["en"]["messages"] == 4  # no person in the counts
+    assert stats["by_language"]["en"]["deletion_requests"] == 1
+    # Events the job had not read yet when the person asked are not counted.
+    await save(conversations, "web-a", [heard("qqq again", "nlu_fallback", "en")])
+    await refresh(client)
+    assert await (await client.get("/api/unanswered", headers=BEARER)).json() == []
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["by_language"]["en"]["messages"] == 4
+
+
+async def test_an_administrator_labels_a_question_with_an_intent(client, conversations):
+    await morning(conversations)
+    await refresh(client)
+    [newest, older] = await (await client.get("/api/unanswered", headers=BEARER)).json()
+    path = f"/api/unanswered/{older['id']}/label"
+    assert (await client.post(path, json={"intent": "nonsense"}, headers=BEARER)).status == 400
+    assert (await client.post("/api/unanswered/99999/label", json={"intent": "ask_cost"},
+                              headers=BEARER)).status == 404
+    intents = await (await client.get("/api/intents?gloss=hu", headers=BEARER)).json()
+    assert {"intent": "ask_cost", "name": "A hazatérés költsége"} in intents
+    assert "not_understood" not in {entry["intent"] for entry in intents}
+    labelled = await client.post(path, json={"intent": "request_human"}, headers=BEARER)
+    assert labelled.status == 200
+    assert (await labelled.json())["label"] == "request_human"
+    waiting = await (await client.get("/api/unanswered?labelled=false", headers=BEARER)).json()
+    assert [q["id"] for q in waiting] == [newest["id"]]
+
+
+async def test_the_charts_are_svg_drawn_on_the_server(client, conversations):
+    await morning(conversations)
+    await refresh(client)
+    for name in ("conversations", "fallback", "topics", "handoffs"):
+        chart = await client.get(f"/api/stats/charts/{name}.svg", headers=BEARER)
+        assert chart.status == 200
+        assert chart.content_type == "image/svg+xml"
+        assert (await chart.text()).lstrip().startswith("<?xml")
+    assert (await client.get("/api/stats/charts/pie.svg", headers=BEARER)).status == 404
+    for bad in ("from=2026-13-01", "from=2026-12-06&to=2026-12-01", "from=2020-01-01"):
+        assert (await client.get(f"/api/stats?{bad}", headers=BEARER)).status == 400, bad
+
+
+def test_two_desks_counting_at_once_count_each_event_once(tmp_path):
+    import asyncio
+
+    conversations = SQLTrackerStore(dialect="sqlite", db=str(tmp_path / "conversations.db"))
+    asyncio.run(morning(conversations))
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    desks = [Store(url), Store(url)]
+    source = f"sqlite:///{tmp_path / 'conversations.db'}"
+    read = []
+    threads = [threading.Thread(target=lambda s=s: read.append(s.run_insight(source)))
+               for s in desks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(read) == [0, sum(read)] and sum(read) > 0
+    rows = desks[0].statistics(datetime.now(timezone.utc).date(),
+                               datetime.now(timezone.utc).date())["counts"]
+    assert sum(r["count"] for r in rows if r["metric"] == "messages") == 5
+
+
+@pytest.mark.parametrize("text, redacted", [
+    ("my number is +36 30 123 4567", "my number is [phone]"),
+    ("call 06-30-123-45-67 now", "call [phone] now"),
+    ("رقمي ٠٦٣٠١٢٣٤٥٦٧", "رقمي [phone]"),
+    ("write to amina.k@mail.example.hu", "write to [e-mail]"),
+    ("I am 25 years old and came in 2019", "I am 25 years old and came in 2019"),
+])
+def test_phone_numbers_and_addresses_are_redacted(text, redacted):
+    assert redact(text) == redacted
+
+
+async def test_tickets_and_the_wait_for_the_first_reply_are_counted(client):
+    from tests.desk.conftest import new_ticket
+
+    reply = await client.post("/api/tickets", json=new_ticket(urgency="legal"), headers=BEARER)
+    ticket = await reply.json()
+    for text in ("first", "second"):
+        sent = await client.post(f"/api/tickets/{ticket['id']}/messages", json={"text": text},
+                                 headers=BEARER)
+        assert sent.status == 201
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["by_language"]["ar"] == {"tickets": 1, "tickets:legal": 1}
+    assert stats["wait"]["count"] == 1  # the first reply only
+    assert stats["wait"]["by_language"]["ar"]["count"] == 1
+    assert 0 <= stats["wait"]["median_s"] < 60
