@@ -36,7 +36,8 @@ def is_sqlite(url: str) -> bool:
 
 def engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created when missing."""
-    kwargs: dict = {"future": True}
+    # A failed statement's values (a person's words, an id) never reach a log.
+    kwargs: dict = {"future": True, "hide_parameters": True}
     if is_sqlite(url):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
         database = sa.engine.make_url(url).database

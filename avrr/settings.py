@@ -186,13 +186,17 @@ class DeskSettings(Settings):
     telegram_bot_token: Optional[SecretStr] = Field(None, env="TELEGRAM_BOT_TOKEN")
     telegram_chat_id: Optional[str] = Field(None, env="DESK_TELEGRAM_CHAT_ID")
     telegram_api_base_url: str = Field("https://api.telegram.org", env="TELEGRAM_API_BASE_URL")
+    # Keys the hashes that link a question in the statistics' inbox to its conversation
+    # (so that a deletion request finds it): kept out of the database. Unset: a key kept
+    # in the desk's database. Changing it leaves older questions to expire, unlinked.
+    insight_key: Optional[SecretStr] = Field(None, env="DESK_INSIGHT_KEY")
     # The action server, for the console's line on requests to the desk that failed.
     action_server_url: Optional[str] = Field(None, env="ACTION_SERVER_URL")
     action_server_token: Optional[SecretStr] = Field(None, env="ACTION_SERVER_TOKEN")
 
-    @validator("api_token")
-    def _long_enough(cls, value: SecretStr) -> SecretStr:  # noqa: N805
-        return _secret(value, "DESK_API_TOKEN")
+    @validator("api_token", "insight_key")
+    def _long_enough(cls, value: Optional[SecretStr], field: Any) -> Optional[SecretStr]:  # noqa: N805
+        return _secret(value, field.field_info.extra.get("env", field.name))
 
     @property
     def action_server_status_url(self) -> Optional[str]:
@@ -270,6 +274,7 @@ class LaunchSettings(Settings):
     socket_session_secret: Optional[SecretStr] = Field(None, env="SOCKET_SESSION_SECRET")
     rasa_api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
     action_server_token: Optional[SecretStr] = Field(None, env="ACTION_SERVER_TOKEN")
+    desk_insight_key: Optional[SecretStr] = Field(None, env="DESK_INSIGHT_KEY")
 
     def secret(self, variable: str) -> Optional[str]:
         """The secret set for the environment variable `variable`, if any."""

@@ -39,7 +39,7 @@ MAX_RESTART_DELAY_S = 60.0
 HEALTHY_AFTER_S = 120.0
 # Secrets generated once and kept in the data folder when the environment has none.
 KEPT_SECRETS = ("DESK_API_TOKEN", "SOCKET_SESSION_SECRET", "RASA_API_TOKEN",
-                "ACTION_SERVER_TOKEN")
+                "ACTION_SERVER_TOKEN", "DESK_INSIGHT_KEY")
 # Channels that start only when their settings are given.
 OPTIONAL_CHANNELS = {
     "bot.channels.telegram.channel.TelegramInput": "telegram_bot_token",

@@ -33,7 +33,9 @@ def first_account(settings: DeskSettings, store: Store) -> None:
         return
     given = settings.initial_password
     password = given.get_secret_value() if given else secrets.token_urlsafe(12)
-    store.add_counsellor(FIRST_USER, password, CODES)
+    # A generated password sits in a file: it works once, then its owner chooses one.
+    store.add_counsellor(FIRST_USER, password, CODES, "admin", temporary=given is None,
+                         actor="command-line")
     path = settings.data_dir / "desk-first-login.txt"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,7 +63,8 @@ def main() -> int:
     arguments = parser.parse_args()
     configure("desk")
     settings = load(DeskSettings)
-    store = Store(settings.database)
+    key = settings.insight_key
+    store = Store(settings.database, key.get_secret_value() if key else None)
     if arguments.command == "export-labels":
         for language, count in export(store.labelled(), arguments.data).items():
             print(f"{arguments.data / language / FIELD}: {count} examples")
@@ -72,16 +75,20 @@ def main() -> int:
         if len(password) < 10:
             print("The password needs at least 10 characters.", file=sys.stderr)
             return 2
+        languages = getattr(arguments, "languages", "").split(",")
+        if arguments.command == "add-counsellor" and not set(languages) <= set(CODES):
+            print(f"Languages are among {','.join(CODES)}.", file=sys.stderr)
+            return 2
         try:
             if arguments.command == "add-counsellor":
                 store.add_counsellor(arguments.username, password,
-                                     arguments.languages.split(","), arguments.role,
-                                     actor="command line")
+                                     languages, arguments.role,
+                                     actor="command-line")
                 print(f"added {arguments.username}")
             else:
-                store.reset_password(arguments.username, password, "command line")
+                store.reset_password(arguments.username, password, "command-line")
                 print(f"{arguments.username} has a temporary password, to change at sign-in")
-        except (Conflict, NotFound) as refused:
+        except (Conflict, NotFound, ValueError) as refused:
             print(refused, file=sys.stderr)
             return 1
         return 0

@@ -57,7 +57,9 @@ OUTCOMES = {
 }
 # What a phone number or an e-mail address looks like, in any of our scripts: 7 or more
 # digits (any script's) with spaces, dots, dashes, slashes or brackets between them.
-PHONE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}")
+SEPARATORS = (r"[\s().\-/,_\u2010-\u2015\u2212"
+              r"\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")  # and invisible marks
+PHONE = re.compile(rf"\(?\+?\(?\d(?:{SEPARATORS}{{0,4}}\d){{6,}}")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 # The Rasa server's events, as its SQLTrackerStore stores them (read only).
@@ -111,7 +113,8 @@ class Tally:
             data = json.loads(row.data or "{}")
         except ValueError:
             return
-        state = self.states.setdefault(owner, {"language": None, "pending": False})
+        state = self.states.setdefault(
+            owner, {"language": None, "pending": False, "handoff": False})
         kind, day, channel = row.type_name, day_of(row.timestamp), channel_of(row.sender_id)
         # Until the assistant sets it, a conversation's language is the default one.
         language = state["language"] or DEFAULT_LANGUAGE
@@ -119,6 +122,8 @@ class Tally:
             state["pending"] = True
         elif kind == "slot" and data.get("name") == Slots.LANGUAGE and data.get("value"):
             state["language"] = str(data["value"])[:8]
+        elif kind == "slot" and data.get("name") == Slots.HANDOFF_TICKET:
+            state["handoff"] = bool(data.get("value"))  # a counsellor has the conversation
         elif kind == "user":
             self._user(owner, state, data, day, channel)
         elif kind == "bot":
@@ -151,9 +156,13 @@ class Tally:
             self.add(day, channel, language, "conversations")
             state["pending"] = False
         self.add(day, channel, language, "messages")
-        self.add(day, channel, language, f"topic:{intent}")
         if intent in SAFETY_INTENTS:
             self.add(day, channel, language, "safety_messages")
+        if state.get("handoff"):
+            # Written to a counsellor, under consent: not a question to the assistant.
+            self.add(day, channel, language, "relayed_to_counsellor")
+            return
+        self.add(day, channel, language, f"topic:{intent}")
         if intent == Intents.NLU_FALLBACK:
             self.add(day, channel, language, "not_understood")
         if intent in UNANSWERED and text.strip() and not text.startswith("/"):

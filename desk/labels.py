@@ -1,10 +1,14 @@
 """`python -m desk export-labels`: the questions administrators labelled, as Rasa NLU data.
 
-Each language's labelled questions go to `data/nlu/<lang>/field.yml`, merged with what
-the file already holds (a question labelled again moves to its new intent). A question
-that the training data already has, under any intent, is left out: `rasa data validate`
-refuses an example labelled with two intents. Review the file, then train.
+Each language's labelled questions go to `data/nlu/<lang>/field.yml`, rewritten from
+what the desk holds now: a question deleted on request or expired leaves the file at
+the next export (a file left with none is removed). Move what a native speaker has
+reviewed into the topic files; never commit this file unreviewed: redaction removes
+phone numbers and e-mail addresses, not names or places. A question that the training
+data already has, under any intent, is left out (`rasa data validate` refuses an
+example labelled with two intents).
 """
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping
@@ -34,8 +38,15 @@ def examples_of(path: Path) -> Dict[str, str]:
     return found
 
 
+# What YAML can hold (its printable set), and Rasa's entity markup: "[text](entity)",
+# "[text]{...}" or "[text][...]" (the redaction's "[phone]" must not become one).
+NOT_YAML = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+MARKUP = re.compile(r"\]([({\[])")
+
+
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    """The question as one example line: one line, only what YAML holds, no markup."""
+    return MARKUP.sub(r"] \1", " ".join(NOT_YAML.sub(" ", text).split()))
 
 
 def render(intents: Mapping[str, Iterable[str]]) -> str:
@@ -54,22 +65,23 @@ def export(questions: Iterable[Mapping[str, str]], data_dir: Path) -> Dict[str, 
         text = one_line(question["text"])
         if question["language"] in CODES and question.get("label") and text:
             labelled[question["language"]][text] = question["label"]
+    earlier = {path.parent.name for path in data_dir.glob(f"*/{FIELD}")}
     written = {}
-    for language, new in sorted(labelled.items()):
+    for language in sorted(set(labelled) | earlier):
         folder = data_dir / language
         field = folder / FIELD
         trained: Dict[str, str] = {}
         for path in sorted(folder.glob("*.yml")):
             if path.name != FIELD:
                 trained.update(examples_of(path))
-        merged = examples_of(field) if field.exists() else {}
-        merged.update(new)
         intents: Dict[str, List[str]] = defaultdict(list)
-        for text, intent in merged.items():
+        for text, intent in labelled.get(language, {}).items():
             if text not in trained:
                 intents[intent].append(text)
         if intents:
             folder.mkdir(parents=True, exist_ok=True)
             field.write_text(render(intents), encoding="utf-8")
+        elif field.exists():
+            field.unlink()
         written[language] = sum(len(texts) for texts in intents.values())
     return written

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+FIRST_YEAR, LAST_YEAR = 2020, 2100
 TOP_TOPICS = 10
 CHARTS = ("conversations", "fallback", "topics", "handoffs")
 
@@ -18,7 +19,11 @@ def period(first: Optional[str], last: Optional[str], today: date) -> tuple:
     """The days asked for (YYYY-MM-DD, inclusive); the last 30 days by default.
     ValueError with the reason when they are not a valid period."""
     end = date.fromisoformat(last) if last else today
+    if not FIRST_YEAR <= end.year <= LAST_YEAR:
+        raise ValueError(f"days from {FIRST_YEAR} to {LAST_YEAR}")
     start = date.fromisoformat(first) if first else end - timedelta(days=DEFAULT_DAYS - 1)
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise ValueError(f"days from {FIRST_YEAR} to {LAST_YEAR}")
     if start > end:
         raise ValueError("'from' is after 'to'")
     if (end - start).days >= MAX_DAYS:
@@ -86,6 +91,11 @@ def summary(first: date, last: date, rows: Mapping[str, List[Dict[str, Any]]]) -
     }
 
 
+def cell(value: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def as_csv(rows: Mapping[str, List[Dict[str, Any]]]) -> str:
     """One line per day, channel, language and metric; the waits as their median and 90th
     percentile per day, channel and language."""
@@ -93,17 +103,18 @@ def as_csv(rows: Mapping[str, List[Dict[str, Any]]]) -> str:
     writer = csv.writer(out)
     writer.writerow(["day", "channel", "language", "metric", "value"])
     for row in rows["counts"]:
-        writer.writerow([row["day"].isoformat(), row["channel"], row["language"],
-                         row["metric"], row["count"]])
+        writer.writerow([row["day"].isoformat(), cell(row["channel"]), cell(row["language"]),
+                         cell(row["metric"]), row["count"]])
     grouped: Dict[tuple, List[float]] = defaultdict(list)
     for wait in rows["waits"]:
         grouped[(wait["day"].isoformat(), wait["channel"], wait["language"])].append(
             wait["seconds"])
     for (day, channel, language), seconds in sorted(grouped.items()):
         summary_ = wait_summary(seconds)
-        writer.writerow([day, channel, language, "first_reply_wait_median_s",
+        writer.writerow([day, cell(channel), cell(language), "first_reply_wait_median_s",
                          summary_["median_s"]])
-        writer.writerow([day, channel, language, "first_reply_wait_p90_s", summary_["p90_s"]])
+        writer.writerow([day, cell(channel), cell(language), "first_reply_wait_p90_s",
+                         summary_["p90_s"]])
     return out.getvalue()
 
 

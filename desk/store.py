@@ -9,6 +9,7 @@ outbox.
 
 import hashlib
 import json
+import re
 import secrets
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -27,8 +28,11 @@ URGENCIES = ("urgent", "legal", "normal")
 ROLES = ("counsellor", "admin", "viewer")
 SESSION_LIFETIME = timedelta(hours=12)
 FORGOTTEN_FOR = timedelta(days=7)
-# Who acted, when the desk's API token did (automation, an operator's script).
+# Who acted, when the desk's API token did (automation, an operator's script): a name no
+# account can have.
 API_ACTOR = "api"
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+RESERVED = (API_ACTOR, "command-line")
 
 metadata = sa.MetaData()
 
@@ -101,8 +105,8 @@ messages = sa.Table(
 
 # Who did what, and when: claims, assignments, replies and closes on a ticket (deleted
 # with it), and changes to accounts (ticket_id null). Never a message's text.
-events = sa.Table(
-    "events",
+audit = sa.Table(
+    "audit",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("ticket_id", sa.Integer, sa.ForeignKey("tickets.id", ondelete="CASCADE"),
@@ -171,6 +175,7 @@ insight_state = sa.Table(
     sa.Column("owner", sa.String(64), primary_key=True),
     sa.Column("language", sa.String(8), nullable=True),
     sa.Column("pending", sa.Boolean, nullable=False),
+    sa.Column("handoff", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
@@ -228,12 +233,16 @@ class NotFound(Exception):
 
 def upgrade(made: Any) -> None:
     """Add the columns a newer desk has to the tables an older one made (new columns are
-    nullable or have a default), and make the first account an administrator if no
-    account is one: a desk upgraded from one without roles keeps someone who can manage."""
+    nullable or have a default). A desk that had no roles yet gets its first enabled
+    account as administrator: someone can manage the others."""
     inspector = sa.inspect(made)
+    # Two desks starting at once on PostgreSQL: the second finds the column there.
+    exists = " IF NOT EXISTS" if made.dialect.name == "postgresql" else ""
     with made.begin() as db:
+        roles_added = False
         for table in metadata.sorted_tables:
             present = {c["name"] for c in inspector.get_columns(table.name)}
+            roles_added |= table is counsellors and "role" not in present
             for column in table.columns:
                 if column.name in present:
                     continue
@@ -245,19 +254,21 @@ def upgrade(made: Any) -> None:
                         f"'{value}'" if isinstance(value, str)
                         else str(value.compile(dialect=made.dialect)))
                 nullable = "" if column.nullable else " NOT NULL"
-                db.exec_driver_sql(
-                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}{nullable}")
-        admins = db.execute(sa.select(sa.func.count()).select_from(counsellors).where(
-            counsellors.c.role == "admin")).scalar()
-        if not admins:
-            first = db.execute(sa.select(sa.func.min(counsellors.c.id))).scalar()
+                db.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN{exists} "
+                                   f"{column.name} {kind}{default}{nullable}")
+        if roles_added:
+            first = db.execute(sa.select(sa.func.min(counsellors.c.id)).where(
+                counsellors.c.disabled.is_(False))).scalar()
             if first is not None:
                 db.execute(counsellors.update().where(counsellors.c.id == first)
                            .values(role="admin"))
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, insight_key: Optional[str] = None) -> None:
+        """`insight_key` keys the hashes that link a question in the inbox to its
+        conversation (DESK_INSIGHT_KEY); without it, a key kept in the database."""
+        self.insight_key = insight_key
         self.engine = engine(url)
         metadata.create_all(self.engine)
         upgrade(self.engine)
@@ -282,6 +293,10 @@ class Store:
     ) -> Dict[str, Any]:
         """A new account; the first one is an administrator whatever `role` says.
         Conflict when the name is taken."""
+        if not USERNAME.fullmatch(username) or username in RESERVED:
+            raise ValueError(
+                "a username is 2-64 lower-case letters, digits, '.', '_' or '-', "
+                f"and not {' or '.join(RESERVED)}")
         password_hash = self.hasher.hash(password)
         with self.engine.begin() as db:
             if db.execute(sa.select(counsellors.c.id).where(
@@ -333,7 +348,11 @@ class Store:
         if "role" in changes:
             values["role"] = changes["role"]
         with self.engine.begin() as db:
+            _lock_administrators(db)
             self._change(db, username, values)
+            _keep_an_administrator(db)
+            if values.get("role") == "viewer":  # a viewer answers nobody
+                self._release_all(db, username, actor, f"{username} became a viewer")
             _record(db, None, actor, "account changed", f"{username}: " + ", ".join(
                 f"{name} {value}" for name, value in sorted(values.items())))
         return self.counsellor(username)
@@ -341,14 +360,12 @@ class Store:
     def set_disabled(self, username: str, disabled: bool, actor: str) -> Dict[str, Any]:
         """Disable (signed out everywhere, their tickets released) or enable an account."""
         with self.engine.begin() as db:
+            _lock_administrators(db)
             found = self._change(db, username, {"disabled": disabled})
+            _keep_an_administrator(db)
             if disabled:
                 db.execute(sessions.delete().where(sessions.c.counsellor_id == found))
-                held = [r.id for r in db.execute(sa.select(tickets.c.id).where(
-                    tickets.c.assignee == username, tickets.c.status == "open"))]
-                db.execute(tickets.update().where(tickets.c.id.in_(held)).values(assignee=None))
-                for ticket_id in held:
-                    _record(db, ticket_id, actor, "released", f"{username} was disabled")
+                self._release_all(db, username, actor, f"{username} was disabled")
             _record(db, None, actor, "account disabled" if disabled else "account enabled",
                     username)
         return self.counsellor(username)
@@ -385,6 +402,14 @@ class Store:
         return True
 
     @staticmethod
+    def _release_all(db: Any, username: str, actor: str, why: str) -> None:
+        held = [r.id for r in db.execute(sa.select(tickets.c.id).where(
+            tickets.c.assignee == username, tickets.c.status == "open"))]
+        db.execute(tickets.update().where(tickets.c.id.in_(held)).values(assignee=None))
+        for ticket_id in held:
+            _record(db, ticket_id, actor, "released", why)
+
+    @staticmethod
     def _change(db: Any, username: str, values: Dict[str, Any]) -> int:
         found = db.execute(sa.select(counsellors.c.id).where(
             counsellors.c.username == username)).scalar()
@@ -396,8 +421,8 @@ class Store:
 
     def account_events(self, limit: int = 200) -> List[Dict[str, Any]]:
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(events).where(events.c.ticket_id.is_(None))
-                              .order_by(events.c.id.desc()).limit(limit)).fetchall()
+            rows = db.execute(sa.select(audit).where(audit.c.ticket_id.is_(None))
+                              .order_by(audit.c.id.desc()).limit(limit)).fetchall()
         return [_event(row) for row in rows]
 
     def check_password(self, username: str, password: str) -> Optional[int]:
@@ -584,8 +609,8 @@ class Store:
                     )
                 ]
                 found["history"] = [_event(e) for e in db.execute(
-                    sa.select(events).where(events.c.ticket_id == ticket_id)
-                    .order_by(events.c.id))]
+                    sa.select(audit).where(audit.c.ticket_id == ticket_id)
+                    .order_by(audit.c.id))]
         return found
 
     def ticket_by_key(self, key: str) -> Optional[Dict[str, Any]]:
@@ -635,6 +660,7 @@ class Store:
         API token answers whoever holds it. Conflict if the ticket is closed or held by
         someone else."""
         with self.engine.begin() as db:
+            _lock(db, ticket_id)
             self._hold(db, ticket_id, actor)
             first = not db.execute(sa.select(messages.c.id).where(
                 messages.c.ticket_id == ticket_id, messages.c.sender == "counsellor")).first()
@@ -660,6 +686,7 @@ class Store:
     def claim(self, ticket_id: int, username: str) -> Dict[str, Any]:
         """Give an open ticket to `username`; Conflict if someone else holds it."""
         with self.engine.begin() as db:
+            _lock(db, ticket_id)
             if self._hold(db, ticket_id, username):
                 _record(db, ticket_id, username, "claimed", "")
             return self._ticket(db, self._row(db, ticket_id))
@@ -667,6 +694,7 @@ class Store:
     def release(self, ticket_id: int, actor: str, administrator: bool) -> Dict[str, Any]:
         """Nobody holds the ticket any more: by its holder, an administrator or the API."""
         with self.engine.begin() as db:
+            _lock(db, ticket_id)
             row = self._row(db, ticket_id)
             if row.assignee is not None:
                 if row.assignee != actor and not administrator:
@@ -679,10 +707,11 @@ class Store:
     def assign(self, ticket_id: int, username: str, actor: str) -> Dict[str, Any]:
         """An administrator gives an open ticket to an enabled counsellor."""
         with self.engine.begin() as db:
+            _lock(db, ticket_id)
             row = self._row(db, ticket_id)
             account = db.execute(sa.select(counsellors).where(
                 counsellors.c.username == username)).first()
-            if account is None or account.disabled:
+            if account is None or account.disabled or account.role == "viewer":
                 raise NotFound(f"no enabled counsellor '{username}'")
             if row.status != "open":
                 raise Conflict("the ticket is closed")
@@ -699,6 +728,7 @@ class Store:
         """Close an open ticket; by its holder (or anyone when nobody holds it) or the API.
         Closing a closed ticket changes nothing."""
         with self.engine.begin() as db:
+            _lock(db, ticket_id)
             if self._row(db, ticket_id).status == "open":
                 self._hold(db, ticket_id, actor, take=False)
                 db.execute(
@@ -743,6 +773,8 @@ class Store:
         """Delete every ticket (and message) of a conversation, and its questions in the
         inbox; how many tickets. Counted as a deletion request."""
         with self.engine.begin() as db:
+            # After a run that read this conversation's events, or before the next one.
+            self._lock_cursor(db)
             owner = insight.owner_of(self._insight_key(db), conversation_id)
             db.execute(unanswered.delete().where(unanswered.c.owner == owner))
             db.execute(insight_state.delete().where(insight_state.c.owner == owner))
@@ -759,7 +791,7 @@ class Store:
                 )
             ]
             if ids:
-                db.execute(events.delete().where(events.c.ticket_id.in_(ids)))
+                db.execute(audit.delete().where(audit.c.ticket_id.in_(ids)))
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
                 db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
         forget_on_disk(self.engine)
@@ -778,7 +810,7 @@ class Store:
             ids = [r.id for r in db.execute(sa.select(tickets.c.id).where(
                 tickets.c.status == "closed", tickets.c.updated_at < cutoff))]
             if ids:
-                db.execute(events.delete().where(events.c.ticket_id.in_(ids)))
+                db.execute(audit.delete().where(audit.c.ticket_id.in_(ids)))
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
                 db.execute(tickets.delete().where(tickets.c.id.in_(ids)))
         if ids:
@@ -787,27 +819,34 @@ class Store:
 
     # Statistics and the unanswered questions (desk/insight.py).
 
-    @staticmethod
-    def _insight_key(db: Any) -> bytes:
+    def _insight_key(self, db: Any) -> bytes:
+        if self.insight_key:
+            return self.insight_key.encode()
         return db.execute(sa.select(insight_cursor.c.key).where(
             insight_cursor.c.name == "events")).scalar().encode()
+
+    @staticmethod
+    def _lock_cursor(db: Any) -> None:
+        """Take the insight cursor's row: counting and forgetting happen one at a time."""
+        db.execute(insight_cursor.update().where(insight_cursor.c.name == "events")
+                   .values(last_id=insight_cursor.c.last_id))
 
     def run_insight(self, source_url: str) -> int:
         """Count the Rasa server's events stored since the last run; how many were read."""
         with self.engine.begin() as db:
             # Taking the cursor row first: a second desk's run waits, then reads on.
-            db.execute(insight_cursor.update().where(insight_cursor.c.name == "events")
-                       .values(last_id=insight_cursor.c.last_id))
+            self._lock_cursor(db)
             cursor = db.execute(sa.select(insight_cursor).where(
                 insight_cursor.c.name == "events")).first()
             rows = insight.read_source(source_url, cursor.last_id)
             if not rows:
                 return 0
-            key = cursor.key.encode()
+            key = self._insight_key(db)
             owners = list({insight.owner_of(key, row.sender_id or "") for row in rows})
             gone = {r.owner for r in db.execute(
                 sa.select(forgotten.c.owner).where(forgotten.c.owner.in_(owners)))}
-            states = {r.owner: {"language": r.language, "pending": r.pending} for r in
+            states = {r.owner: {"language": r.language, "pending": r.pending,
+                                "handoff": r.handoff} for r in
                       db.execute(sa.select(insight_state).where(
                           insight_state.c.owner.in_(owners)))}
             known = set(states)
@@ -817,7 +856,8 @@ class Store:
                 db.execute(unanswered.insert().values(**question))
             for owner in counted.changed:
                 values = dict(language=states[owner]["language"],
-                              pending=states[owner]["pending"], updated_at=now())
+                              pending=states[owner]["pending"],
+                              handoff=states[owner]["handoff"], updated_at=now())
                 if owner in known:
                     db.execute(insight_state.update().where(insight_state.c.owner == owner)
                                .values(**values))
@@ -966,8 +1006,32 @@ def _event(row: Any) -> Dict[str, Any]:
 
 
 def _record(db: Any, ticket_id: Optional[int], actor: str, action: str, detail: str) -> None:
-    db.execute(events.insert().values(
+    db.execute(audit.insert().values(
         ticket_id=ticket_id, actor=actor, action=action, detail=detail[:200], at=now()))
+
+
+def _lock(db: Any, ticket_id: int) -> None:
+    """Write to the ticket's row first: until this transaction ends, no other one reads
+    it to change it (a row lock on PostgreSQL; SQLite's one writer), so that a claim, a
+    reply and a close on one ticket happen one after the other. NotFound if none."""
+    if not db.execute(tickets.update().where(tickets.c.id == ticket_id)
+                      .values(id=tickets.c.id)).rowcount:
+        raise NotFound("no such ticket")
+
+
+def _lock_administrators(db: Any) -> None:
+    """On PostgreSQL, lock the administrators' rows: two changes that would each leave
+    one administrator wait for each other. (SQLite has one writer at a time.)"""
+    db.execute(sa.select(counsellors.c.id).where(counsellors.c.role == "admin")
+               .with_for_update())
+
+
+def _keep_an_administrator(db: Any) -> None:
+    """Conflict (the transaction is undone) if no enabled administrator is left."""
+    left = db.execute(sa.select(sa.func.count()).select_from(counsellors).where(
+        counsellors.c.role == "admin", counsellors.c.disabled.is_(False))).scalar()
+    if not left:
+        raise Conflict("the desk needs at least one enabled administrator")
 
 
 def _question(row: Any) -> Dict[str, Any]:

@@ -29,3 +29,20 @@ def test_an_operator_adds_an_administrator_and_resets_a_forgotten_password(tmp_p
         "admin", ["hu", "en"], True)  # the first account is an administrator
     assert store.check_password("zoe", "a-new-temporary") is not None
     assert [e["action"] for e in store.account_events()] == ["password reset", "account added"]
+
+
+def test_a_generated_first_password_works_once_then_its_owner_chooses_one(tmp_path):
+    from avrr.settings import DeskSettings
+    from desk.__main__ import FIRST_USER, first_account
+
+    settings = DeskSettings(api_token="unit-test-token-0123456789", data_dir=tmp_path)
+    store = Store(settings.database)
+    first_account(settings, store)
+    written = (tmp_path / "desk-first-login.txt").read_text().splitlines()
+    password = written[1].removeprefix("password: ")
+    assert written[0] == f"username: {FIRST_USER}"
+    [account] = store.counsellors()
+    assert (account["role"], account["must_change_password"]) == ("admin", True)
+    assert store.check_password(FIRST_USER, password) is not None
+    first_account(settings, store)  # a second start adds nobody
+    assert len(store.counsellors()) == 1

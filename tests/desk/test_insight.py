@@ -161,7 +161,8 @@ async def test_the_charts_are_svg_drawn_on_the_server(client, conversations):
         assert chart.content_type == "image/svg+xml"
         assert (await chart.text()).lstrip().startswith("<?xml")
     assert (await client.get("/api/stats/charts/pie.svg", headers=BEARER)).status == 404
-    for bad in ("from=2026-13-01", "from=2026-12-06&to=2026-12-01", "from=2020-01-01"):
+    for bad in ("from=2026-13-01", "from=2026-12-06&to=2026-12-01", "from=2020-01-01",
+                "to=0001-01-01", "from=0001-01-01", "to=9999-12-31"):
         assert (await client.get(f"/api/stats?{bad}", headers=BEARER)).status == 400, bad
 
 
@@ -191,6 +192,9 @@ def test_two_desks_counting_at_once_count_each_event_once(tmp_path):
     ("call 06-30-123-45-67 now", "call [phone] now"),
     ("رقمي ٠٦٣٠١٢٣٤٥٦٧", "رقمي [phone]"),
     ("write to amina.k@mail.example.hu", "write to [e-mail]"),
+    ("(+36) 30 123 4567 is mine", "[phone] is mine"),
+    ("شماره‌ام ۰۹۱۲\u200e ۳۴۵\u200e ۶۷۸۹ است", "شماره‌ام [phone] است"),  # Persian, with LRMs
+    ("ring 06–30–123–4567", "ring [phone]"),  # en dashes
     ("I am 25 years old and came in 2019", "I am 25 years old and came in 2019"),
 ])
 def test_phone_numbers_and_addresses_are_redacted(text, redacted):
@@ -211,3 +215,27 @@ async def test_tickets_and_the_wait_for_the_first_reply_are_counted(client):
     assert stats["wait"]["count"] == 1  # the first reply only
     assert stats["wait"]["by_language"]["ar"]["count"] == 1
     assert 0 <= stats["wait"]["median_s"] < 60
+
+
+async def test_what_a_person_writes_to_a_counsellor_stays_out_of_the_inbox(client, conversations):
+    await save(conversations, "web-h", [
+        *started(), heard("I want to talk to a person", "request_human", "en"),
+        SlotSet("language", "en"), said("handoff_offer"), heard("/affirm", "affirm", "en"),
+        ActionExecuted("action_handoff_start"), SlotSet("handoff_ticket", "key-1"),
+        heard("my brother Karim knows the address", "nlu_fallback", "en", 0.2),
+        SlotSet("handoff_ticket", None),
+        heard("qqq zzz after the handoff", "nlu_fallback", "en", 0.2),
+    ])
+    await refresh(client)
+    inbox = await (await client.get("/api/unanswered", headers=BEARER)).json()
+    assert [q["text"] for q in inbox] == ["qqq zzz after the handoff"]
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["by_language"]["en"]["relayed_to_counsellor"] == 1
+    assert stats["by_language"]["en"]["not_understood"] == 1
+
+
+def test_no_csv_cell_is_read_as_a_formula():
+    from desk.stats import cell
+
+    assert [cell(v) for v in ("=cmd", "+1", "-2", "@x", "en", "topic:ask_cost")] == [
+        "'=cmd", "'+1", "'-2", "'@x", "en", "topic:ask_cost"]

@@ -30,10 +30,17 @@ def test_labelled_questions_become_a_field_file_that_rasa_validates(tmp_path):
     assert examples_of(data / "en" / FIELD) == {
         "is the bus ticket home free for me": "ask_cost",
         "call me on [phone] please": "request_human"}
-    # Run again with a new label for one of them: merged, the question moves.
+    # The file is what the desk holds now: a question relabelled moves, one deleted on
+    # request (or expired) leaves, and so does the file when none is left.
     export([question("call me on [phone] please", "ask_contact")], data)
-    assert examples_of(data / "en" / FIELD)["call me on [phone] please"] == "ask_contact"
-    assert len(examples_of(data / "en" / FIELD)) == 2
+    assert examples_of(data / "en" / FIELD) == {"call me on [phone] please": "ask_contact"}
+    assert export([], data) == {"en": 0}
+    assert not (data / "en" / FIELD).exists()
+    # What YAML cannot hold, and what Rasa would read as an entity, are not written.
+    written = export([question("call [phone](viber) \x7f now\ufffe", "request_human"),
+                      question("is the bus ticket free", "ask_cost")], data)
+    assert written == {"en": 2}
+    assert "call [phone] (viber) now" in examples_of(data / "en" / FIELD)
 
     env = dict(os.environ, RASA_TELEMETRY_ENABLED="false")
     checked = subprocess.run(

@@ -41,6 +41,8 @@ def test_the_retention_job_removes_old_closed_tickets_and_keeps_the_rest(tmp_pat
 
 
 def test_a_desk_made_before_roles_is_upgraded_and_keeps_an_administrator(tmp_path):
+    from argon2 import PasswordHasher
+
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     old = sa.create_engine(url)
     with old.begin() as db:
@@ -51,16 +53,13 @@ def test_a_desk_made_before_roles_is_upgraded_and_keeps_an_administrator(tmp_pat
             "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, ticket_id INTEGER, "
             "idempotency_key VARCHAR(160), sender VARCHAR(16) NOT NULL, text TEXT NOT NULL, "
             "at DATETIME NOT NULL, delivered BOOLEAN, undeliverable VARCHAR(120))")
-    old.dispose()
-    first = Store(url)  # adds the new columns; no account yet
-    with first.engine.begin() as db:
         db.execute(sa.text(
             "INSERT INTO counsellors (username, password_hash, languages) VALUES "
             "('first', :hash, 'en'), ('second', :hash, 'hu')"),
-            {"hash": first.hasher.hash("p" * 12)})
-    first.engine.dispose()
+            {"hash": PasswordHasher().hash("p" * 12)})
+    old.dispose()
 
-    store = Store(url)  # the next start: the accounts predate roles
+    store = Store(url)  # the accounts predate roles: the first becomes administrator
 
     assert [(a["username"], a["role"], a["disabled"]) for a in store.counsellors()] == [
         ("first", "admin", False), ("second", "counsellor", False)]
@@ -68,3 +67,10 @@ def test_a_desk_made_before_roles_is_upgraded_and_keeps_an_administrator(tmp_pat
     with store.engine.connect() as db:
         columns = {c["name"] for c in sa.inspect(db).get_columns("messages")}
     assert {"author", "content", "intent", "confidence"} <= columns
+    store.engine.dispose()
+    # Starting again changes nothing, whoever is administrator by then.
+    with store.engine.begin() as db:
+        db.execute(sa.text("UPDATE counsellors SET role = 'admin' WHERE username = 'second'"))
+        db.execute(sa.text("UPDATE counsellors SET role = 'viewer' WHERE username = 'first'"))
+    again = Store(url)
+    assert [a["role"] for a in again.counsellors()] == ["viewer", "admin"]

@@ -116,6 +116,8 @@ async def test_the_first_account_is_an_administrator_and_a_new_one_starts_with_a
     ({"username": "cecil", "password": "long-enough-1", "languages": []}, 400),
     ({"username": "cecil", "password": "long-enough-1", "languages": ["en"], "role": "root"}, 400),
     ({"username": "amina", "password": "long-enough-1", "languages": ["en"]}, 409),
+    # The API token's name in the record: no account may pass for it.
+    ({"username": "api", "password": "long-enough-1", "languages": ["en"]}, 400),
 ])
 async def test_a_bad_or_taken_account_is_refused(client, body, status):
     reply = await client.post("/api/counsellors", json=body, headers=BEARER)
@@ -191,6 +193,7 @@ async def test_a_disabled_counsellor_is_signed_out_everywhere_and_their_tickets_
 
     await amina.json("POST", "/api/counsellors/amina/disable", 409)  # not yourself
     await amina.json("PATCH", "/api/counsellors/amina", 409, json={"role": "counsellor"})
+    await amina.json("PATCH", "/api/counsellors/amina", 409, json={"role": "viewer"})
     await amina.json("POST", "/api/counsellors/nobody/disable", 404)
 
     # Back, with a password reset by the administrator: changed at the next sign-in.
@@ -303,3 +306,18 @@ async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team
         await vera.json("GET", path, 403)
     await vera.json("POST", "/api/stats/refresh", 403)
     await vera.session.close()
+
+
+async def test_a_ticket_never_stays_with_someone_who_cannot_answer(client, team):
+    amina, bela = team
+    ticket = await open_ticket(client)
+    path = f"/api/tickets/{ticket['id']}"
+    await amina.json("POST", "/api/counsellors", 201, json={
+        "username": "vic", "password": "temporary-123", "languages": ["en"], "role": "viewer"})
+    await amina.json("POST", f"{path}/assign", 404, json={"username": "vic"})
+    await bela.json("POST", f"{path}/claim", 200)
+    await amina.json("PATCH", "/api/counsellors/bela", 200, json={"role": "viewer"})
+    stored = await amina.json("GET", path, 200)
+    assert stored["assignee"] is None
+    assert stored["history"][-1] == dict(stored["history"][-1], actor="amina",
+                                         action="released", detail="bela became a viewer")
