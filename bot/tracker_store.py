@@ -70,6 +70,26 @@ class PrivacySQLTrackerStore(SQLTrackerStore):
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", sqlite_pragmas)
             self.engine.dispose()  # connections opened so far lack the pragmas
+            self._never_reuse_ids()
+
+    def _never_reuse_ids(self) -> None:
+        """Make SQLite number events like a sequence: without AUTOINCREMENT it gives a new
+        event the id of the newest deleted one, and a reader that keeps its place by id
+        (the desk's statistics) would never see it. Rasa's table is made without it: it
+        is rebuilt once, with the same columns and rows."""
+        with self.engine.begin() as db:
+            made = db.execute(sa.text(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            )).scalar() or ""
+            if "AUTOINCREMENT" in made.upper():
+                return
+            table = self.SQLEvent.__table__.to_metadata(sa.MetaData(), name="events_new")
+            table.dialect_kwargs["sqlite_autoincrement"] = True
+            table.create(db)
+            db.execute(sa.text("INSERT INTO events_new SELECT id, sender_id, type_name, "
+                               "timestamp, intent_name, action_name, data FROM events"))
+            db.execute(sa.text("DROP TABLE events"))
+            db.execute(sa.text("ALTER TABLE events_new RENAME TO events"))
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         if deletion_done(tracker):

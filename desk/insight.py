@@ -185,6 +185,18 @@ def read_source(url: str, after: int, limit: int = BATCH) -> List[Any]:
         ).fetchall()
 
 
+def newest_id(url: str) -> int:
+    """The newest event's id in the Rasa server's store (0 when it has none)."""
+    database = sa.engine.make_url(url).database
+    if url.startswith("sqlite") and database and not Path(database).exists():
+        return 0
+    made = source_engine(url)
+    if not sa.inspect(made).has_table("events"):
+        return 0
+    with made.connect() as db:
+        return db.execute(sa.select(sa.func.max(source_events.c.id))).scalar() or 0
+
+
 _ENGINES: Dict[str, Any] = {}
 
 

@@ -840,6 +840,12 @@ class Store:
                 insight_cursor.c.name == "events")).first()
             rows = insight.read_source(source_url, cursor.last_id)
             if not rows:
+                # A store whose newest events were deleted before its ids were kept
+                # unique (bot/tracker_store.py): go back, or new events would be missed.
+                newest = insight.newest_id(source_url)
+                if newest < cursor.last_id:
+                    db.execute(insight_cursor.update().where(
+                        insight_cursor.c.name == "events").values(last_id=newest))
                 return 0
             key = self._insight_key(db)
             owners = list({insight.owner_of(key, row.sender_id or "") for row in rows})

@@ -830,6 +830,42 @@ function mountTeam() {
   $("account-rows").addEventListener("click", accountAction);
   $("reset-form").addEventListener("submit", resetPassword);
   $("reset-cancel").addEventListener("click", () => { $("reset-form").hidden = true; });
+  $("edit-languages").append(...Object.entries(LANGUAGES).map(([code, name]) => {
+    const id = `edit-language-${code}`;
+    return el("span", { class: "language-choice" },
+      el("input", { id, type: "checkbox", value: code }),
+      el("label", { for: id }, `${name} (${code})`));
+  }));
+  $("edit-form").addEventListener("submit", saveAccount);
+  $("edit-cancel").addEventListener("click", () => { $("edit-form").hidden = true; });
+}
+
+function editAccount(username) {
+  const account = (state.accounts || []).find((a) => a.username === username);
+  if (!account) return;
+  $("edit-heading").textContent = `Languages and role of ${username}`;
+  $("edit-form").dataset.username = username;
+  for (const box of $("edit-languages").querySelectorAll("input")) {
+    box.checked = account.languages.includes(box.value);
+  }
+  $("edit-role").value = account.role;
+  $("edit-form").hidden = false;
+  $("edit-languages").querySelector("input").focus();
+}
+
+async function saveAccount(event) {
+  event.preventDefault();
+  const username = $("edit-form").dataset.username;
+  const languages = [...$("edit-languages").querySelectorAll("input:checked")].map((box) => box.value);
+  if (!languages.length) {
+    teamMessage("", "Choose at least one language.");
+    return;
+  }
+  const role = $("edit-role").value;
+  const saved = await teamRequest("PATCH", `/api/counsellors/${encodeURIComponent(username)}`,
+    { languages, role }, (data) => `${data.username}: ${data.languages.join(", ")}; ${ROLES[data.role] || data.role}.`);
+  if (saved && $("edit-form")) $("edit-form").hidden = true;
+  if (saved && username === state.me.username) await refreshMe();
 }
 
 async function loadAccounts() {
@@ -872,6 +908,7 @@ function renderAccounts(accounts) {
       self ? null : account.disabled
         ? accountButton("enable", "Enable", account.username)
         : accountButton("disable", "Disable", account.username),
+      accountButton("edit", "Languages and role", account.username),
       accountButton("reset", "Reset password", account.username),
     ];
     return el("tr", { dataset: { username: account.username }, class: account.disabled ? "disabled" : null },
@@ -954,6 +991,10 @@ async function accountAction(event) {
   if (!button) return;
   const { action, username } = button.dataset;
   const path = `/api/counsellors/${encodeURIComponent(username)}`;
+  if (action === "edit") {
+    editAccount(username);
+    return;
+  }
   if (action === "reset") {
     $("reset-heading").textContent = `New temporary password for ${username}`;
     $("reset-form").dataset.username = username;
@@ -991,7 +1032,8 @@ async function resetPassword(event) {
 async function refreshMe() {
   // An administrator who made themselves a counsellor: their screens change with it.
   const { status, data } = await api("GET", "/api/me");
-  if (status === 200 && data && data.username && state.me && data.role !== state.me.role) {
+  if (status === 200 && data && data.username && state.me
+      && (data.role !== state.me.role || String(data.languages) !== String(state.me.languages))) {
     remember(data);
     if (state.me.role === "viewer") window.location.assign("/stats"); // statistics only
     else startDesk();

@@ -166,3 +166,40 @@ async def test_secure_delete_is_on(store):
     await store.save(conversation("carol", UserUttered("hi")))
     with store.engine.connect() as db:
         assert db.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+async def test_an_event_never_gets_the_id_of_a_deleted_one(store):
+    """The desk's statistics read events after the last id they saw: a new event must
+    never take the id of a deleted newer one (SQLite reuses them without AUTOINCREMENT)."""
+    await store.save(conversation("bob", UserUttered("hello")))
+    alice = conversation("alice", UserUttered("hello"))
+    await store.save(alice)
+    with sqlite3.connect(store.engine.url.database) as db:
+        newest = db.execute("SELECT max(id) FROM events").fetchone()[0]
+    await store.delete("alice")  # the newest events go
+
+    await store.save(conversation("carol", UserUttered("hello")))
+    with sqlite3.connect(store.engine.url.database) as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM events WHERE sender_id = 'carol'")]
+    assert min(ids) > newest
+
+
+async def test_an_older_events_table_is_rebuilt_to_never_reuse_ids(store):
+    await store.save(conversation("bob", UserUttered("hello")))
+    path = store.engine.url.database
+    with sqlite3.connect(path) as db:  # as Rasa makes it: no AUTOINCREMENT
+        db.execute("ALTER TABLE events RENAME TO events_auto")
+        db.execute("CREATE TABLE events (id INTEGER NOT NULL PRIMARY KEY, sender_id "
+                   "VARCHAR(255) NOT NULL, type_name VARCHAR(255) NOT NULL, timestamp FLOAT, "
+                   "intent_name VARCHAR(255), action_name VARCHAR(255), data TEXT)")
+        db.execute("INSERT INTO events SELECT * FROM events_auto")
+        db.execute("DROP TABLE events_auto")
+    store.engine.dispose()
+
+    again = PrivacySQLTrackerStore(domain=DOMAIN)
+
+    assert rows(again, "bob") == 3
+    assert (await again.retrieve("bob")).latest_message.text == "hello"
+    with sqlite3.connect(path) as db:
+        made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    assert "AUTOINCREMENT" in made

@@ -239,3 +239,21 @@ def test_no_csv_cell_is_read_as_a_formula():
 
     assert [cell(v) for v in ("=cmd", "+1", "-2", "@x", "en", "topic:ask_cost")] == [
         "'=cmd", "'+1", "'-2", "'@x", "en", "topic:ask_cost"]
+
+
+async def test_events_that_reuse_the_ids_of_deleted_ones_are_still_counted(
+    client, conversations, tmp_path
+):
+    """Rasa's own SQLite table (as here) reuses the ids of the newest deleted events; the
+    assistant's store no longer does (bot/tracker_store.py), and the job copes with both."""
+    import sqlite3
+
+    await morning(conversations)
+    await refresh(client)
+    with sqlite3.connect(tmp_path / "conversations.db") as db:
+        db.execute("DELETE FROM events WHERE sender_id = 'telegram:42'")  # the newest
+    await refresh(client)
+    await save(conversations, "web-new", [*started(), heard("hello there", "greet", "en")])
+    await refresh(client)
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["by_channel"]["socketio"]["conversations"] == 2

@@ -361,7 +361,7 @@ def test_a_viewer_sees_the_statistics_only_and_a_counsellor_none(new_page, desk)
     sign_in(admin, desk)
     expect(admin.get_by_role("link", name="Statistics")).to_be_visible()
     admin.get_by_role("button", name="Team", exact=True).click()
-    role = admin.locator("#team-screen").get_by_label("Role", exact=True)
+    role = admin.locator("#add-form").get_by_label("Role", exact=True)
     expect(role.locator('option[value="viewer"]')).to_have_text("Viewer")
     expect(admin.locator("#new-role-hint")).to_contain_text("statistics only")
 

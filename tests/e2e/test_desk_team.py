@@ -318,11 +318,12 @@ def test_the_team_screen_adds_a_counsellor_who_works_until_disabled(new_page, de
     team = admin.locator("#team-screen")
     expect(team.get_by_role("heading", name="Team", exact=True)).to_be_focused()
 
-    team.get_by_label("Username").fill(username)
-    team.get_by_label("Temporary password", exact=True).fill(temporary)
-    team.get_by_label("English (en)").check()
-    team.get_by_label("Persian (fa)").check()
-    team.get_by_label("Role", exact=True).select_option("counsellor")
+    adding = team.locator("#add-form")
+    adding.get_by_label("Username").fill(username)
+    adding.get_by_label("Temporary password", exact=True).fill(temporary)
+    adding.get_by_label("English (en)").check()
+    adding.get_by_label("Persian (fa)").check()
+    adding.get_by_label("Role", exact=True).select_option("counsellor")
     team.get_by_role("button", name="Add counsellor").click()
 
     expect(team.locator("#team-status")).to_have_text(
@@ -437,3 +438,28 @@ def test_a_counsellor_changes_their_own_password_when_they_choose(new_page, desk
     sign_in(other, desk, username, again)
     expect_desk(other, username)
     assert page.errors == [] and other.errors == []
+
+
+def test_an_administrator_changes_a_colleagues_languages_and_role_in_the_team_screen(
+    new_page, desk
+):
+    username, _ = add_account(desk, languages=("en",))
+    admin = new_page()
+    sign_in(admin, desk)
+    expect_desk(admin, desk.username)
+    admin.get_by_role("button", name="Team", exact=True).click()
+    account = admin.locator(f'#account-rows tr[data-username="{username}"]')
+    account.get_by_role("button", name="Languages and role").click()
+    expect(admin.locator("#edit-heading")).to_have_text(f"Languages and role of {username}")
+    expect(admin.locator("#edit-language-en")).to_be_checked()
+    admin.locator("#edit-language-ps").check()
+    admin.locator("#edit-language-fa").check()
+    admin.locator("#edit-role").select_option("admin")
+    admin.get_by_role("button", name="Save", exact=True).click()
+    expect(account.locator(".account-languages")).to_have_text("en, fa, ps")
+    expect(account.locator(".role")).to_have_text("Administrator")
+    [stored] = [a for a in desk.api("GET", "/api/counsellors").json() if a["username"] == username]
+    assert (stored["languages"], stored["role"]) == (["en", "fa", "ps"], "admin")
+    history = desk.api("GET", "/api/counsellors/history").json()
+    assert history[0]["action"] == "account changed" and username in history[0]["detail"]
+    assert admin.errors == []
