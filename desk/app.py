@@ -55,7 +55,7 @@ STATISTICS = {"stats", "stats_csv", "stats_chart"}
 # What a viewer may do, besides the statistics.
 VIEWER = {"me", "logout", "change_password"}
 # What a counsellor with a temporary password may do before changing it.
-BEFORE_NEW_PASSWORD = {"change_password", "logout", "me"}
+BEFORE_NEW_PASSWORD = {"change_password", "logout"}
 MIN_PASSWORD = 10
 MAX_VALUE = 100  # a ready reply's filled-in value: a date, a time, a place
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

@@ -288,7 +288,7 @@ ME = {
             "type": "boolean",
             "description": (
                 "the password is temporary: until POST /api/me/password succeeds, every "
-                "other route but /api/me and /api/logout answers 403"
+                "other route but /api/logout answers 403"
             ),
         },
         "csrf_token": {"type": "string", "nullable": True},
@@ -459,7 +459,7 @@ def document() -> Dict[str, Any]:
                 "unsafe requests with the cookie also need `X-CSRF-Token`. Accounts are "
                 "managed by administrators (or the API token). A viewer sees the statistics "
                 "only. A counsellor with a temporary "
-                "password (`must_change_password`) gets 403 from every route but /api/me, "
+                "password (`must_change_password`) gets 403 from every route but "
                 "/api/logout and /api/me/password until they change it."
             ),
         },

@@ -1,19 +1,12 @@
-// The counsellor desk console. Everything that comes from the API is put on the page as
-// text (textContent, text nodes), never parsed as HTML: people may write anything.
+// The counsellor desk console, built on common.js. Everything that comes from the API is
+// put on the page as text (textContent, text nodes), never parsed as HTML: people may write
+// anything.
 "use strict";
 
 const POLL_MS = 3000;
 const STATUS_EVERY = 10; // polls: the outbox line (and the team list) are refreshed every 30 s
-const LANGUAGES = {
-  en: "English", hu: "Hungarian", ar: "Arabic", fa: "Persian", ps: "Pashto", ur: "Urdu",
-  sq: "Albanian", ru: "Russian", uk: "Ukrainian", tr: "Turkish", fr: "French", vi: "Vietnamese",
-};
-// The languages a counsellor can read the assistant's messages in (the desk's glosses).
-const GLOSS_LANGUAGES = { en: "English", hu: "Magyar" };
-const GLOSS_KEY = "desk.glossLanguage";
 const URGENCIES = { urgent: "Urgent", legal: "Legal", normal: "Normal" };
 const SENDERS = { person: "Person", assistant: "Assistant", counsellor: "Counsellor" };
-const ROLES = { counsellor: "Counsellor", admin: "Administrator", viewer: "Viewer" };
 const FIELD_NAMES = { date: "Date", time: "Time" };
 const FIELD_TYPES = { date: "date", time: "time" };
 const MIN_PASSWORD = 10;
@@ -26,22 +19,8 @@ const state = {
 
 class SignedOut extends Error {}
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined && child !== false));
-  return node;
-}
-
 const languageName = (code) => LANGUAGES[code] || code;
 const languageLabel = (code) => (LANGUAGES[code] ? `${code} · ${LANGUAGES[code]}` : code);
-const errorOf = (data, status) => (data && typeof data.error === "string" ? data.error : `error ${status}`);
 
 function age(iso) {
   const minutes = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 60000));
@@ -60,41 +39,20 @@ function when(iso) {
     : { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" });
 }
 
-function announce(text) {
-  // Emptied first so that the same words twice in a row are read out twice.
-  $("announcer").textContent = "";
-  setTimeout(() => { $("announcer").textContent = text; }, 100);
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && state.me) headers["X-CSRF-Token"] = state.me.csrf_token;
-  const response = await fetch(path, {
-    method, headers, credentials: "same-origin", cache: "no-store",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 401 && path !== "/api/login") {
+const api = makeApi({
+  csrf: () => state.me && state.me.csrf_token,
+  onSignedOut(path) {
+    if (path === "/api/login") return; // a wrong password: the sign-in form says so
     if (state.me) showLogin("Your session has ended. Please sign in again.");
     throw new SignedOut();
-  }
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
-  if (response.status === 403 && data && data.must_change_password === true && state.me) {
+  },
+  onMustChange() {
+    if (!state.me) return;
     // An administrator gave this account a temporary password: nothing else until it is changed.
     showPasswordChange();
     throw new SignedOut();
-  }
-  return { status: response.status, ok: response.ok, data };
-}
-
-const storage = {
-  get(key) {
-    try { return window.localStorage.getItem(key); } catch { return null; }
   },
-  set(key, value) {
-    try { window.localStorage.setItem(key, value); } catch { /* private mode: not kept */ }
-  },
-};
+});
 
 // Views: signing in, choosing a new password, the desk.
 
@@ -205,9 +163,7 @@ function startDesk() {
   $("screens").hidden = me.role !== "admin";
   $("stats-link").hidden = me.role !== "admin" && me.role !== "viewer";
   $("assign-box").hidden = me.role !== "admin";
-  const saved = storage.get(GLOSS_KEY);
-  const theirs = me.languages.find((code) => GLOSS_LANGUAGES[code]);
-  state.gloss = GLOSS_LANGUAGES[saved] ? saved : theirs || "en";
+  state.gloss = chosenGloss(me.languages);
   $("gloss-language").value = state.gloss;
   show("desk-view");
   showScreen("tickets", false);
@@ -814,15 +770,20 @@ function changeGloss() {
 
 // The team (administrators).
 
-function mountTeam() {
-  const screen = $("team-screen");
-  screen.replaceChildren($("team-template").content.cloneNode(true));
-  $("new-languages").append(...Object.entries(LANGUAGES).map(([code, name]) => {
-    const id = `new-language-${code}`;
+function languageChoices(prefix) {
+  // One checkbox per language, labelled "Pashto (ps)".
+  return Object.entries(LANGUAGES).map(([code, name]) => {
+    const id = `${prefix}-${code}`;
     return el("span", { class: "language-choice" },
       el("input", { id, type: "checkbox", value: code }),
       el("label", { for: id }, `${name} (${code})`));
-  }));
+  });
+}
+
+function mountTeam() {
+  const screen = $("team-screen");
+  screen.replaceChildren($("team-template").content.cloneNode(true));
+  $("new-languages").append(...languageChoices("new-language"));
   $("add-form").addEventListener("submit", addAccount);
   $("show-temporary").addEventListener("change", (event) => {
     $("new-temporary").type = event.target.checked ? "text" : "password";
@@ -830,12 +791,7 @@ function mountTeam() {
   $("account-rows").addEventListener("click", accountAction);
   $("reset-form").addEventListener("submit", resetPassword);
   $("reset-cancel").addEventListener("click", () => { $("reset-form").hidden = true; });
-  $("edit-languages").append(...Object.entries(LANGUAGES).map(([code, name]) => {
-    const id = `edit-language-${code}`;
-    return el("span", { class: "language-choice" },
-      el("input", { id, type: "checkbox", value: code }),
-      el("label", { for: id }, `${name} (${code})`));
-  }));
+  $("edit-languages").append(...languageChoices("edit-language"));
   $("edit-form").addEventListener("submit", saveAccount);
   $("edit-cancel").addEventListener("click", () => { $("edit-form").hidden = true; });
 }
@@ -1081,7 +1037,10 @@ async function boot() {
   try {
     const { status, data } = await api("GET", "/api/me");
     if (status === 200 && data && data.username) enter(data);
-    else showLogin();
+    else if (status === 403 && data && data.must_change_password) {
+      // A temporary password, and the page was reloaded: signing in again leads to the form.
+      showLogin("Sign in again to choose your new password.");
+    } else showLogin();
   } catch (error) {
     showLogin(error instanceof SignedOut ? "" : "Cannot reach the desk. Reload the page to try again.");
   }

@@ -1,16 +1,11 @@
-// The programme's statistics, for administrators and viewers. Everything that comes from
-// the API is put on the page as text (textContent, text nodes), never parsed as HTML: the
-// unanswered questions are what people wrote.
+// The programme's statistics, for administrators and viewers, built on common.js. Everything
+// that comes from the API is put on the page as text (textContent, text nodes), never parsed
+// as HTML: the unanswered questions are what people wrote.
 "use strict";
 
-const LANGUAGES = {
-  en: "English", hu: "Hungarian", ar: "Arabic", fa: "Persian", ps: "Pashto", ur: "Urdu",
-  sq: "Albanian", ru: "Russian", uk: "Ukrainian", tr: "Turkish", fr: "French", vi: "Vietnamese",
-  unknown: "Unknown",
-};
-const GLOSS_LANGUAGES = { en: "English", hu: "Magyar" };
-const GLOSS_KEY = "desk.glossLanguage"; // shared with the console: one choice per browser
-const ROLES = { admin: "administrator", viewer: "viewer" };
+// What is counted per language: the counsellors' languages, and what the assistant could
+// not tell the language of.
+const COUNTED_LANGUAGES = { ...LANGUAGES, unknown: "Unknown" };
 const OUTCOMES = { likely: "likely eligible", fear: "afraid to return", counsellor_first: "counsellor first" };
 const CHARTS = [
   { name: "conversations", title: "Conversations per day, by language" },
@@ -24,22 +19,7 @@ const state = { me: null, period: null, stats: null, intents: null, run: 0 };
 
 class Stopped extends Error {}
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined && child !== false)
-    .map((child) => (typeof child === "number" ? String(child) : child)));
-  return node;
-}
-
-const languageName = (code) => LANGUAGES[code] || String(code);
-const errorOf = (data, status) => (data && typeof data.error === "string" ? data.error : `error ${status}`);
+const languageName = (code) => COUNTED_LANGUAGES[code] || String(code);
 
 // Numbers as the page shows them: whole counts with thousands separators, shares and
 // minutes with one decimal (halves rounded up).
@@ -48,40 +28,18 @@ const oneDecimal = (value) => (Math.round(value * 10) / 10).toFixed(1);
 const share = (part, whole) => (whole ? `${oneDecimal((100 * (part || 0)) / whole)}%` : NONE);
 const minutes = (seconds) => (seconds === null || seconds === undefined ? NONE : `${oneDecimal(seconds / 60)} min`);
 
-function announce(text) {
-  $("announcer").textContent = "";
-  setTimeout(() => { $("announcer").textContent = text; }, 100);
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && state.me && state.me.csrf_token) headers["X-CSRF-Token"] = state.me.csrf_token;
-  const response = await fetch(path, {
-    method, headers, credentials: "same-origin", cache: "no-store",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
-  if (response.status === 401) {
+const api = makeApi({
+  csrf: () => state.me && state.me.csrf_token,
+  onSignedOut() {
     gate(state.me ? "Your session has ended. Sign in again on the counsellor desk." : "You are not signed in.",
       "Sign in on the counsellor desk");
     throw new Stopped();
-  }
-  if (response.status === 403 && data && data.must_change_password === true) {
+  },
+  onMustChange() {
     gatePassword();
     throw new Stopped();
-  }
-  return { status: response.status, ok: response.ok, data };
-}
-
-const storage = {
-  get(key) {
-    try { return window.localStorage.getItem(key); } catch { return null; }
   },
-  set(key, value) {
-    try { window.localStorage.setItem(key, value); } catch { /* private mode: not kept */ }
-  },
-};
+});
 
 // What is shown instead of the statistics.
 
@@ -254,7 +212,7 @@ function renderLanguages(stats) {
     el("td", { dataset: { metric: "outside_office_hours" } }, count(counts.outside_office_hours)),
     el("td", { dataset: { metric: "wait_median" } }, minutes(wait && wait.median_s)));
   const rows = codes.map((code) => row(code, of(code), waits[code],
-    LANGUAGES[code] ? `${LANGUAGES[code]} (${code})` : code));
+    COUNTED_LANGUAGES[code] ? `${COUNTED_LANGUAGES[code]} (${code})` : code));
   if (codes.length) rows.push(row("all", stats.totals || {}, stats.wait, "All languages"));
   $("language-rows").replaceChildren(...rows);
   if (rows.length) $("language-rows").lastChild.classList.add("total");
@@ -395,7 +353,7 @@ function intentChooser(id) {
 function questionItem(question) {
   const id = Number(question.id);
   const text = el("p", { id: `question-${id}-text`, class: "question-text", dir: "auto",
-    lang: LANGUAGES[question.language] && question.language !== "unknown" ? question.language : null },
+    lang: LANGUAGES[question.language] ? question.language : null },
   String(question.text));
   const meta = el("p", { class: "question-meta" },
     el("time", { datetime: String(question.day) }, String(question.day)), " · ",
@@ -452,14 +410,12 @@ function start(me) {
   state.me = { username: me.username, role: me.role, csrf_token: me.csrf_token, languages: me.languages || [] };
   const admin = me.role === "admin";
   $("who").textContent = me.username || "the API token";
-  $("my-role").textContent = ROLES[me.role] ? ` (${ROLES[me.role]})` : "";
+  $("my-role").textContent = admin || me.role === "viewer" ? ` (${ROLES[me.role].toLowerCase()})` : "";
   $("desk-link").hidden = !admin; // a viewer's console is this page
   $("refresh").hidden = !admin;
   $("refresh-hint").hidden = !admin;
   $("unanswered-section").hidden = !admin;
-  const saved = storage.get(GLOSS_KEY);
-  const theirs = state.me.languages.find((code) => GLOSS_LANGUAGES[code]);
-  $("gloss").value = GLOSS_LANGUAGES[saved] ? saved : theirs || "en";
+  $("gloss").value = chosenGloss(state.me.languages);
   $("gate").hidden = true;
   $("loading").hidden = true;
   $("stats-view").hidden = false;
@@ -474,7 +430,7 @@ async function boot() {
     storage.set(GLOSS_KEY, $("gloss").value);
     if (state.stats) renderCharts(state.stats);
   });
-  $("question-language").append(...Object.entries(LANGUAGES).filter(([code]) => code !== "unknown")
+  $("question-language").append(...Object.entries(LANGUAGES)
     .map(([code, name]) => el("option", { value: code }, `${name} (${code})`)));
   $("question-language").addEventListener("change", () => loadQuestions().catch(failed));
   $("questions").addEventListener("click", labelQuestion);

@@ -463,3 +463,15 @@ def test_an_administrator_changes_a_colleagues_languages_and_role_in_the_team_sc
     history = desk.api("GET", "/api/counsellors/history").json()
     assert history[0]["action"] == "account changed" and username in history[0]["detail"]
     assert admin.errors == []
+
+
+def test_a_reload_before_choosing_a_password_asks_to_sign_in_again(new_page, desk):
+    username, temporary = add_account(desk)
+    page = new_page()
+    sign_in(page, desk, username, temporary)
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.reload()
+    expect(page.locator("#login-error")).to_have_text("Sign in again to choose your new password.")
+    sign_in(page, desk, username, temporary)
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    assert page.errors == []
