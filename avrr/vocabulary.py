@@ -46,7 +46,7 @@ def scripts(script: str) -> Tuple[str, ...]:
     return tuple(code for code, written in LANGUAGES.items() if written == script)
 
 
-# The intents of ../shared/CONTRACT.md, in its order (tests/data checks they still match).
+# The intents of ../shared/CONTRACT.md, copied in its order (the domain must keep them).
 CONTRACT_INTENTS: Tuple[str, ...] = (
     "greet", "goodbye", "thank_you", "affirm", "deny", "bot_challenge", "ask_what_is_avr",
     "ask_eligibility", "ask_process", "ask_cost", "ask_documents", "ask_duration",
