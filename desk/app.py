@@ -446,8 +446,8 @@ class Desk:
         return web.json_response(message, status=201)
 
     async def delete_conversation(self, request: web.Request) -> web.Response:
-        language = request.query.get("language", "unknown")
-        if language != "unknown" and language not in CODES:
+        language = request.query.get("language", insight.UNKNOWN)
+        if language != insight.UNKNOWN and language not in CODES:
             raise BadRequest(f"language must be one of {', '.join(CODES)}")
         deleted = await asyncio.to_thread(
             self.store.delete_conversation, request.match_info["conversation_id"], language
