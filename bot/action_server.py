@@ -28,6 +28,7 @@ from sanic.response import HTTPResponse
 from actions.outbox import deliver_forever, get_outbox
 from actions.runtime import settings
 from avrr.logs import configure
+from avrr.metrics import CONTENT_TYPE, exposition
 from avrr.settings import ActionServerSettings
 
 logger = logging.getLogger(__name__)
@@ -38,13 +39,10 @@ PUBLIC = ("/health",)
 
 
 def prometheus(counts: Dict[str, int]) -> str:
-    lines = []
-    for name, meaning in (("pending", "Requests to the desk not yet delivered."),
-                          ("dead", "Requests to the desk that failed for good.")):
-        metric = f"avrr_outbox_{name}"
-        lines += [f"# HELP {metric} {meaning}", f"# TYPE {metric} gauge",
-                  f"{metric} {counts[name]}"]
-    return "\n".join(lines) + "\n"
+    return exposition([
+        ("avrr_outbox_pending", "Requests to the desk not yet delivered.", counts["pending"]),
+        ("avrr_outbox_dead", "Requests to the desk that failed for good.", counts["dead"]),
+    ])
 
 
 def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> Sanic:
@@ -83,7 +81,7 @@ def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> 
     async def metrics(_: Request) -> HTTPResponse:
         """The same counts for Prometheus (with the token as its bearer credentials)."""
         counts = await asyncio.to_thread(get_outbox().counts)
-        return response.text(prometheus(counts), content_type="text/plain; version=0.0.4")
+        return response.text(prometheus(counts), content_type=CONTENT_TYPE)
 
     @app.get("/actions")
     async def actions(_: Request) -> HTTPResponse:

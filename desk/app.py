@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from avrr.content import Content, ContentError
+from avrr.metrics import CONTENT_TYPE, exposition
 from avrr.settings import DeskSettings
 from avrr.vocabulary import CODES, GLOSS_LANGUAGES, Channel, channel_of
 from desk import insight, stats
@@ -48,7 +49,7 @@ API_ONLY = {"create_ticket", "inbound", "delete_conversation"}
 ADMIN_ONLY = {
     "list_counsellors", "add_counsellor", "update_counsellor", "disable_counsellor",
     "enable_counsellor", "reset_password", "account_history", "assign",
-    "unanswered", "label_question", "refresh_stats", "intents",
+    "unanswered", "label_question", "refresh_stats", "intents", "metrics",
 }
 # The statistics: for administrators and viewers (the API token too).
 STATISTICS = {"stats", "stats_csv", "stats_chart"}
@@ -454,6 +455,26 @@ class Desk:
         )
         return web.json_response({"deleted_tickets": deleted})
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus' gauges (the API token as its bearer credentials)."""
+        now_ = await asyncio.to_thread(self.store.gauges)
+        text = exposition([
+            ("avrr_desk_open_tickets", "Open tickets, by urgency.",
+             [({"urgency": urgency}, n) for urgency, n in now_["open"].items()]),
+            ("avrr_desk_waiting_tickets", "Open tickets whose person wrote last.",
+             now_["waiting"]),
+            ("avrr_desk_longest_wait_seconds",
+             "How long the person who has waited longest for an answer has waited.",
+             round(now_["longest_wait_s"], 1)),
+            ("avrr_desk_undelivered_replies", "Counsellor replies not delivered yet.",
+             now_["undelivered"]),
+            ("avrr_desk_undeliverable_replies", "Counsellor replies that can never be delivered.",
+             now_["undeliverable"]),
+            ("avrr_desk_hand_backs_pending", "Closed tickets Rasa has not taken back yet.",
+             now_["hand_backs_pending"]),
+        ])
+        return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
+
     # Statistics and the questions the assistant did not understand.
 
     async def stats_page(self, request: web.Request) -> web.FileResponse:
@@ -817,6 +838,7 @@ def create_app(settings: DeskSettings, store: Store) -> web.Application:
     app.router.add_post(
         "/api/unanswered/{question_id}/label", desk.label_question, name="label_question")
     app.router.add_get("/api/status", desk.status, name="status")
+    app.router.add_get("/metrics", desk.metrics, name="metrics")
     app.router.add_get("/api/tickets", desk.list_tickets, name="list_tickets")
     app.router.add_post("/api/tickets", desk.create_ticket, name="create_ticket")
     app.router.add_get("/api/tickets/{ticket_id}", desk.get_ticket, name="get_ticket")

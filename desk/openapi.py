@@ -844,6 +844,19 @@ def document() -> Dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Gauges for Prometheus (administrators, or the API token as "
+                    "its bearer credentials): open tickets by urgency, waiting tickets and "
+                    "the longest wait, undelivered and undeliverable replies, pending "
+                    "hand-backs",
+                    "responses": {
+                        "200": {"description": "Prometheus text format",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **ERRORS,
+                    },
+                }
+            },
             "/api/status": {
                 "get": {
                     "summary": "The assistant's requests to the desk: waiting, failed for good",

@@ -914,6 +914,31 @@ class Store:
                 sa.select(unanswered).where(unanswered.c.label.isnot(None))
                 .order_by(unanswered.c.id))]
 
+    def gauges(self) -> Dict[str, Any]:
+        """What an engineer on call watches: open tickets by urgency, how long the
+        longest-waiting person has waited, replies not delivered yet or never, and
+        hand-backs Rasa has not confirmed."""
+        with self.engine.connect() as db:
+            open_by = dict(db.execute(
+                sa.select(tickets.c.urgency, sa.func.count()).where(tickets.c.status == "open")
+                .group_by(tickets.c.urgency)).fetchall())
+            replies = dict(db.execute(
+                sa.select(messages.c.undeliverable.is_(None), sa.func.count())
+                .where(messages.c.delivered.is_(False))
+                .group_by(messages.c.undeliverable.is_(None))).fetchall())
+            hand_backs = db.execute(sa.select(sa.func.count()).select_from(tickets).where(
+                tickets.c.status == "closed", tickets.c.handed_back.is_(False))).scalar()
+        waiting = [t for t in self.list_tickets("open", None) if t["waiting"]]
+        oldest = min((parse_time(t["updated_at"]) for t in waiting), default=None)
+        return {
+            "open": {urgency: open_by.get(urgency, 0) for urgency in URGENCIES},
+            "waiting": len(waiting),
+            "longest_wait_s": (now() - oldest).total_seconds() if oldest else 0.0,
+            "undelivered": replies.get(True, 0),
+            "undeliverable": replies.get(False, 0),
+            "hand_backs_pending": hand_backs,
+        }
+
     # The outbox towards Rasa.
 
     def undelivered(self) -> List[Dict[str, Any]]:

@@ -321,3 +321,24 @@ async def test_a_ticket_never_stays_with_someone_who_cannot_answer(client, team)
     assert stored["assignee"] is None
     assert stored["history"][-1] == dict(stored["history"][-1], actor="amina",
                                          action="released", detail="bela became a viewer")
+
+
+async def test_an_engineer_on_call_reads_the_desks_gauges(client, team):
+    amina, bela = team
+    ticket = await open_ticket(client, urgency="urgent")
+    reply = await client.post("/api/inbound", headers=BEARER, json={
+        "ticket_key": "key-00000001", "idempotency_key": "inbound-1", "text": "are you there?"})
+    assert reply.status == 201
+    await bela.json("POST", f"/api/tickets/{ticket['id']}/messages", 201, json={"text": "yes"})
+
+    answer = await client.get("/metrics", headers=BEARER)
+    assert answer.status == 200
+    assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    lines = (await answer.text()).splitlines()
+    assert 'avrr_desk_open_tickets{urgency="urgent"} 1' in lines
+    assert 'avrr_desk_open_tickets{urgency="normal"} 0' in lines
+    assert "avrr_desk_waiting_tickets 0" in lines  # bela answered
+    assert "avrr_desk_undelivered_replies 1" in lines  # nothing listens at RASA_URL here
+    assert "avrr_desk_hand_backs_pending 0" in lines
+    await bela.json("GET", "/metrics", 403)
+    assert (await amina.call("GET", "/metrics")).status == 200
