@@ -4,6 +4,7 @@ import asyncio
 import hmac
 import logging
 import math
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ MAX_TRANSCRIPT = 500
 DELIVERY_INTERVAL_S = 2.0
 EXPIRE_EVERY_S = 3600.0  # the retention job
 MAX_RETRY_PAUSE_S = 60.0
+LEASE_S = 60.0  # > one delivery's longest wait for Rasa (20 s)
 # Failed sign-ins allowed in LOGIN_WINDOW before the next attempt waits: per name from
 # one address (the real counsellor elsewhere is not locked out by a stranger), per
 # address (one machine guessing many names), and per name from anywhere.
@@ -111,6 +113,9 @@ class Desk:
         self.announcer = Announcer(settings)
         self.content = Content(settings.content_dir)
         self.delivery_lock = asyncio.Lock()
+        # Delivering is one desk's job at a time (several may run): this one's name, the
+        # same after a restart, so that a restarted desk takes its lease back at once.
+        self.instance = f"{socket.gethostname()}:{settings.port}"
         # Per conversation: failed delivery attempts in a row, and when to try again.
         self.failures: Dict[str, int] = {}
         self.retry_at: Dict[str, float] = {}
@@ -567,6 +572,8 @@ class Desk:
             stuck = set()
             now = asyncio.get_running_loop().time()
             for message in await asyncio.to_thread(self.store.undelivered):
+                if not await self._deliverer():
+                    return  # another desk delivers; this one's replies are in its queue
                 conversation = message["conversation_id"]
                 if conversation in stuck or self.retry_at.get(conversation, 0) > now:
                     stuck.add(conversation)
@@ -595,6 +602,8 @@ class Desk:
             for ticket in await asyncio.to_thread(self.store.pending_hand_backs):
                 if ticket["conversation_id"] in stuck:
                     continue
+                if not await self._deliverer():
+                    return
                 try:
                     await self.rasa.hand_back(ticket["conversation_id"])
                 except ConversationGone:
@@ -603,6 +612,11 @@ class Desk:
                     logger.warning("ticket %d not handed back yet: %s", ticket["id"], failure)
                     continue
                 await asyncio.to_thread(self.store.mark_handed_back, ticket["id"])
+
+    async def _deliverer(self) -> bool:
+        """Whether this desk delivers now: the lease is taken (or renewed) before each
+        message, for longer than one delivery can take."""
+        return await asyncio.to_thread(self.store.lease, "delivery", self.instance, LEASE_S)
 
     async def delivery_loop(self, app: web.Application) -> Any:
         retention = timedelta(days=self.settings.retention_days)

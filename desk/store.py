@@ -188,6 +188,15 @@ forgotten = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
+# Who does a job that one desk at a time must do (delivering replies), until when.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Failed sign-ins, per (name, address), per address and per name, in a sliding window:
 # counted here so that every desk process sees them, and forgotten when the window ends.
 login_failures = sa.Table(
@@ -938,6 +947,27 @@ class Store:
             "undeliverable": replies.get(False, 0),
             "hand_backs_pending": hand_backs,
         }
+
+    def lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`: True if `holder` has it now.
+        Another desk gets it only once it ran out (its holder died or stopped)."""
+        moment = now()
+        until = moment + timedelta(seconds=seconds)
+        with self.engine.begin() as db:
+            taken = db.execute(leases.update().where(
+                leases.c.name == name,
+                sa.or_(leases.c.holder == holder, leases.c.until < moment),
+            ).values(holder=holder, until=until)).rowcount
+            if taken:
+                return True
+            if db.execute(sa.select(leases.c.name).where(leases.c.name == name)).first():
+                return False
+        try:
+            with self.engine.begin() as db:
+                db.execute(leases.insert().values(name=name, holder=holder, until=until))
+            return True
+        except sa.exc.IntegrityError:
+            return False  # another desk made it at the same moment
 
     # The outbox towards Rasa.
 

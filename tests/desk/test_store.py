@@ -74,3 +74,17 @@ def test_a_desk_made_before_roles_is_upgraded_and_keeps_an_administrator(tmp_pat
         db.execute(sa.text("UPDATE counsellors SET role = 'viewer' WHERE username = 'first'"))
     again = Store(url)
     assert [a["role"] for a in again.counsellors()] == ["viewer", "admin"]
+
+
+def test_one_desk_at_a_time_holds_a_lease_until_it_runs_out(tmp_path):
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    first, second = Store(url), Store(url)
+    assert first.lease("delivery", "host:8000", 60)
+    assert first.lease("delivery", "host:8000", 60)  # renewed
+    assert not second.lease("delivery", "host:8001", 60)
+    assert second.lease("other-job", "host:8001", 60)
+    with first.engine.begin() as db:  # the holder stopped renewing a while ago
+        db.execute(sa.text("UPDATE leases SET until = :past WHERE name = 'delivery'"),
+                   {"past": now() - timedelta(seconds=1)})
+    assert second.lease("delivery", "host:8001", 60)
+    assert not first.lease("delivery", "host:8000", 60)
