@@ -1,6 +1,7 @@
 """The desk's store on SQLite: what the retention job removes, and what it keeps."""
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from desk.store import Store, messages, now, tickets
@@ -88,3 +89,32 @@ def test_one_desk_at_a_time_holds_a_lease_until_it_runs_out(tmp_path):
                    {"past": now() - timedelta(seconds=1)})
     assert second.lease("delivery", "host:8001", 60)
     assert not first.lease("delivery", "host:8000", 60)
+
+
+def test_two_requests_for_one_conversation_at_once_make_one_ticket(tmp_path):
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    desks = [Store(url), Store(url)]
+    made = []
+
+    def ask(store, key):
+        fields = {"idempotency_key": key, "conversation_id": "web-same", "channel": "socketio",
+                  "language": "ar", "topic": "request_human", "urgency": "normal",
+                  "consent_at": now(), "consent_language": "ar"}
+        made.append(store.create_ticket(fields, []))
+
+    threads = [threading.Thread(target=ask, args=(store, f"key-{n:08d}"))
+               for n, store in enumerate(desks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(m["created"] for m in made) == [False, True]
+    assert made[0]["ticket"]["id"] == made[1]["ticket"]["id"]
+    with desks[0].engine.connect() as db:
+        with pytest.raises(sa.exc.IntegrityError):  # the database itself keeps the rule
+            db.execute(tickets.insert().values(
+                idempotency_key="key-direct", conversation_id="web-same", channel="rest",
+                language="en", topic="x", urgency="normal", status="open", created_at=now(),
+                updated_at=now(), consent_at=now(), consent_language="en", handed_back=False))
