@@ -265,10 +265,19 @@ class Desk:
         old, new = text_field(body, "old", 256), password_field(body, "new")
         if new == old:
             raise BadRequest("the new password must differ from the old one")
+        # Guessing the password from a session left open is slowed down like sign-ins.
+        limits = {f"own:{who['username']}": LOGIN_LIMITS["pair"]}
+        wait = await asyncio.to_thread(self.store.login_wait, limits, LOGIN_WINDOW)
+        if wait is not None:
+            answer = fail(429, "too many wrong passwords, wait a few minutes")
+            answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return answer
         changed = await asyncio.to_thread(
             self.store.change_password, who["id"], old, new, who["token"])
         if not changed:
+            await asyncio.to_thread(self.store.record_login_failure, list(limits), LOGIN_WINDOW)
             return fail(403, "the old password is wrong")
+        await asyncio.to_thread(self.store.clear_login_failures, list(limits))
         return web.json_response({"changed": True})
 
     # Accounts (administrators and the API token).

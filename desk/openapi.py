@@ -569,6 +569,7 @@ def document() -> Dict[str, Any]:
                         **ERRORS,
                         "403": _json(FORBIDDEN, "the old password is wrong (or a wrong CSRF "
                                      "token)"),
+                        "429": _json(ERROR, "five wrong old passwords in 15 minutes: wait"),
                     },
                 }
             },

@@ -342,3 +342,13 @@ async def test_an_engineer_on_call_reads_the_desks_gauges(client, team):
     assert "avrr_desk_hand_backs_pending 0" in lines
     await bela.json("GET", "/metrics", 403)
     assert (await amina.call("GET", "/metrics")).status == 200
+
+
+async def test_guessing_the_password_from_an_open_session_is_slowed_down(client, team):
+    _, bela = team
+    for _ in range(5):
+        await bela.json("POST", "/api/me/password", 403,
+                        json={"old": "a-wrong-guess-0", "new": "whatever-new-1"})
+    refused = await bela.call("POST", "/api/me/password",
+                              json={"old": NEW_PASSWORD, "new": "whatever-new-1"})
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
