@@ -24,6 +24,10 @@
 6. Every request body is limited (`MAX_BODY_BYTES`, 413 before it is read), and the
    HTTP API cannot create a conversation out of nothing: a counsellor's reply racing a
    deletion gets a 404 instead of a new, orphan conversation.
+7. Rasa's HTTP API turns every failure of a request into a 500. A counsellor's reply
+   that the channel has queued but the platform has not confirmed yet (NotYetSent) is a
+   503 here: the desk keeps it and sends it again, and a monitoring probe sees a
+   failure to retry, not an error.
 """
 import asyncio
 import logging
@@ -34,6 +38,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import rasa.core.run
+import rasa.server
 from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.agent import Agent
 from rasa.core.processor import MessageProcessor
@@ -49,6 +54,7 @@ from sanic.request import Request
 from avrr.logs import CHATTY
 from avrr.settings import SettingsError
 from bot import runtime
+from bot.channels.base import NotYetSent
 
 logger = logging.getLogger(__name__)
 
@@ -191,12 +197,25 @@ def configure_app(*args: Any, **kwargs: Any) -> Sanic:
     return guard_app(_configure_app(*args, **kwargs))
 
 
+_error_response_init = rasa.server.ErrorResponse.__init__
+
+
+def retryable_error(self: Any, status: int, reason: str, message: str, *args: Any,
+                    **kwargs: Any) -> None:
+    """Rasa's error answer, a 503 when what failed was a message not confirmed yet."""
+    if status == 500 and isinstance(sys.exc_info()[1], NotYetSent):
+        status, reason = 503, "NotYetSent"
+        message = "The channel has the message but the platform has not confirmed it yet."
+    _error_response_init(self, status, reason, message, *args, **kwargs)
+
+
 def mend_rasa() -> None:
     Agent._create_tracker_store = staticmethod(durable_tracker_store)
     MessageProcessor._run_action = run_action_or_fail
     RemoteAction._validate_action_result = validate_action_result
     LogisticRegressionClassifier.load = classmethod(load_logistic_regression)
     rasa.core.run.configure_app = configure_app
+    rasa.server.ErrorResponse.__init__ = retryable_error
 
 
 def with_api_token(argv: List[str]) -> List[str]:

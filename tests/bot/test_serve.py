@@ -46,3 +46,25 @@ def test_logistic_regression_loads_with_fortran_ordered_coefficients(tmp_path):
 
     assert loaded.clf.coef_.flags["F_CONTIGUOUS"]
     assert np.array_equal(loaded.clf.coef_, trained.clf.coef_)
+
+
+def test_a_reply_not_confirmed_yet_is_a_503_to_retry_and_other_failures_stay_500(
+    monkeypatch,
+):
+    """As `mend_rasa` sets it (tests/e2e/test_telegram.py sees it through Rasa's API)."""
+    from rasa.server import ErrorResponse
+
+    from bot.channels.base import NotYetSent
+    from bot.serve import retryable_error
+
+    monkeypatch.setattr(ErrorResponse, "__init__", retryable_error)
+    try:
+        raise NotYetSent("telegram message queued, not yet sent")
+    except NotYetSent:
+        waiting = ErrorResponse(500, "ConversationError", "An unexpected error")
+    assert (waiting.status, waiting.error_info["reason"]) == (503, "NotYetSent")
+    try:
+        raise ValueError("something else")
+    except ValueError:
+        broken = ErrorResponse(500, "ConversationError", "An unexpected error")
+    assert (broken.status, broken.error_info["reason"]) == (500, "ConversationError")

@@ -222,3 +222,29 @@ def test_start_shows_the_language_menu_and_a_press_switches_to_french(
     tracker = assistant.tracker(conversation(chat_id))
     assert tracker["slots"]["language"] == "fr"
     assert user_texts(tracker)[-1] == french
+
+
+def test_a_counsellor_reply_telegram_has_not_confirmed_yet_is_a_503_then_arrives(
+    assistant, telegram_api
+):
+    """Rasa's API waits 10 s for the platform: Telegram says "retry after 12 s", so the
+    desk gets a 503 to retry (not a 500), and the reply still goes out, once."""
+    chat = new_id()
+    assert post(assistant, message_update(chat, text="hello")).status_code == 200
+    assistant.drained(f"telegram:{chat}")
+    replies = len(telegram_api.sent_to(chat))
+    telegram_api.fail_next("sendMessage", retry_after=12)
+
+    answer = assistant.api(
+        "POST", f"/conversations/telegram:{chat}/tracker/events",
+        params={"output_channel": "latest", "execute_side_effects": "true"},
+        json={"event": "bot", "text": "A counsellor is here.",
+              "metadata": {"counsellor": True, "reply_key": f"probe-{chat}"}},
+    )
+
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["reason"] == "NotYetSent"
+    calls = telegram_api.wait_for("sendMessage", replies + 2, chat_id=chat, timeout=30)
+    assert [c.params["text"] for c in calls[replies:]] == ["A counsellor is here."] * 2
+    assert len(telegram_api.refused) >= 1  # the first of the two was refused with 429
+    assistant.drained(f"telegram:{chat}")
