@@ -21,6 +21,7 @@ the cursor row: two desks never count an event twice.
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from collections import Counter
@@ -33,6 +34,7 @@ import sqlalchemy as sa
 from avrr.db import engine
 from avrr.vocabulary import DEFAULT_LANGUAGE, SAFETY_INTENTS, Actions, Intents, Slots, channel_of
 
+logger = logging.getLogger(__name__)
 BATCH = 2000  # events per transaction
 MAX_BATCHES = 10  # per run of the loop: a backlog is caught up without holding deliveries
 EXTERNAL_PREFIX = "EXTERNAL: "  # intents triggered through Rasa's HTTP API
@@ -109,10 +111,9 @@ class Tally:
 
     def read(self, owner: str, row: Any) -> None:
         """Count one stored event of the conversation `owner`."""
-        try:
-            data = json.loads(row.data or "{}")
-        except ValueError:
-            return
+        data = json.loads(row.data or "{}")
+        if not isinstance(data, dict):
+            raise ValueError("an event is a JSON object")
         state = self.states.setdefault(
             owner, {"language": None, "pending": False, "handoff": False})
         kind, day, channel = row.type_name, day_of(row.timestamp), channel_of(row.sender_id)
@@ -172,11 +173,8 @@ class Tally:
 
 def read_source(url: str, after: int, limit: int = BATCH) -> List[Any]:
     """The Rasa server's events after id `after`, oldest first."""
-    database = sa.engine.make_url(url).database
-    if url.startswith("sqlite") and database and not Path(database).exists():
-        return []  # the Rasa server has not stored anything yet (and it is not made here)
-    made = source_engine(url)
-    if not sa.inspect(made).has_table("events"):
+    made = _source(url)
+    if made is None:
         return []
     with made.connect() as db:
         return db.execute(
@@ -187,14 +185,21 @@ def read_source(url: str, after: int, limit: int = BATCH) -> List[Any]:
 
 def newest_id(url: str) -> int:
     """The newest event's id in the Rasa server's store (0 when it has none)."""
-    database = sa.engine.make_url(url).database
-    if url.startswith("sqlite") and database and not Path(database).exists():
-        return 0
-    made = source_engine(url)
-    if not sa.inspect(made).has_table("events"):
+    made = _source(url)
+    if made is None:
         return 0
     with made.connect() as db:
         return db.execute(sa.select(sa.func.max(source_events.c.id))).scalar() or 0
+
+
+def _source(url: str) -> Optional[Any]:
+    """The engine of the Rasa server's store, once it has stored something (a SQLite
+    file is never made here)."""
+    database = sa.engine.make_url(url).database
+    if url.startswith("sqlite") and database and not Path(database).exists():
+        return None
+    made = source_engine(url)
+    return made if sa.inspect(made).has_table("events") else None
 
 
 _ENGINES: Dict[str, Any] = {}
@@ -219,5 +224,10 @@ def tally(rows: Iterable[Any], key: bytes, forgotten: set,
         last = row.id
         owner = owner_of(key, row.sender_id or "")
         if owner not in forgotten:
-            counted.read(owner, row)
+            try:
+                counted.read(owner, row)
+            except (AttributeError, TypeError, ValueError):
+                # An event of a shape we do not know is not counted; the job goes on
+                # (stopping at it would stop every count after it).
+                logger.warning("statistics: event %d of an unknown shape skipped", row.id)
     return counted, last

@@ -257,3 +257,19 @@ async def test_events_that_reuse_the_ids_of_deleted_ones_are_still_counted(
     await refresh(client)
     stats = await (await client.get("/api/stats", headers=BEARER)).json()
     assert stats["by_channel"]["socketio"]["conversations"] == 2
+
+
+async def test_an_event_of_an_unknown_shape_is_skipped_and_counting_goes_on(
+    client, conversations, tmp_path
+):
+    import sqlite3
+
+    await save(conversations, "web-x", [*started(), heard("hello there", "greet", "en")])
+    with sqlite3.connect(tmp_path / "conversations.db") as db:
+        for data in ("null", '{"parse_data": {"intent": ["not", "a", "dict"]}}', "{nope"):
+            db.execute("INSERT INTO events (sender_id, type_name, timestamp, data) "
+                       "VALUES ('web-x', 'user', 1.0, ?)", (data,))
+    await save(conversations, "web-x", [heard("how much does it cost", "ask_cost", "en")])
+    await refresh(client)
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["topics"]["en"] == {"greet": 1, "ask_cost": 1}
