@@ -52,7 +52,7 @@ def test_every_contract_intent_has_enough_examples_in_every_language():
 
 
 def test_the_domain_keeps_every_contract_intent():
-    """CONTRACT_INTENTS is the contract's list (../shared/CONTRACT.md, "Intents"), copied
+    """CONTRACT_INTENTS is the contract's list (CONTRACT.md, "Intents"), copied
     in order; the tests read nothing outside this repository."""
     domain = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
     assert set(CONTRACT_INTENTS) <= set(domain["intents"])
