@@ -831,48 +831,45 @@ def create_app(settings: DeskSettings, store: Store) -> web.Application:
     app = web.Application(
         middlewares=[desk.refuse_large, desk.guard], client_max_size=MAX_BODY_BYTES
     )
-    app.router.add_get("/health", desk.health, name="health")
-    app.router.add_get("/", desk.console, name="console")
+    # Each route is named after its handler: the guard checks names (API_ONLY, ADMIN_ONLY...).
+    for method, path, handler in (
+        ("GET", "/health", desk.health),
+        ("GET", "/", desk.console),
+        ("GET", "/openapi.json", desk.openapi),
+        ("POST", "/api/login", desk.login),
+        ("POST", "/api/logout", desk.logout),
+        ("GET", "/api/me", desk.me),
+        ("POST", "/api/me/password", desk.change_password),
+        ("GET", "/api/counsellors", desk.list_counsellors),
+        ("POST", "/api/counsellors", desk.add_counsellor),
+        ("GET", "/api/counsellors/history", desk.account_history),
+        ("PATCH", "/api/counsellors/{username}", desk.update_counsellor),
+        ("POST", "/api/counsellors/{username}/disable", desk.disable_counsellor),
+        ("POST", "/api/counsellors/{username}/enable", desk.enable_counsellor),
+        ("POST", "/api/counsellors/{username}/password", desk.reset_password),
+        ("GET", "/api/replies", desk.replies),
+        ("GET", "/stats", desk.stats_page),
+        ("GET", "/api/stats", desk.stats),
+        ("GET", "/api/stats.csv", desk.stats_csv),
+        ("GET", "/api/stats/charts/{name}.svg", desk.stats_chart),
+        ("POST", "/api/stats/refresh", desk.refresh_stats),
+        ("GET", "/api/unanswered", desk.unanswered),
+        ("GET", "/api/intents", desk.intents),
+        ("POST", "/api/unanswered/{question_id}/label", desk.label_question),
+        ("GET", "/api/status", desk.status),
+        ("GET", "/metrics", desk.metrics),
+        ("GET", "/api/tickets", desk.list_tickets),
+        ("POST", "/api/tickets", desk.create_ticket),
+        ("GET", "/api/tickets/{ticket_id}", desk.get_ticket),
+        ("POST", "/api/tickets/{ticket_id}/messages", desk.reply),
+        ("POST", "/api/tickets/{ticket_id}/close", desk.close),
+        ("POST", "/api/tickets/{ticket_id}/claim", desk.claim),
+        ("POST", "/api/tickets/{ticket_id}/release", desk.release),
+        ("POST", "/api/tickets/{ticket_id}/assign", desk.assign),
+        ("POST", "/api/inbound", desk.inbound),
+        ("DELETE", "/api/conversations/{conversation_id}", desk.delete_conversation),
+    ):
+        app.router.add_route(method, path, handler, name=handler.__name__)
     app.router.add_static("/static/", STATIC, name="static")
-    app.router.add_get("/openapi.json", desk.openapi, name="openapi")
-    app.router.add_post("/api/login", desk.login, name="login")
-    app.router.add_post("/api/logout", desk.logout, name="logout")
-    app.router.add_get("/api/me", desk.me, name="me")
-    app.router.add_post("/api/me/password", desk.change_password, name="change_password")
-    app.router.add_get("/api/counsellors", desk.list_counsellors, name="list_counsellors")
-    app.router.add_post("/api/counsellors", desk.add_counsellor, name="add_counsellor")
-    app.router.add_get("/api/counsellors/history", desk.account_history, name="account_history")
-    app.router.add_patch(
-        "/api/counsellors/{username}", desk.update_counsellor, name="update_counsellor")
-    app.router.add_post(
-        "/api/counsellors/{username}/disable", desk.disable_counsellor, name="disable_counsellor")
-    app.router.add_post(
-        "/api/counsellors/{username}/enable", desk.enable_counsellor, name="enable_counsellor")
-    app.router.add_post(
-        "/api/counsellors/{username}/password", desk.reset_password, name="reset_password")
-    app.router.add_get("/api/replies", desk.replies, name="replies")
-    app.router.add_get("/stats", desk.stats_page, name="stats_page")
-    app.router.add_get("/api/stats", desk.stats, name="stats")
-    app.router.add_get("/api/stats.csv", desk.stats_csv, name="stats_csv")
-    app.router.add_get("/api/stats/charts/{name}.svg", desk.stats_chart, name="stats_chart")
-    app.router.add_post("/api/stats/refresh", desk.refresh_stats, name="refresh_stats")
-    app.router.add_get("/api/unanswered", desk.unanswered, name="unanswered")
-    app.router.add_get("/api/intents", desk.intents, name="intents")
-    app.router.add_post(
-        "/api/unanswered/{question_id}/label", desk.label_question, name="label_question")
-    app.router.add_get("/api/status", desk.status, name="status")
-    app.router.add_get("/metrics", desk.metrics, name="metrics")
-    app.router.add_get("/api/tickets", desk.list_tickets, name="list_tickets")
-    app.router.add_post("/api/tickets", desk.create_ticket, name="create_ticket")
-    app.router.add_get("/api/tickets/{ticket_id}", desk.get_ticket, name="get_ticket")
-    app.router.add_post("/api/tickets/{ticket_id}/messages", desk.reply, name="reply")
-    app.router.add_post("/api/tickets/{ticket_id}/close", desk.close, name="close")
-    app.router.add_post("/api/tickets/{ticket_id}/claim", desk.claim, name="claim")
-    app.router.add_post("/api/tickets/{ticket_id}/release", desk.release, name="release")
-    app.router.add_post("/api/tickets/{ticket_id}/assign", desk.assign, name="assign")
-    app.router.add_post("/api/inbound", desk.inbound, name="inbound")
-    app.router.add_delete(
-        "/api/conversations/{conversation_id}", desk.delete_conversation, name="delete_conversation"
-    )
     app.cleanup_ctx.append(desk.delivery_loop)
     return app
