@@ -16,7 +16,7 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run test train validate lint unit integration conversations e2e bench soak eval review export-labels clean widget
+.PHONY: help run cluster test train validate lint unit integration conversations e2e cluster-test bench bench-cluster soak eval review export-labels clean widget
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ $(VENV)/.installed: requirements.txt
 
 $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt 2>&1 | $(QUIET_NOTICES)
-	$(PY) -c "import pytest, ruff, playwright" && touch $@
+	$(PY) -c "import pytest, ruff, playwright" && test -x $(VENV)/bin/hadolint && touch $@
 
 $(MODEL): $(VENV)/.installed $(TRAINING_FILES)
 	@echo "==> Training the model (about 7 minutes on 2 cores)"
@@ -56,17 +56,22 @@ widget: $(WIDGET) ## build the embeddable web chat widget into widget/dist/
 run: $(VENV)/.installed $(MODEL) $(WIDGET) ## set up what is missing, then start everything (Ctrl-C stops it)
 	$(PY) -m bot.launch
 
+# `make cluster REPLICAS=3`: make hands a variable set on its command line to the command.
+cluster: $(VENV)/.installed $(MODEL) ## PostgreSQL, Redis, nginx, REPLICAS (2) Rasa servers, 2 action servers, 2 desks (Ctrl-C stops it)
+	$(PY) -m bot.cluster
+
 validate: $(VENV)/.installed ## check the training data and domain
 	$(RASA) data validate --fail-on-warnings --quiet
 
-lint: $(VENV)/.dev-installed ## ruff, with bugbear and security rules
+lint: $(VENV)/.dev-installed ## ruff, with bugbear and security rules; hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint --failure-threshold style Dockerfile
 
 unit: $(VENV)/.dev-installed ## pytest without any server: actions, channels, stores, desk on SQLite
-	$(PY) -m pytest tests --ignore=tests/e2e -m "not integration" -q
+	$(PY) -m pytest tests --ignore=tests/e2e --ignore=tests/cluster -m "not integration" -q
 
 integration: $(VENV)/.dev-installed ## the stores on a PostgreSQL server the tests start (Debian's postgresql)
-	$(PY) -m pytest tests --ignore=tests/e2e -m integration -q
+	$(PY) -m pytest tests --ignore=tests/e2e --ignore=tests/cluster -m integration -q
 
 conversations: $(VENV)/.installed $(MODEL) ## conversation tests against the trained model
 	$(RASA) test core --e2e --model $(MODEL) --stories tests/conversations --fail-on-prediction-errors --out results --quiet
@@ -74,7 +79,10 @@ conversations: $(VENV)/.installed $(MODEL) ## conversation tests against the tra
 e2e: $(VENV)/.dev-installed $(MODEL) $(WIDGET) ## start the real servers; talk to them over HTTP, socket.io and Chromium
 	$(PY) -m pytest tests/e2e -q
 
-test: lint validate unit integration $(MODEL) conversations e2e ## set up what is missing and run the complete test suite
+cluster-test: $(VENV)/.dev-installed $(MODEL) ## start `make cluster` for real; kill replicas mid-conversation (postgresql, redis-server, nginx)
+	$(PY) -m pytest tests/cluster -m cluster -q
+
+test: lint validate unit integration $(MODEL) conversations e2e cluster-test ## set up what is missing and run the complete test suite
 
 $(VENV)/.eval-installed: $(VENV)/.installed requirements-eval.txt
 	$(PIP_INSTALL) -r requirements-eval.txt 2>&1 | $(QUIET_NOTICES)
@@ -85,6 +93,9 @@ eval: $(VENV)/.eval-installed $(MODEL) ## held-out accuracy per language, agains
 
 bench: $(VENV)/.dev-installed $(MODEL) ## load benchmark against a vanilla `rasa init` assistant
 	$(PY) bench/load.py
+
+bench-cluster: $(VENV)/.dev-installed $(MODEL) ## as root: 1, then 2 Rasa replicas behind nginx, the same CPU share each (bench/scaling.md)
+	$(PY) bench/scaling.py
 
 soak: $(VENV)/.dev-installed $(MODEL) ## soak run: Telegram chats for minutes while parts are SIGKILLed in turn (bench/soak.md)
 	$(PY) bench/soak.py

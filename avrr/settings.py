@@ -12,7 +12,7 @@ other module reads the environment.
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Type, TypeVar
+from typing import Any, Dict, List, Literal, Optional, Type, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseSettings, Field, SecretStr, ValidationError, root_validator, validator
@@ -21,6 +21,7 @@ from pydantic.env_settings import SettingsError as EnvSettingsError
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 MIN_SECRET_CHARS = 16
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 S = TypeVar("S", bound="Settings")
 LIST_FIELDS = ("widget_origins",)
@@ -74,6 +75,16 @@ def _secret(value: Optional[SecretStr], name: str) -> Optional[SecretStr]:
     return value
 
 
+def redacted(url: str) -> str:
+    """`url` fit for a log: a password in it, before the host or in the query, hidden."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        url = url.replace(f":{parts.password}@", ":***@", 1)
+    if "password" in parts.query.lower():
+        url = url.replace(f"?{parts.query}", "?***", 1)
+    return url
+
+
 class RasaSettings(Settings):
     """The Rasa server: its HTTP API, channels, tracker store and channel records."""
 
@@ -89,12 +100,38 @@ class RasaSettings(Settings):
     # Reverse proxies in front of Rasa (nginx: 1): the client's address is then taken from
     # their X-Forwarded-For, so that the limits per address apply to the person.
     proxies_count: int = Field(0, env="AVRR_PROXIES_COUNT", ge=0, le=5)
+    # Several Rasa replicas share Redis: the lock store (one message of a conversation at a
+    # time, whichever replica has it) and socket.io's rooms. A secret: it may hold a password.
+    redis_url: Optional[SecretStr] = Field(None, env="AVRR_REDIS_URL")
+    # "memory" keeps Rasa's in-process lock store even with Redis (a test's control case).
+    lock_store: Optional[Literal["memory", "redis"]] = Field(None, env="AVRR_LOCK_STORE")
 
     _origins = validator("widget_origins", pre=True, allow_reuse=True)(_origin_list)
 
     @validator("api_token", "rest_channel_token", "socket_session_secret")
     def _long_enough(cls, value: Optional[SecretStr], field: Any) -> Optional[SecretStr]:  # noqa: N805
         return _secret(value, field.field_info.extra.get("env", field.name))
+
+    @validator("redis_url")
+    def _a_redis_url(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:  # noqa: N805
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in REDIS_SCHEMES:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _replicas_share_what_they_must(cls, values: Dict[str, Any]) -> Dict[str, Any]:  # noqa: N805
+        if values.get("redis_url") is None:
+            if values.get("lock_store") == "redis":
+                raise ValueError("AVRR_LOCK_STORE=redis needs AVRR_REDIS_URL")
+        elif values.get("socket_session_secret") is None:
+            # Each replica would make up its own key: a web chat could not resume on another.
+            raise ValueError("AVRR_REDIS_URL (several replicas) needs SOCKET_SESSION_SECRET")
+        return values
+
+    @property
+    def redis_lock_store(self) -> bool:
+        """Whether the lock store is on Redis: when AVRR_REDIS_URL is set, unless told not."""
+        return self.redis_url is not None and self.lock_store != "memory"
 
     @property
     def tracker_url(self) -> str:
@@ -280,6 +317,16 @@ class LaunchSettings(Settings):
         """The secret set for the environment variable `variable`, if any."""
         value = getattr(self, variable.lower())
         return value.get_secret_value() if value is not None else None
+
+
+class ClusterSettings(LaunchSettings):
+    """`make cluster` (bot/cluster.py): how many Rasa servers, where every part listens
+    (ports counted from `port`), and the folder that holds the cluster's data."""
+
+    data_dir: Path = Field(ROOT / "var" / "cluster", env="AVRR_CLUSTER_DIR")
+    replicas: int = Field(2, env="REPLICAS", ge=1, le=10)
+    # nginx in front of Rasa here; see bot/cluster.py for the ports after it.
+    port: int = Field(8500, env="CLUSTER_PORT", ge=1024, le=65000)
 
 
 def environment() -> Dict[str, str]:

@@ -4,13 +4,13 @@ rasa-sdk's own server listens on every interface with CORS `*` and no credential
 its error answers echo the request body. Ours runs the same actions (rasa-sdk's
 ActionExecutor) and:
 - listens on ACTION_HOST (loopback by default);
-- requires `Authorization: Bearer <ACTION_SERVER_TOKEN>` on every route but `/health`
-  (Rasa sends it, from endpoints.yml), compared in constant time;
+- requires `Authorization: Bearer <ACTION_SERVER_TOKEN>` on every route but `/health` and
+  `/ready` (Rasa sends it, from endpoints.yml), compared in constant time;
 - has no CORS, and accepts JSON only (415 otherwise), at most MAX_BODY_BYTES;
 - answers a failed action with a 500 that names no person and quotes nothing.
 A thread flushes the outbox to the counsellor desk every few seconds (actions/outbox.py);
 `/status` (JSON, for the desk) and `/metrics` (Prometheus) count what is pending and what
-failed for good.
+failed for good. `/ready` answers 503 while the outbox's database does not answer.
 """
 import asyncio
 import hmac
@@ -27,6 +27,7 @@ from sanic.response import HTTPResponse
 
 from actions.outbox import deliver_forever, get_outbox
 from actions.runtime import settings
+from avrr import readiness
 from avrr.logs import configure
 from avrr.metrics import CONTENT_TYPE, exposition
 from avrr.settings import ActionServerSettings
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 ACTIONS_PACKAGE = "actions"
 MAX_BODY_BYTES = 1024 * 1024
-PUBLIC = ("/health",)
+PUBLIC = ("/health", "/ready")
 
 
 def prometheus(counts: Dict[str, int]) -> str:
@@ -71,6 +72,14 @@ def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> 
     @app.get("/health")
     async def health(_: Request) -> HTTPResponse:
         return response.json({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready(_: Request) -> HTTPResponse:
+        """200 when the outbox's database answers (the outbox is made on first use)."""
+        failed = await readiness.failing(
+            {"database": lambda: readiness.database(get_outbox().engine)()})
+        body, status = readiness.answer(failed)
+        return response.json(body, status=status)
 
     @app.get("/status")
     async def status(_: Request) -> HTTPResponse:

@@ -14,6 +14,7 @@ the others keep serving. Ctrl-C (or SIGTERM) stops everything.
 """
 import logging
 import os
+import pwd
 import secrets
 import signal
 import socket
@@ -25,7 +26,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from avrr.settings import LOOPBACK, ROOT, LaunchSettings, environment, load
 
@@ -46,6 +47,10 @@ OPTIONAL_CHANNELS = {
     "bot.channels.whatsapp.channel.WhatsAppInput": "whatsapp_access_token",
 }
 
+# The commands of the parts `make cluster` starts several of, too.
+ACTION_SERVER = [sys.executable, "-m", "bot.action_server"]
+DESK = [sys.executable, "-m", "desk"]
+
 
 class PortTaken(RuntimeError):
     """A port the assistant needs is in use by another program."""
@@ -62,12 +67,20 @@ def kept_secret(name: str, data_dir: Path) -> str:
 
 
 def port_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether nothing listens on `port`: connections of a part stopped a moment ago,
+    still closing (TIME_WAIT), do not count, as they do not stop a server from binding."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def kept_secrets(settings: LaunchSettings, folder: Path) -> Dict[str, str]:
+    """The secrets every part shares: those set in the settings, else kept in `folder`."""
+    return {name: settings.secret(name) or kept_secret(name, folder) for name in KEPT_SECRETS}
 
 
 def ports(settings: LaunchSettings) -> Dict[str, int]:
@@ -80,7 +93,12 @@ def ports(settings: LaunchSettings) -> Dict[str, int]:
 
 
 def check_ports(settings: LaunchSettings) -> None:
-    for name, port in ports(settings).items():
+    refuse_taken(ports(settings))
+
+
+def refuse_taken(named: Dict[str, int]) -> None:
+    """PortTaken naming the first of the ports (by what uses it) that is not free."""
+    for name, port in named.items():
         if not port_free(port):
             raise PortTaken(
                 f"port {port} ({name}) is already in use on {LOOPBACK}: stop what uses it, "
@@ -100,9 +118,7 @@ def credentials(settings: LaunchSettings) -> Path:
 
 def child_env(settings: LaunchSettings, environ: Dict[str, str]) -> Dict[str, str]:
     """The environment of the parts: ours, the kept secrets, and where each part is."""
-    env = dict(environ)
-    for name in KEPT_SECRETS:
-        env[name] = settings.secret(name) or kept_secret(name, settings.data_dir)
+    env = dict(environ, **kept_secrets(settings, settings.data_dir))
     rasa_url = f"http://{LOOPBACK}:{settings.rasa_port}"
     # The widget's page, and Rasa's own origin (same-origin pages, test clients).
     origins = [
@@ -126,29 +142,39 @@ def child_env(settings: LaunchSettings, environ: Dict[str, str]) -> Dict[str, st
     return env
 
 
+def rasa_command(settings: LaunchSettings, port: int, credentials_file: Path,
+                 interface: str = LOOPBACK) -> List[str]:
+    """A Rasa server with its HTTP API, at `port` on `interface` (loopback; a container's
+    own network in the image, bot/replica.py)."""
+    return [
+        sys.executable, "-m", "bot.serve", "run",
+        "--enable-api",
+        "--interface", interface,
+        "--port", str(port),
+        "--model", str(settings.model),
+        "--credentials", str(credentials_file),
+        "--endpoints", str(ROOT / "endpoints.yml"),
+    ]
+
+
 def commands(settings: LaunchSettings) -> Dict[str, List[str]]:
     return {
-        "action server": [sys.executable, "-m", "bot.action_server"],
-        "rasa server": [
-            sys.executable, "-m", "bot.serve", "run",
-            "--enable-api",
-            "--interface", LOOPBACK,
-            "--port", str(settings.rasa_port),
-            "--model", str(settings.model),
-            "--credentials", str(credentials(settings)),
-            "--endpoints", str(ROOT / "endpoints.yml"),
-        ],
-        "counsellor desk": [sys.executable, "-m", "desk"],
+        "action server": ACTION_SERVER,
+        "rasa server": rasa_command(settings, settings.rasa_port, credentials(settings)),
+        "counsellor desk": DESK,
         "web widget": [sys.executable, "-m", "bot.widget_server"],
     }
 
 
+def status_url(port: int, api_token: str) -> str:
+    """Rasa's /status at `port`: it names the model once one is loaded."""
+    return f"http://{LOOPBACK}:{port}/status?" + urllib.parse.urlencode({"token": api_token})
+
+
 def health_urls(settings: LaunchSettings, api_token: str) -> Dict[str, str]:
-    status = f"http://{LOOPBACK}:{settings.rasa_port}/status?" + urllib.parse.urlencode(
-        {"token": api_token})
     return {
         "action server": f"http://{LOOPBACK}:{settings.action_port}/health",
-        "rasa server": status,
+        "rasa server": status_url(settings.rasa_port, api_token),
         "counsellor desk": f"http://{LOOPBACK}:{settings.desk_port}/health",
         "web widget": f"http://{LOOPBACK}:{settings.widget_port}/health",
     }
@@ -164,12 +190,32 @@ def answers(url: str) -> bool:
     return "/status?" not in url or b'"model_file":"' in body.replace(b" ", b"")
 
 
+def readiness(urls: Dict[str, str]) -> Dict[str, Callable[[], bool]]:
+    """For each name, a check that its URL answers."""
+    return {name: lambda url=url: answers(url) for name, url in urls.items()}
+
+
+def account(user: Optional[str]) -> Dict[str, object]:
+    """Popen's arguments to run as `user` (its own group, no other), or as we run."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 @dataclass
 class Part:
     """One supervised process."""
 
     name: str
     command: List[str]
+    # Its own environment, instead of the supervisor's (a database needs no secrets).
+    env: Optional[Dict[str, str]] = None
+    # The account it runs as, when not ours (PostgreSQL refuses to run as root).
+    user: Optional[str] = None
+    # Parts of a higher tier use those of lower ones: they are stopped first.
+    tier: int = 0
+    # PostgreSQL takes SIGTERM as "wait for every client to leave"; SIGINT stops it now.
+    stop_signal: int = signal.SIGTERM
     process: Optional[subprocess.Popen] = None
     started_at: float = 0.0
     deaths: int = 0
@@ -179,7 +225,8 @@ class Part:
     def start(self, env: Dict[str, str]) -> None:
         # Their output goes to our stderr: stdout carries only the "ready" line.
         self.process = subprocess.Popen(  # noqa: S603
-            self.command, cwd=ROOT, env=env, stdout=sys.stderr
+            self.command, cwd=ROOT, env=self.env if self.env is not None else env,
+            stdout=sys.stderr, **account(self.user),
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -200,27 +247,31 @@ class Part:
 
 
 class Supervisor:
-    def __init__(self, settings: LaunchSettings, env: Dict[str, str]) -> None:
+    def __init__(self, settings: LaunchSettings, env: Dict[str, str],
+                 parts: Optional[List[Part]] = None) -> None:
         self.settings = settings
         self.env = env
-        self.parts = [Part(name, command) for name, command in commands(settings).items()]
+        self.parts = parts if parts is not None else [
+            Part(name, command) for name, command in commands(settings).items()]
 
-    def start(self) -> None:
-        for part in self.parts:
+    def start(self, parts: Optional[List[Part]] = None) -> None:
+        """Start `parts` (default: all)."""
+        for part in self.parts if parts is None else parts:
             logger.info("starting the %s", part.name)
             part.start(self.env)
 
-    def wait_until_ready(self) -> None:
-        pending = dict(health_urls(self.settings, self.env["RASA_API_TOKEN"]))
+    def wait_until_ready(self, checks: Dict[str, Callable[[], bool]]) -> None:
+        """Until every check passes; RuntimeError if a started part stops meanwhile."""
+        pending = dict(checks)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while pending:
             for part in self.parts:
-                if not part.alive():
+                if part.process is not None and not part.alive():
                     raise RuntimeError(
                         f"the {part.name} stopped while starting (exit {part.process.returncode})"
                     )
-            for name, url in list(pending.items()):
-                if answers(url):
+            for name, ready in list(pending.items()):
+                if ready():
                     logger.info("%s is up", name)
                     del pending[name]
             if time.monotonic() > deadline:
@@ -244,23 +295,50 @@ class Supervisor:
                 part.start(self.env)
 
     def stop(self) -> None:
-        for part in self.parts:
-            if part.alive():
-                part.process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for part in self.parts:
-            if part.process is None:
-                continue
-            try:
-                part.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                part.process.kill()
-                part.process.wait()
+        """Stop every part, the highest tier first."""
+        for tier in sorted({part.tier for part in self.parts}, reverse=True):
+            stopping = [part for part in self.parts if part.tier == tier]
+            for part in stopping:
+                if part.alive():
+                    part.process.send_signal(part.stop_signal)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for part in stopping:
+                if part.process is None:
+                    continue
+                try:
+                    part.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    part.process.kill()
+                    part.process.wait()
 
 
 def interrupt(signum: int, frame: object) -> None:
     """End like Ctrl-C does on SIGTERM, so the children are always stopped."""
     raise KeyboardInterrupt
+
+
+def supervise(supervisor: Supervisor, bring_up: Callable[[], None], ready: str) -> int:
+    """Start everything with `bring_up`, say `ready` (and print "ready" alone on stdout),
+    then restart what dies until Ctrl-C or SIGTERM, which stop every part."""
+    signal.signal(signal.SIGTERM, interrupt)
+    # Also when started with SIGINT ignored (a background job): Ctrl-C to the group
+    # must stop us as it stops the children.
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        bring_up()
+        logger.info("%s", ready)
+        print("ready", flush=True)
+        while True:
+            supervisor.watch_once()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        logger.info("stopping")
+        return 0
+    except RuntimeError as failure:
+        logger.error("%s", failure)
+        return 1
+    finally:
+        supervisor.stop()
 
 
 def main() -> int:
@@ -276,33 +354,18 @@ def main() -> int:
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(settings, child_env(settings, environment()))
-    signal.signal(signal.SIGTERM, interrupt)
-    # Also when started with SIGINT ignored (a background job): Ctrl-C to the group
-    # must stop us as it stops the children.
-    signal.signal(signal.SIGINT, interrupt)
-    try:
+
+    def bring_up() -> None:
         supervisor.start()
-        supervisor.wait_until_ready()
-        logger.info(
-            "ready: web chat http://%s:%d/ , counsellor desk http://%s:%d/ "
-            "(first login in %s), REST http://%s:%d/webhooks/rest/webhook, "
-            "data in %s. Ctrl-C stops.",
-            LOOPBACK, settings.widget_port, LOOPBACK, settings.desk_port,
-            settings.data_dir / "desk-first-login.txt", LOOPBACK, settings.rasa_port,
-            settings.data_dir,
-        )
-        print("ready", flush=True)
-        while True:
-            supervisor.watch_once()
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        logger.info("stopping")
-        return 0
-    except RuntimeError as failure:
-        logger.error("%s", failure)
-        return 1
-    finally:
-        supervisor.stop()
+        supervisor.wait_until_ready(readiness(
+            health_urls(settings, supervisor.env["RASA_API_TOKEN"])))
+
+    return supervise(supervisor, bring_up, (
+        f"ready: web chat http://{LOOPBACK}:{settings.widget_port}/ , counsellor desk "
+        f"http://{LOOPBACK}:{settings.desk_port}/ (first login in "
+        f"{settings.data_dir / 'desk-first-login.txt'}), REST "
+        f"http://{LOOPBACK}:{settings.rasa_port}/webhooks/rest/webhook, data in "
+        f"{settings.data_dir}. Ctrl-C stops."))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,13 @@
    that the channel has queued but the platform has not confirmed yet (NotYetSent) is a
    503 here: the desk keeps it and sends it again, and a monitoring probe sees a
    failure to retry, not an error.
+8. Rasa's Redis lock store lets two replicas take the same ticket (RasaHQ/rasa#11256):
+   with AVRR_REDIS_URL set, the lock store is bot.lock_store's, whose changes are atomic
+   on that Redis; unset (or AVRR_LOCK_STORE=memory), Rasa's in-memory one. A `lock_store`
+   in endpoints.yml still overrides both, as Rasa documents it.
+9. `GET /ready` (no token) answers 200 once the model is loaded and the tracker store,
+   the channels' records and Redis (when AVRR_REDIS_URL is set) answer, 503 naming what
+   does not otherwise: a container's health check, or a load balancer's, reads it.
 """
 import asyncio
 import logging
@@ -41,6 +48,7 @@ import rasa.core.run
 import rasa.server
 from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.agent import Agent
+from rasa.core.lock_store import LockStore
 from rasa.core.processor import MessageProcessor
 from rasa.core.tracker_store import InMemoryTrackerStore, TrackerStore
 from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
@@ -50,10 +58,12 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecutionRejected, UserUttered
 from sanic import Sanic, response
 from sanic.request import Request
+from sanic.response import HTTPResponse
 
+from avrr import readiness
 from avrr.logs import CHATTY
 from avrr.settings import SettingsError
-from bot import runtime
+from bot import lock_store, runtime
 from bot.channels.base import NotYetSent
 
 logger = logging.getLogger(__name__)
@@ -187,7 +197,25 @@ def guard_app(app: Sanic) -> Sanic:
             await asyncio.sleep(RETENTION_INTERVAL_S)
 
     app.add_task(expire_old_conversations)
+    add_readiness(app)
     return app
+
+
+def add_readiness(app: Sanic) -> None:
+    """`GET /ready`: whether this server can answer messages now (see the docstring, 9)."""
+
+    @app.get("/ready")
+    async def ready(request: Request) -> HTTPResponse:
+        agent = getattr(request.app.ctx, "agent", None)
+        failed = [] if agent is not None and agent.is_ready() else ["model"]
+        checks = {"channel records": lambda: readiness.database(runtime.records().engine)()}
+        store = getattr(agent, "tracker_store", None)
+        if store is not None and hasattr(store, "engine"):
+            checks["tracker store"] = readiness.database(store.engine)
+        if runtime.settings().redis_url is not None:
+            checks["redis"] = lambda: readiness.redis_server(runtime.redis_client())()
+        body, status = readiness.answer(failed + await readiness.failing(checks))
+        return response.json(body, status=status)
 
 
 _configure_app = rasa.core.run.configure_app
@@ -209,8 +237,19 @@ def retryable_error(self: Any, status: int, reason: str, message: str, *args: An
     _error_response_init(self, status, reason, message, *args, **kwargs)
 
 
+_create_lock_store = LockStore.create
+
+
+def configured_lock_store(configured: Any) -> LockStore:
+    """LockStore.create; without a `lock_store` in endpoints.yml, the one of the settings."""
+    if configured is None:
+        return lock_store.from_settings(runtime.settings())
+    return _create_lock_store(configured)
+
+
 def mend_rasa() -> None:
     Agent._create_tracker_store = staticmethod(durable_tracker_store)
+    LockStore.create = staticmethod(configured_lock_store)
     MessageProcessor._run_action = run_action_or_fail
     RemoteAction._validate_action_result = validate_action_result
     LogisticRegressionClassifier.load = classmethod(load_logistic_regression)

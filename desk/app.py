@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import aiohttp
 from aiohttp import web
 
+from avrr import readiness
 from avrr.content import Content, ContentError
 from avrr.metrics import CONTENT_TYPE, exposition
 from avrr.settings import DeskSettings
@@ -42,7 +43,8 @@ LEASE_S = 60.0  # > one delivery's longest wait for Rasa (20 s)
 # address (one machine guessing many names), and per name from anywhere.
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_LIMITS = {"pair": 5, "addr": 20, "name": 50}
-PUBLIC = {("GET", "/health"), ("GET", "/"), ("GET", "/stats"), ("POST", "/api/login")}
+PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("GET", "/"), ("GET", "/stats"),
+          ("POST", "/api/login")}
 INSIGHT_EVERY_S = 10.0  # the statistics job
 MAX_REFRESH_BATCHES = 100  # "Count now": at most 200,000 events in one request
 STATUS_TIMEOUT = aiohttp.ClientTimeout(total=3)
@@ -197,6 +199,12 @@ class Desk:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """200 when the desk's database answers; 503 naming it otherwise."""
+        failed = await readiness.failing({"database": readiness.database(self.store.engine)})
+        body, status = readiness.answer(failed)
+        return web.json_response(body, status=status)
 
     async def console(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
@@ -834,6 +842,7 @@ def create_app(settings: DeskSettings, store: Store) -> web.Application:
     # Each route is named after its handler: the guard checks names (API_ONLY, ADMIN_ONLY...).
     for method, path, handler in (
         ("GET", "/health", desk.health),
+        ("GET", "/ready", desk.ready),
         ("GET", "/", desk.console),
         ("GET", "/openapi.json", desk.openapi),
         ("POST", "/api/login", desk.login),

@@ -16,7 +16,10 @@ desk's database). Administrators label it with the right intent, and
 `python -m desk export-labels` writes the labelled ones as NLU data.
 
 Each run reads, adds up and moves its cursor in one transaction that starts by locking
-the cursor row: two desks never count an event twice.
+the cursor row: two desks never count an event twice. On PostgreSQL, replicas store
+events at once, and an id drawn first may be committed last: the job stops before a gap
+in the ids until the events after it are SETTLE_S old (a Rasa server stores a turn in
+one short transaction at its end), so an event committed late is not skipped.
 """
 import hashlib
 import hmac
@@ -24,6 +27,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections import Counter
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -37,6 +41,10 @@ from avrr.vocabulary import DEFAULT_LANGUAGE, SAFETY_INTENTS, Actions, Intents, 
 logger = logging.getLogger(__name__)
 BATCH = 2000  # events per transaction
 MAX_BATCHES = 10  # per run of the loop: a backlog is caught up without holding deliveries
+# Seconds after which a gap in the event ids (PostgreSQL) is taken for a rolled-back or
+# deleted event, not one still being stored: a turn's processing (within the lock's
+# 60 s lifetime) and its transaction, with room to spare.
+SETTLE_S = 120.0
 EXTERNAL_PREFIX = "EXTERNAL: "  # intents triggered through Rasa's HTTP API
 UNKNOWN = "unknown"
 ELIGIBILITY_FORM = "eligibility_form"
@@ -171,16 +179,26 @@ class Tally:
                                    "text": redact(text)[:1000], "owner": owner})
 
 
-def read_source(url: str, after: int, limit: int = BATCH) -> List[Any]:
-    """The Rasa server's events after id `after`, oldest first."""
+def read_source(url: str, after: int, limit: int = BATCH, clock=time.time) -> List[Any]:
+    """The Rasa server's events after id `after`, oldest first; on PostgreSQL, up to the
+    first gap in the ids that may still be filled (module docstring)."""
     made = _source(url)
     if made is None:
         return []
     with made.connect() as db:
-        return db.execute(
+        rows = db.execute(
             sa.select(source_events).where(source_events.c.id > after)
             .order_by(source_events.c.id).limit(limit)
         ).fetchall()
+    if made.dialect.name == "sqlite":  # one writer at a time: ids are committed in order
+        return rows
+    settled = clock() - SETTLE_S
+    previous = after
+    for index, row in enumerate(rows):
+        if row.id != previous + 1 and (row.timestamp or 0.0) > settled:
+            return rows[:index]
+        previous = row.id
+    return rows
 
 
 def newest_id(url: str) -> int:

@@ -36,6 +36,14 @@ ERROR = {
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
 }
+READINESS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "unavailable"]},
+        "failing": {"type": "array", "items": {"type": "string"}},
+    },
+}
 FORBIDDEN = {
     "type": "object",
     "required": ["error"],
@@ -489,6 +497,16 @@ def document() -> Dict[str, Any]:
                         "200": _json(
                             {"type": "object", "properties": {"status": {"type": "string"}}}
                         )
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: the desk's database answers",
+                    "security": [],
+                    "responses": {
+                        "200": _json(READINESS),
+                        "503": _json(READINESS, "the database does not answer"),
                     },
                 }
             },

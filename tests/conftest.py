@@ -1,12 +1,13 @@
 """Shared helpers: rasa-sdk trackers as the action server receives them; every store in a
-temporary folder; PostgreSQL for the integration tests (tests/postgres.py)."""
+temporary folder; PostgreSQL and Redis for the integration tests (tests/postgres.py,
+tests/redis.py)."""
 from typing import Any, Dict, List, Optional
 
 import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-pytest_plugins = ["tests.postgres"]
+pytest_plugins = ["tests.postgres", "tests.redis"]
 
 
 def user_event(intent: str, text: str = "", ranking: Optional[List[Dict[str, Any]]] = None):
@@ -90,7 +91,7 @@ def private_stores(tmp_path, monkeypatch):
     for name, value in TEST_TOKENS.items():
         monkeypatch.setenv(name, value)
     for name in ("AVRR_DATABASE_URL", "AVRR_CONTENT_DIR", "REST_CHANNEL_TOKEN",
-                 "SOCKET_SESSION_SECRET", "WIDGET_ORIGINS"):
+                 "SOCKET_SESSION_SECRET", "WIDGET_ORIGINS", "AVRR_REDIS_URL", "AVRR_LOCK_STORE"):
         monkeypatch.delenv(name, raising=False)
     forget_settings()
     yield

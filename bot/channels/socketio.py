@@ -19,6 +19,10 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
 - the replies to a message are emitted once the message is recorded, then
   `message_processed` (our addition: the turn is over); if it could not be recorded,
   the client gets `message_failed` and sends it again (nothing half answered);
+- with several replicas (AVRR_REDIS_URL set), socket.io's rooms span them through Redis:
+  a reply emitted on any replica (a counsellor's, through Rasa's HTTP API) reaches the
+  socket wherever it is connected, and SOCKET_SESSION_SECRET, the same on every replica,
+  lets a session resume on any of them;
 - cross-origin connections are accepted from WIDGET_ORIGINS only; a socket.io message is
   at most MAX_PAYLOAD_BYTES; at most RATE_LIMIT_PER_SENDER messages a minute per session
   and RATE_LIMIT_PER_ADDRESS per client address (`message_refused` with `retry_after`).
@@ -39,7 +43,7 @@ from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, Us
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
 from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic
-from socketio import AsyncServer
+from socketio import AsyncRedisManager, AsyncServer
 
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
@@ -149,14 +153,17 @@ class GuardedSocketIOInput(InputChannel):
         return SocketIOOutput(self.sio, self.bot_message_evt) if self.sio else None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        settings = runtime.settings()
+        # Several replicas: rooms through Redis, so that an emit on one reaches them all.
+        shared = settings.redis_url
         sio = AsyncServer(
             async_mode="sanic",
             cors_allowed_origins="*" if self.origins == ["*"] else self.origins,
             max_http_buffer_size=MAX_PAYLOAD_BYTES,
+            client_manager=AsyncRedisManager(shared.get_secret_value()) if shared else None,
         )
-        limits = runtime.settings()
-        per_session = RateLimits(limits.rate_per_sender, 60.0)
-        per_address = RateLimits(limits.rate_per_address, 60.0)
+        per_session = RateLimits(settings.rate_per_sender, 60.0)
+        per_address = RateLimits(settings.rate_per_address, 60.0)
         addresses: Dict[str, str] = {}
         webhook = _Blueprint(sio, self.socketio_path, "guarded_socketio_webhook", __name__)
         self.sio = sio
@@ -171,6 +178,14 @@ class GuardedSocketIOInput(InputChannel):
             )
 
         add_health(webhook)
+
+        @webhook.listener("after_server_start")
+        async def listen_to_the_other_replicas(*_: Any) -> None:
+            # python-socketio subscribes to Redis only at the first connection, and the
+            # first replies to that client (session_confirm) could come back before it.
+            if not sio.manager_initialized:
+                sio.manager_initialized = True
+                sio.manager.initialize()
 
         @sio.on("connect")
         async def connect(sid: str, environ: Dict[str, Any], *_: Any) -> None:

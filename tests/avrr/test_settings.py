@@ -7,6 +7,7 @@ from avrr import settings as definitions
 from avrr.settings import (
     ROOT,
     ActionServerSettings,
+    ClusterSettings,
     DeskSettings,
     LaunchSettings,
     RasaSettings,
@@ -16,9 +17,14 @@ from avrr.settings import (
     WidgetSettings,
     http_origin,
     load,
+    redacted,
 )
 
 TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN", "TELEGRAM_WEBHOOK_SECRET": "secret_1-x"}
+REPLICA = {
+    "AVRR_REDIS_URL": "redis://:a-redis-password@127.0.0.1:6379/0",
+    "SOCKET_SESSION_SECRET": "a-session-secret-0123",
+}
 WHATSAPP = {
     "WHATSAPP_ACCESS_TOKEN": "wa-token",
     "WHATSAPP_APP_SECRET": "wa-secret",
@@ -99,6 +105,12 @@ def test_origins_are_written_comma_separated(env):
          "WHATSAPP_APP_SECRET: field required"),
         (WhatsAppSettings, dict(WHATSAPP, WHATSAPP_PHONE_NUMBER_ID="+36 1"),
          "WHATSAPP_PHONE_NUMBER_ID"),
+        (RasaSettings, dict(REPLICA, AVRR_REDIS_URL="http://127.0.0.1:6379"),
+         "AVRR_REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
+        (RasaSettings, {"AVRR_REDIS_URL": "redis://127.0.0.1:6379/0"},
+         "AVRR_REDIS_URL \\(several replicas\\) needs SOCKET_SESSION_SECRET"),
+        (RasaSettings, {"AVRR_LOCK_STORE": "redis"}, "AVRR_LOCK_STORE=redis needs AVRR_REDIS_URL"),
+        (RasaSettings, dict(REPLICA, AVRR_LOCK_STORE="disk"), "AVRR_LOCK_STORE"),
     ],
 )
 def test_unusable_settings_stop_the_start_with_a_clear_message(env, kind, values, message):
@@ -110,11 +122,31 @@ def test_unusable_settings_stop_the_start_with_a_clear_message(env, kind, values
 
 
 def test_secrets_never_show_in_a_representation(env):
-    env(**WHATSAPP, **TELEGRAM)
+    env(**WHATSAPP, **TELEGRAM, **REPLICA)
 
-    shown = repr(load(WhatsAppSettings)) + repr(load(TelegramSettings))
+    shown = repr(load(WhatsAppSettings)) + repr(load(TelegramSettings)) + repr(load(RasaSettings))
 
     assert "wa-token" not in shown and "wa-secret" not in shown and "TEST-TOKEN" not in shown
+    assert "a-redis-password" not in shown
+
+
+def test_replicas_take_the_lock_store_on_redis_unless_told_to_keep_it_in_memory(env):
+    assert not load(RasaSettings).redis_lock_store
+    env(**REPLICA)
+    assert load(RasaSettings).redis_lock_store
+    env(AVRR_LOCK_STORE="memory")
+    assert not load(RasaSettings).redis_lock_store
+    assert load(RasaSettings).redis_url.get_secret_value() == REPLICA["AVRR_REDIS_URL"]
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:a-password@10.0.0.5:6379/0", "redis://:***@10.0.0.5:6379/0"),
+    ("rediss://avrr:a-password@redis.example:6380/1", "rediss://avrr:***@redis.example:6380/1"),
+    ("unix:///run/redis.sock?db=0&password=a-password", "unix:///run/redis.sock?***"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+])
+def test_a_url_is_logged_without_its_password(url, shown):
+    assert redacted(url) == shown
 
 
 def test_channel_settings_have_the_official_apis_by_default(env):
@@ -177,7 +209,7 @@ def test_the_example_names_every_setting(env):
     names = {
         field.field_info.extra["env"]
         for kind in (RasaSettings, TelegramSettings, WhatsAppSettings, ActionServerSettings,
-                     DeskSettings, WidgetSettings, LaunchSettings)
+                     DeskSettings, WidgetSettings, LaunchSettings, ClusterSettings)
         for field in kind.__fields__.values()
         if "env" in field.field_info.extra
     }

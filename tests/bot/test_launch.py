@@ -1,6 +1,8 @@
 """The launcher: free ports only, kept secrets, the channels to start, and supervision."""
+import signal
 import socket
 import stat
+import subprocess
 import sys
 import time
 
@@ -107,3 +109,44 @@ def test_a_part_that_keeps_dying_is_reported_loudly(settings, caplog):
     assert part.deaths == 3
     assert any(r.levelname == "ERROR" and "action server" in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_parts_others_use_are_stopped_after_them(settings, tmp_path):
+    """A database outlives its clients: each tier is stopped before the one below it."""
+    record = tmp_path / "order"
+    on_stop = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(float(sys.argv[2]))  # a server takes a moment to finish\n"
+        f"    open({str(record)!r}, 'a').write(sys.argv[1] + '\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    database = Part("database", [sys.executable, "-c", on_stop, "database", "0"],
+                    stop_signal=signal.SIGINT)
+    server = Part("server", [sys.executable, "-c", on_stop, "server", "0.5"], tier=1)
+    supervisor = Supervisor(settings, {}, [database, server])
+    for part in (database, server):
+        part.process = subprocess.Popen(part.command, stdout=subprocess.PIPE, text=True)
+        assert part.process.stdout.readline() == "up\n"  # its handlers are set
+
+    supervisor.stop()
+
+    assert record.read_text().split() == ["server", "database"]
+    assert database.process.returncode == 0 and server.process.returncode == 0
+
+
+def test_a_part_with_an_environment_of_its_own_gets_only_that(settings, tmp_path):
+    shown = tmp_path / "env"
+    show = f"import os; open({str(shown)!r}, 'w').write(repr(sorted(os.environ)))"
+    part = Part("database", [sys.executable, "-c", show], env={"PATH": "/usr/bin:/bin"})
+    supervisor = Supervisor(settings, {"DESK_API_TOKEN": "secret-of-the-others-0123"}, [part])
+
+    supervisor.start()
+    part.process.wait(timeout=10)
+
+    assert "DESK_API_TOKEN" not in shown.read_text()
+    assert "PATH" in shown.read_text()

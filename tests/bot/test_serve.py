@@ -1,3 +1,8 @@
+import contextlib
+import uuid
+from types import SimpleNamespace
+
+import httpx
 import pytest
 from jsonschema import ValidationError
 from rasa.core.actions.action import RemoteAction
@@ -68,3 +73,100 @@ def test_a_reply_not_confirmed_yet_is_a_503_to_retry_and_other_failures_stay_500
     except ValueError:
         broken = ErrorResponse(500, "ConversationError", "An unexpected error")
     assert (broken.status, broken.error_info["reason"]) == (500, "ConversationError")
+
+
+@contextlib.asynccontextmanager
+async def replica(monkeypatch, agent):
+    """A Sanic app with `/ready` and `agent` as Rasa's, reached over ASGI."""
+    from sanic import Sanic
+
+    from bot.serve import add_readiness
+    from tests.bot.channels.harness import Lifespan
+
+    monkeypatch.setattr(Sanic, "test_mode", True)
+    app = Sanic(f"ready_test_{uuid.uuid4().hex[:12]}", configure_logging=False)
+    if agent is not None:
+        app.ctx.agent = agent
+    add_readiness(app)
+    lifespan = Lifespan(app)
+    await lifespan.startup()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rasa") as client:
+        yield client
+    await lifespan.shutdown()
+
+
+def loaded_agent(tmp_path, ready=True):
+    from avrr.db import engine
+
+    store = SimpleNamespace(engine=engine(f"sqlite:///{tmp_path / 'conversations.db'}"))
+    return SimpleNamespace(is_ready=lambda: ready, tracker_store=store)
+
+
+async def test_a_replica_is_ready_once_its_model_is_loaded_and_its_stores_answer(
+    monkeypatch, tmp_path
+):
+    async with replica(monkeypatch, loaded_agent(tmp_path)) as client:
+        ready = await client.get("/ready")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+    async with replica(monkeypatch, None) as client:
+        starting = await client.get("/ready")
+    assert (starting.status_code, starting.json()) == (
+        503, {"status": "unavailable", "failing": ["model"]})
+
+
+async def test_a_replica_whose_database_or_redis_is_down_is_not_ready(monkeypatch, tmp_path):
+    from avrr.db import engine
+
+    # Nothing listens on port 9: PostgreSQL and Redis are refused at once.
+    down = SimpleNamespace(engine=engine("postgresql://avrr:secret@127.0.0.1:9/avrr"))
+    monkeypatch.setenv("AVRR_REDIS_URL", "redis://:secret@127.0.0.1:9/0")
+    monkeypatch.setenv("SOCKET_SESSION_SECRET", "socket-secret-0123456789")
+
+    async with replica(monkeypatch, SimpleNamespace(is_ready=lambda: True,
+                                                    tracker_store=down)) as client:
+        answer = await client.get("/ready")
+
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unavailable", "failing": ["tracker store", "redis"]}
+    assert "secret" not in answer.text
+
+
+@pytest.mark.integration
+async def test_a_replica_with_its_redis_up_is_ready(monkeypatch, tmp_path, redis_url):
+    monkeypatch.setenv("AVRR_REDIS_URL", redis_url)
+    monkeypatch.setenv("SOCKET_SESSION_SECRET", "socket-secret-0123456789")
+
+    async with replica(monkeypatch, loaded_agent(tmp_path)) as client:
+        answer = await client.get("/ready")
+
+    assert (answer.status_code, answer.json()) == (200, {"status": "ready"})
+
+
+def test_the_lock_store_is_in_memory_without_redis_and_endpoints_yml_can_name_another():
+    from rasa.core.lock_store import InMemoryLockStore, RedisLockStore
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot.serve import configured_lock_store
+
+    assert isinstance(configured_lock_store(None), InMemoryLockStore)  # no AVRR_REDIS_URL
+    named = configured_lock_store(EndpointConfig(url="127.0.0.1", type="redis", port=9))
+    assert type(named) is RedisLockStore
+
+
+@pytest.mark.integration
+def test_with_redis_the_rasa_server_takes_the_atomic_lock_store_on_it(monkeypatch, redis_url):
+    from bot.lock_store import AtomicRedisLockStore
+    from bot.serve import configured_lock_store
+    from tests.conftest import forget_settings
+
+    monkeypatch.setenv("AVRR_REDIS_URL", redis_url)
+    monkeypatch.setenv("SOCKET_SESSION_SECRET", "socket-secret-0123456789")
+    store = configured_lock_store(None)
+    assert isinstance(store, AtomicRedisLockStore)
+    assert store.issue_ticket("web-0123") == 0
+
+    monkeypatch.setenv("AVRR_LOCK_STORE", "memory")  # the cluster's control case
+    forget_settings()
+    assert type(configured_lock_store(None)).__name__ == "InMemoryLockStore"

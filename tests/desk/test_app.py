@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
 
+from avrr.db import engine
 from desk.openapi import document
 from desk.store import Store
 from tests.desk.conftest import BEARER, PASSWORD, new_ticket
@@ -46,6 +47,8 @@ async def test_health_is_the_only_data_endpoint_without_authentication(client):
     public = {
         ("GET", "/health"),
         ("HEAD", "/health"),
+        ("GET", "/ready"),
+        ("HEAD", "/ready"),
         ("GET", "/"),
         ("HEAD", "/"),
         ("GET", "/stats"),
@@ -63,6 +66,21 @@ async def test_health_is_the_only_data_endpoint_without_authentication(client):
         assert reply.status == 401, (route.method, path)
         if route.method != "HEAD":
             assert await reply.json() == {"error": "authentication required"}
+
+
+async def test_the_desk_is_ready_while_its_database_answers(client):
+    ready = await client.get("/ready")
+    assert (ready.status, await ready.json()) == (200, {"status": "ready"})
+    jsonschema.validate(await ready.json(), response_schema("/ready", "get", 200))
+
+    desk = next(iter(client.server.app.router["ready"])).handler.__self__
+    # Nothing listens on port 9: PostgreSQL refuses at once.
+    desk.store.engine = engine("postgresql://desk:secret@127.0.0.1:9/desk")
+    down = await client.get("/ready")
+    body = await down.json()
+    assert (down.status, body) == (503, {"status": "unavailable", "failing": ["database"]})
+    jsonschema.validate(body, response_schema("/ready", "get", 503))
+    assert (await client.get("/health")).status == 200  # alive all the same
 
 
 async def test_the_status_says_when_the_action_server_cannot_be_asked(client):

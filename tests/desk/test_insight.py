@@ -15,7 +15,8 @@ from rasa.shared.core.events import (
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from desk.insight import redact
+from avrr.db import engine
+from desk.insight import SETTLE_S, read_source, redact, source_events
 from desk.store import Store
 from tests.desk.conftest import BEARER
 
@@ -273,3 +274,33 @@ async def test_an_event_of_an_unknown_shape_is_skipped_and_counting_goes_on(
     await refresh(client)
     stats = await (await client.get("/api/stats", headers=BEARER)).json()
     assert stats["topics"]["en"] == {"greet": 1, "ask_cost": 1}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_on_postgresql_the_job_waits_at_a_gap_an_event_committed_late_may_fill(
+    database, request, tmp_path,
+):
+    # Replicas store at once: id 3 was drawn before 4 but is not committed yet.
+    url = (request.getfixturevalue("postgres_url") if database == "postgresql"
+           else f"sqlite:///{tmp_path / 'conversations.db'}")
+    now = 1_800_000_000.0
+    made = engine(url)
+    source_events.metadata.create_all(made, tables=[source_events])
+    with made.begin() as db:
+        for event_id in (1, 2, 4):
+            db.execute(source_events.insert().values(
+                id=event_id, sender_id="web-a", type_name="user", timestamp=now, data="{}"))
+
+    def ids(at: float):
+        return [row.id for row in read_source(url, 0, clock=lambda: at)]
+
+    if database == "sqlite":  # one writer at a time: no gap is ever filled later
+        assert ids(now) == [1, 2, 4]
+    else:
+        assert ids(now) == [1, 2]
+        assert ids(now + SETTLE_S + 1) == [1, 2, 4]  # rolled back, or deleted
+        with made.begin() as db:
+            db.execute(source_events.insert().values(
+                id=3, sender_id="web-a", type_name="user", timestamp=now, data="{}"))
+        assert ids(now) == [1, 2, 3, 4]

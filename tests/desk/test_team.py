@@ -335,11 +335,11 @@ async def test_an_engineer_on_call_reads_the_desks_gauges(client, team):
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     lines = (await answer.text()).splitlines()
-    assert 'avrr_desk_open_tickets{urgency="urgent"} 1' in lines
-    assert 'avrr_desk_open_tickets{urgency="normal"} 0' in lines
-    assert "avrr_desk_waiting_tickets 0" in lines  # bela answered
-    assert "avrr_desk_undelivered_replies 1" in lines  # nothing listens at RASA_URL here
-    assert "avrr_desk_hand_backs_pending 0" in lines
+    assert 'avrr_desk_open_tickets{urgency="urgent"} 1.0' in lines
+    assert 'avrr_desk_open_tickets{urgency="normal"} 0.0' in lines
+    assert "avrr_desk_waiting_tickets 0.0" in lines  # bela answered
+    assert "avrr_desk_undelivered_replies 1.0" in lines  # nothing listens at RASA_URL here
+    assert "avrr_desk_hand_backs_pending 0.0" in lines
     await bela.json("GET", "/metrics", 403)
     assert (await amina.call("GET", "/metrics")).status == 200
 

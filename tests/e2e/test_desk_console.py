@@ -185,8 +185,8 @@ def test_requests_that_never_reached_the_desk_are_shown_and_counted(page, desk, 
         metrics = requests.get(f"{assistant.action_url}/metrics", timeout=10,
                                headers={"Authorization": f"Bearer {ACTION_TOKEN}"})
         assert metrics.status_code == 200
-        assert "\navrr_outbox_dead 1\n" in metrics.text
-        assert "\navrr_outbox_pending 0\n" in metrics.text
+        assert "\navrr_outbox_dead 1.0\n" in metrics.text
+        assert "\navrr_outbox_pending 0.0\n" in metrics.text
         assert requests.get(f"{assistant.action_url}/metrics", timeout=10).status_code == 401
 
         sign_in(page, desk)

@@ -1,5 +1,21 @@
+import asyncio
+import contextlib
+import os
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import httpx
+import pytest
+import socketio
+
+from avrr.settings import ROOT
 from bot.channels.socketio import SECRET_PERIOD_S, Sessions, hint_of
 from bot.transcript import history
+from tests.ports import free_port
 
 
 def test_a_session_is_resumed_only_with_the_secret_the_server_gave_with_it():
@@ -86,3 +102,214 @@ def test_history_shows_what_the_person_saw():
         {"sender": "bot", "text": "A counsellor writes", "at": 5.0},
     ]
     assert len(history(events, limit=2)) == 2
+
+
+# -- several replicas: rooms through Redis --
+
+SHARED_SECRET = "a-session-secret-of-every-replica"
+
+
+def test_the_rooms_span_the_replicas_through_redis_only_when_it_is_set(monkeypatch):
+    from socketio import AsyncRedisManager
+
+    from bot.channels.socketio import GuardedSocketIOInput
+    from tests.conftest import forget_settings
+
+    async def handle(_):
+        return None
+
+    alone = GuardedSocketIOInput()
+    alone.blueprint(handle)
+    monkeypatch.setenv("AVRR_REDIS_URL", "redis://127.0.0.1:9/0")  # not connected yet
+    monkeypatch.setenv("SOCKET_SESSION_SECRET", SHARED_SECRET)
+    forget_settings()
+    replica = GuardedSocketIOInput()
+    replica.blueprint(handle)
+
+    assert not isinstance(alone.sio.manager, AsyncRedisManager)
+    assert isinstance(replica.sio.manager, AsyncRedisManager)
+    assert replica.sio.manager.redis_url == "redis://127.0.0.1:9/0"
+
+
+async def _socketio_server(port: int, manager):
+    """A python-socketio server on `port`, served by aiohttp, where a client joins a room
+    by asking; returns it and the aiohttp runner that stops it."""
+    from aiohttp import web
+
+    sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager)
+    app = web.Application()
+    sio.attach(app)
+
+    @sio.on("join")
+    async def join(sid, room):
+        sio.enter_room(sid, room)
+        return "joined"
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return sio, runner
+
+
+async def _subscribed(redis_url: str, count: int) -> None:
+    """Wait until `count` servers listen on python-socketio's Redis channel."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await client.pubsub_numsub("socketio"))[0][1] < count:
+        assert asyncio.get_running_loop().time() < deadline, "the servers do not listen"
+        await asyncio.sleep(0.02)
+    await client.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("through_redis", [True, False], ids=["redis", "control-in-memory"])
+async def test_an_emit_to_a_room_on_one_server_reaches_its_client_on_another(
+    redis_url, through_redis
+):
+    """python-socketio 5.8's AsyncRedisManager, as the channel uses it: a client on server
+    A in a room gets what server B emits to that room; each server alone does not."""
+    def manager():
+        return socketio.AsyncRedisManager(redis_url) if through_redis else None
+
+    ports = [free_port(), free_port()]
+    (sio_a, runner_a), (sio_b, runner_b) = [
+        await _socketio_server(port, manager()) for port in ports
+    ]
+    # python-socketio's own client, in threads: its asyncio one needs a later aiohttp.
+    received: queue.Queue = queue.Queue()
+    client = socketio.Client(reconnection=False)
+    client.on("bot_uttered", received.put)
+    try:
+        await asyncio.to_thread(
+            client.connect, f"http://127.0.0.1:{ports[0]}", transports=["websocket"]
+        )
+        assert await asyncio.to_thread(client.call, "join", "web-room", timeout=10) == "joined"
+        if through_redis:
+            await _subscribed(redis_url, 1)  # A listens from its first connection
+
+        await sio_b.emit("bot_uttered", {"text": "from B"}, room="web-room")
+        await sio_b.emit("bot_uttered", {"text": "from B, another room"}, room="web-other")
+        await sio_a.emit("bot_uttered", {"text": "from A"}, room="web-room")
+
+        first = await asyncio.to_thread(received.get, timeout=10)
+        if through_redis:
+            assert first == {"text": "from B"}
+            assert await asyncio.to_thread(received.get, timeout=10) == {"text": "from A"}
+        else:
+            assert first == {"text": "from A"}  # B's emit reached nobody
+        assert received.empty()
+    finally:
+        await asyncio.to_thread(client.disconnect)
+        for sio, runner in ((sio_a, runner_a), (sio_b, runner_b)):
+            await runner.cleanup()
+            await _stop_listening(sio)
+
+
+async def _stop_listening(sio) -> None:
+    """End the server's task that listens to Redis, before the test's event loop ends."""
+    listening = getattr(sio.manager, "thread", None)
+    if listening is not None:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await sio.manager.pubsub.reset()
+        await sio.manager.redis.close()
+
+
+class _Replica:
+    """tests/bot/channels/socketio_replica.py in a process of its own, on Redis."""
+
+    def __init__(self, port: int, redis_url: str, origins: str, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        env = dict(os.environ, AVRR_REDIS_URL=redis_url, SOCKET_SESSION_SECRET=SHARED_SECRET,
+                   WIDGET_ORIGINS=origins, PYTHONPATH=str(ROOT))
+        with open(log, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.bot.channels.socketio_replica", str(port)],
+                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )
+
+    def wait_until_up(self, deadline: float) -> None:
+        while True:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/webhooks/socketio/", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+class _Person:
+    """Rasa's socket.io protocol, as the widget speaks it (tests/e2e/conftest.py's WebChat)."""
+
+    def __init__(self, url: str, session_id: str = None, secret: str = None) -> None:
+        self.said: queue.Queue = queue.Queue()
+        confirmed: queue.Queue = queue.Queue()
+        secrets: queue.Queue = queue.Queue()
+        self.client = socketio.Client(reconnection=False)
+        self.client.on("bot_uttered", self.said.put)
+        self.client.on("message_processed", lambda _: self.said.put("(turn over)"))
+        self.client.on("session_confirm", confirmed.put)
+        self.client.on("session_secret", secrets.put)
+        self.client.connect(url, socketio_path="/socket.io", transports=["websocket"])
+        self.client.emit("session_request", {"session_id": session_id, "session_secret": secret})
+        self.session_id = confirmed.get(timeout=10)
+        self.secret = secrets.get(timeout=10)["session_secret"]
+
+    def next_texts(self, count: int) -> List[str]:
+        return [(m if isinstance(m, str) else m["text"]) for m in
+                (self.said.get(timeout=10) for _ in range(count))]
+
+
+@pytest.mark.integration
+def test_the_web_chat_on_two_replicas_shares_its_rooms_and_sessions_through_redis(
+    redis_url, tmp_path
+):
+    """The channel itself, in two processes on one Redis (a stand-in for Rasa's agent): a
+    reply sent through replica B's output channel, as Rasa's HTTP API sends a counsellor's,
+    reaches the person connected to replica A, and their session resumes on B."""
+    from tests.bot.channels.harness import GREETING
+
+    ports = [free_port(), free_port()]
+    origins = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    replicas = []
+    people = []
+    try:
+        for port in ports:
+            replicas.append(_Replica(port, redis_url, origins, tmp_path / f"{port}.log"))
+        a, b = replicas
+        deadline = time.monotonic() + 60
+        a.wait_until_up(deadline)
+        b.wait_until_up(deadline)
+        # Each listens to the others from its start, before any client connects.
+        asyncio.run(_subscribed(redis_url, 2))
+
+        person = _Person(a.url)
+        people.append(person)
+        sent = httpx.post(f"{b.url}/say/{person.session_id}", json={"text": "A counsellor writes"})
+        assert sent.status_code == 200
+        assert person.next_texts(1) == ["A counsellor writes"]
+
+        person.client.emit("user_uttered", {"message": "hello"})
+        assert person.next_texts(3) == [GREETING, "What would you like to know?", "(turn over)"]
+
+        elsewhere = _Person(b.url, person.session_id, person.secret)
+        people.append(elsewhere)
+        assert elsewhere.session_id == person.session_id  # the same conversation, on B
+        httpx.post(f"{a.url}/say/{person.session_id}", json={"text": "Both see it"})
+        assert person.next_texts(1) == elsewhere.next_texts(1) == ["Both see it"]
+        assert person.said.empty() and elsewhere.said.empty()
+    finally:
+        for someone in people:
+            someone.client.disconnect()
+        for replica in replicas:
+            replica.stop()
