@@ -8,6 +8,12 @@ too. What the classifier thought is kept in `safety_net.original_intent`, so the
 can still address the person's question after the safety answer. A message the
 classifier already gave a safety intent is left as it is.
 
+The classifier spreads its belief over the four safety intents: "my stepfather is hurting
+my daughter" may rank a family question first (0.35) while the four safety intents
+together hold more (0.45). With `danger_belief` set, a message whose safety intents
+together reach it is a safety message too (the likeliest of them), a third net from the
+classifier's own output. `safety_net.reason` says which net caught the message.
+
 The phrases are reread when a content file changes: operators and translators extend the
 lexicon without training.
 """
@@ -67,10 +73,11 @@ class SafetyNet(GraphComponent):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {}
+        # None: the lexicon only. See config.yml for the value chosen and its measurement.
+        return {"danger_belief": None}
 
     def __init__(self, config: Dict[Text, Any], files: Optional[LexiconFiles] = None) -> None:
-        self._config = config
+        self._config = {**self.get_default_config(), **config}
         self._files = files
 
     @classmethod
@@ -101,20 +108,39 @@ class SafetyNet(GraphComponent):
         if intent.get("name") in SAFETY_INTENTS:
             return
         found = self.files.lexicon().match(message.get(TEXT) or "")
-        if found is None:
+        if found is not None:
+            self.make_safety(message, found.intent, "lexicon")
             return
+        believed = self.believed_danger(message.get(INTENT_RANKING_KEY) or [])
+        if believed is not None:
+            self.make_safety(message, believed, "classifier")
+
+    def believed_danger(self, ranking: List[Dict[Text, Any]]) -> Optional[Text]:
+        """The likeliest safety intent, when the safety intents together reach
+        `danger_belief`."""
+        threshold = self._config["danger_belief"]
+        safety = [r for r in ranking if r.get("name") in SAFETY_INTENTS]
+        if threshold is None or not safety:
+            return None
+        if sum(r.get("confidence") or 0.0 for r in safety) < threshold:
+            return None
+        return max(safety, key=lambda r: r.get("confidence") or 0.0)["name"]
+
+    @staticmethod
+    def make_safety(message: Message, intent_name: Text, reason: Text) -> None:
+        original = (message.get(INTENT) or {}).get("name")
         message.set(
             Metadata.SAFETY_NET,
-            {"intent": found.intent, "original_intent": intent.get("name")},
+            {"intent": intent_name, "original_intent": original, "reason": reason},
             add_to_output=True,
         )
-        message.set(INTENT, {"name": found.intent, "confidence": 1.0}, add_to_output=True)
+        message.set(INTENT, {"name": intent_name, "confidence": 1.0}, add_to_output=True)
         ranking = [
-            r for r in message.get(INTENT_RANKING_KEY) or [] if r.get("name") != found.intent
+            r for r in message.get(INTENT_RANKING_KEY) or [] if r.get("name") != intent_name
         ]
         message.set(
             INTENT_RANKING_KEY,
-            [{"name": found.intent, "confidence": 1.0}] + ranking,
+            [{"name": intent_name, "confidence": 1.0}] + ranking,
             add_to_output=True,
         )
-        logger.info("the danger lexicon made a message %s", found.intent)
+        logger.info("the safety net (%s) made a message %s", reason, intent_name)

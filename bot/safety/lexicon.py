@@ -141,14 +141,19 @@ class Lexicon:
             joined = ""
             for word in words[start:]:
                 joined += word
-                if len(joined) > self._longest:
-                    break
-                found = [self._whole.get(joined)] + [
-                    self._starts.get(joined[:n]) for n in self._start_lengths if n <= len(joined)
-                ]
+                # A phrase ending in `*` ends inside this word, its stem within it: "kill
+                # mys*" fits "kill myself", not "kill my son".
+                in_word = len(joined) - len(word)
+                found = [self._whole.get(joined)]
+                for n in self._start_lengths:
+                    hit = self._starts.get(joined[:n]) if in_word < n <= len(joined) else None
+                    if hit is not None and n - len(hit[1].words[-1]) >= in_word:
+                        found.append(hit)
                 for hit in found:
                     if hit is not None and (best is None or hit[0] < best[0]):
                         best = hit
+                if len(joined) >= self._longest:
+                    break
         candidates = [c for word in set(words) for c in self._scanned.get(word, ())]
         for rank, phrase in candidates + self._scanned_always:
             if (best is None or rank < best[0]) and phrase.found_in(words):

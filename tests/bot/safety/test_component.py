@@ -15,8 +15,17 @@ def parsed(text, intent, confidence=0.9):
     return message
 
 
-def net(folder):
-    return SafetyNet({}, LexiconFiles(folder))
+def net(folder, **config):
+    return SafetyNet(config, LexiconFiles(folder))
+
+
+def spread(text, ranking):
+    """A message the classifier took for its first ranked intent."""
+    message = Message({"text": text})
+    name, confidence = ranking[0]
+    message.set("intent", {"name": name, "confidence": confidence})
+    message.set("intent_ranking", [{"name": n, "confidence": c} for n, c in ranking])
+    return message
 
 
 def test_danger_words_make_a_question_a_safety_message_and_keep_the_question(content_dir):
@@ -27,7 +36,7 @@ def test_danger_words_make_a_question_a_safety_message_and_keep_the_question(con
     assert message.get("intent") == {"name": "report_emergency", "confidence": 1.0}
     assert message.get("intent_ranking")[0] == {"name": "report_emergency", "confidence": 1.0}
     assert message.get("safety_net") == {
-        "intent": "report_emergency", "original_intent": "ask_cost"}
+        "intent": "report_emergency", "original_intent": "ask_cost", "reason": "lexicon"}
 
 
 def test_words_of_any_language_count_whatever_the_message_was_taken_for(content_dir):
@@ -66,3 +75,32 @@ def test_an_operators_new_phrase_counts_at_once(content_dir):
     component.process([message])
 
     assert message.get("intent")["name"] == "report_emergency"
+
+
+def test_danger_the_classifier_spread_over_the_safety_intents_makes_a_safety_message(
+    content_dir,
+):
+    message = spread("my stepfather is hard on my girl", [
+        ("ask_family", 0.35), ("report_emergency", 0.25), ("report_exploitation", 0.2),
+        ("ask_special_needs", 0.1)])
+
+    net(content_dir, danger_belief=0.4).process([message])
+
+    assert message.get("intent") == {"name": "report_emergency", "confidence": 1.0}
+    assert [r["name"] for r in message.get("intent_ranking")] == [
+        "report_emergency", "ask_family", "report_exploitation", "ask_special_needs"]
+    assert message.get("safety_net") == {
+        "intent": "report_emergency", "original_intent": "ask_family", "reason": "classifier"}
+
+
+def test_a_little_belief_in_danger_or_no_threshold_leaves_the_message(content_dir):
+    little = spread("my stepfather is hard on my girl", [
+        ("ask_family", 0.6), ("report_emergency", 0.25), ("report_exploitation", 0.1)])
+    unset = spread("my stepfather is hard on my girl", [
+        ("ask_family", 0.35), ("report_emergency", 0.25), ("report_exploitation", 0.2)])
+
+    net(content_dir, danger_belief=0.4).process([little])
+    net(content_dir).process([unset])
+
+    assert little.get("intent")["name"] == "ask_family" and little.get("safety_net") is None
+    assert unset.get("intent")["name"] == "ask_family" and unset.get("safety_net") is None

@@ -57,3 +57,20 @@ def test_partial_or_reordered_words_do_not_match(text):
 def test_only_safety_intents_may_have_phrases():
     with pytest.raises(ValueError, match="ask_cost"):
         Lexicon({"ask_cost": ["money"]})
+
+
+@pytest.mark.parametrize(
+    "phrase, text, matches",
+    [
+        ("kill mys*", "they kill myself", True),
+        ("kill mys*", "i will killmyself", True),  # written together
+        ("kill mys*", "they kill my son", False),  # the stem runs into the next word
+        ("helpp*", "helppp me", True),
+        ("helpp*", "help please", False),
+        ("tortur*", "they torturrrrrrrrrrrrrrrrred him", True),  # longer than any phrase
+    ],
+)
+def test_a_stem_ending_in_a_star_stays_inside_one_word(phrase, text, matches):
+    found = Lexicon({"report_emergency": [phrase]}).match(text)
+
+    assert (found is not None) == matches
