@@ -11,7 +11,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -27,10 +26,10 @@ import requests
 
 from bot.cluster import LOOPBACK, RASA_DATABASE, Layout
 from bot.launch import KEPT_SECRETS, port_free
+from tests import launcher as launcher_of
 from tests.fakes.telegram_api import FakeTelegramApi
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 300
 # Long enough for the messages of one conversation queued at once on a loaded machine;
 # short enough that a conversation whose lock died with its replica resumes soon.
 LOCK_LIFETIME_S = 20
@@ -292,29 +291,14 @@ def started(replicas: int = 2, **env: str) -> Iterator[Cluster]:
     root.chmod(0o711)  # PostgreSQL runs as its own account, and passes through
     folder, log = root / "cluster", root / "cluster.log"
     layout = Layout(free_base(), replicas)
-    with log.open("w") as log_file:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "bot.cluster"], cwd=ROOT,
-            env=cluster_env(folder, layout, **env), stdout=subprocess.PIPE, stderr=log_file,
-            text=True,
-        )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        line = ""
-        while "ready" not in line:
-            line = launcher.stdout.readline()
-            if not line and launcher.poll() is not None:
-                pytest.fail(f"the cluster did not start:\n{log.read_text()[-4000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the cluster did not start in time")
-        yield Cluster(folder, layout, launcher, log)
-    finally:
-        launcher.terminate()
+        launcher = launcher_of.start("bot.cluster", cluster_env(folder, layout, **env), log,
+                                     "the cluster")
         try:
-            launcher.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            launcher.wait()
+            yield Cluster(folder, layout, launcher, log)
+        finally:
+            launcher_of.stop(launcher)
+    finally:
         shutil.rmtree(root, ignore_errors=True)
 
 

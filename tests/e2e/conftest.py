@@ -7,7 +7,6 @@ import os
 import queue
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timezone
@@ -18,12 +17,12 @@ import pytest
 import requests
 import socketio
 
+from tests import launcher as launcher_of
 from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.telegram_api import FakeTelegramApi
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 300
 DESK_TOKEN = "desk-test-token-0123456789"
 # Long enough for an HMAC-SHA256 key: JWTs are signed with the Rasa token.
 RASA_TOKEN = "rasa-test-token-0123456789abcdefghijkl"
@@ -158,24 +157,11 @@ def started(data_dir: Path, telegram_api, graph_api) -> Iterator[Assistant]:
     ports = Ports()
     log = data_dir / "servers.log"
     env = launch_env(data_dir, telegram_api, graph_api, ports)
-    with log.open("w") as log_file:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "bot.launch"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True,
-        )
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    launcher = launcher_of.start("bot.launch", env, log, "the assistant")
     try:
-        line = ""
-        while "ready" not in line:
-            line = launcher.stdout.readline()
-            if not line and launcher.poll() is not None:
-                pytest.fail(f"the assistant did not start:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the assistant did not start in time")
         yield Assistant(data_dir, log, ports, launcher)
     finally:
-        launcher.terminate()
-        launcher.wait(timeout=60)
+        launcher_of.stop(launcher, timeout_s=60)
 
 
 @pytest.fixture(scope="session")
