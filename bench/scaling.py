@@ -112,6 +112,8 @@ CLUSTER_COMPONENTS = (*COMPONENTS.values(), SUPERVISOR)
 # Processes that serve one message at a time on one core whatever the machine: nginx
 # runs one worker in bot/cluster.py, Redis one thread.
 SINGLE_PROCESS = ("nginx", "Redis")
+# Components written in C: their CPU per message shows how fast the machine ran.
+NATIVE = ("PostgreSQL", "Redis", "nginx")
 
 
 # --------------------------------------------------------------------------
@@ -375,6 +377,11 @@ class Run:
         values = [self.ms_per_message(c) for c in CLUSTER_COMPONENTS]
         return None if None in values else sum(v for v in values if v is not None)
 
+    @property
+    def rasa_ms_per_s(self) -> float | None:
+        """CPU time the Rasa servers got, per second of the window."""
+        return sum(self.replica_cpu_ms) / self.elapsed_s if self.elapsed_s > 0 else None
+
     def share_used(self, rasa_cpu: float) -> float | None:
         """The Rasa servers' CPU time as a share of their quotas over the window."""
         if self.elapsed_s <= 0:
@@ -623,7 +630,39 @@ def ratio_lines(runs: Sequence[Run], replicas: Sequence[int]) -> list[str]:
         lines.append(
             f"- **T({n})/T({base}) = {ratio:.2f}** (medians {t_n:.1f} / {t_base:.1f} msg/s; "
             f"run by run, in order: {', '.join(f'{p:.2f}' for p in pairs)}){target}")
-    return lines
+        cpu_n, cpu_base = median_rasa_cpu(runs, n), median_rasa_cpu(runs, base)
+        if cpu_n and cpu_base:
+            lines.append(
+                f"- CPU time the Rasa servers got, {n} replicas against {base}: "
+                f"{cpu_n / cpu_base:.2f} (medians {cpu_n:.0f} / {cpu_base:.0f} ms/s): the "
+                f"throughput ratio if a message cost the same CPU in every run")
+    return lines + spread_lines(runs)
+
+
+def median_rasa_cpu(runs: Sequence[Run], replicas: int) -> float | None:
+    values = [v for r in runs if r.replicas == replicas and (v := r.rasa_ms_per_s)]
+    return statistics.median(values) if values else None
+
+
+def spread_lines(runs: Sequence[Run]) -> list[str]:
+    """How much a message's CPU cost varied from run to run, in Rasa and in the programs in
+    C, whose work per message is the same in every run: when both move together, what
+    varied is the machine's speed."""
+    rasa = [r.ms_per_message("Rasa servers") for r in runs]
+    native = [sum(r.ms_per_message(c) or 0.0 for c in NATIVE) for r in runs]
+    if len(runs) < 3 or None in rasa or min(native) <= 0:
+        return []
+    rasa_values = [v for v in rasa if v is not None]
+    try:
+        together = statistics.correlation(rasa_values, native)
+    except statistics.StatisticsError:
+        return []
+    return [
+        f"- From run to run a message cost Rasa {min(rasa_values):.1f} to "
+        f"{max(rasa_values):.1f} ms of CPU, and {' + '.join(NATIVE)} {min(native):.2f} to "
+        f"{max(native):.2f} ms (programs in C, whose work per message does not change); "
+        f"correlation {together:.2f}. With each replica at its full quota, a replica's "
+        f"throughput is its quota divided by that cost."]
 
 
 def cpu_rows(runs: Sequence[Run]) -> list[str]:

@@ -12,6 +12,7 @@ once all answer and the model is loaded. Then it supervises them: a part that di
 started again, after a pause that grows while it keeps dying (it says so, loudly), and
 the others keep serving. Ctrl-C (or SIGTERM) stops everything.
 """
+import http.client
 import logging
 import os
 import pwd
@@ -185,7 +186,8 @@ def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
             body = reply.read()
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        # A port still opening may answer garbage, or a connection to itself.
         return False
     return "/status?" not in url or b'"model_file":"' in body.replace(b" ", b"")
 

@@ -141,6 +141,8 @@ def test_the_report_has_every_run_the_ratio_and_the_extrapolation():
     # Medians 19.5 / 10.5; run by run 19/10 and 20/11.
     assert ("- **T(2)/T(1) = 1.86** (medians 19.5 / 10.5 msg/s; run by run, in order: "
             "1.90, 1.82); target >= 1.8: **PASS**") in lines
+    assert ("- CPU time the Rasa servers got, 2 replicas against 1: 1.86 (medians 390 / 210 "
+            "ms/s): the throughput ratio if a message cost the same CPU in every run") in lines
     assert "| 1 | 1 | 20.00 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 0.50 | 26.00 |" in lines
     assert "| Rasa servers | 700 | 700, 700 |" in lines
     assert ("| PostgreSQL | 5 processes: 30 largest, 30 median, 150 sum "
@@ -152,6 +154,19 @@ def test_the_report_has_every_run_the_ratio_and_the_extrapolation():
             "measured on it); a second one did.") in lines
     assert ("- Run 3: the machine was not quiet before it (load average 1.40 after 1200 s "
             "of waiting).") in lines
+
+
+def test_the_spread_of_cpu_per_message_from_run_to_run():
+    runs = [make_run(1, 1, 100, 20.0, others_ms=1.0), make_run(2, 2, 200, 22.0, others_ms=1.1),
+            make_run(3, 1, 100, 18.0, others_ms=0.9)]
+    assert scaling.spread_lines(runs) == [
+        "- From run to run a message cost Rasa 18.0 to 22.0 ms of CPU, and PostgreSQL + Redis "
+        "+ nginx 2.70 to 3.30 ms (programs in C, whose work per message does not change); "
+        "correlation 1.00. With each replica at its full quota, a replica's throughput is "
+        "its quota divided by that cost."]
+    # Too few runs, or nothing that varies: nothing to say.
+    assert scaling.spread_lines(runs[:2]) == []
+    assert scaling.spread_lines([make_run(i, 1, 100, 20.0) for i in (1, 2, 3)]) == []
 
 
 def test_a_ratio_under_the_target_fails():

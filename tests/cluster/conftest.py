@@ -55,7 +55,9 @@ def new_sender() -> str:
 def free_base() -> int:
     """A base port whose whole span (the cluster's ports) is free now."""
     for _ in range(100):
-        base = random.randrange(20000, 60000 - PORT_SPAN)  # noqa: S311 - not a secret
+        # Below the kernel's range for outgoing connections (32768-60999): a readiness
+        # probe could otherwise connect to itself on a port not yet listening.
+        base = random.randrange(20000, 32768 - PORT_SPAN)  # noqa: S311 - not a secret
         if all(port_free(port) for port in range(base, base + PORT_SPAN)):
             return base
     raise AssertionError("no span of free ports for a cluster")
