@@ -7,6 +7,8 @@ import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from tests.fakes.telegram_api import FakeTelegramApi
+
 pytest_plugins = ["tests.postgres", "tests.redis"]
 
 
@@ -96,3 +98,12 @@ def private_stores(tmp_path, monkeypatch):
     forget_settings()
     yield
     forget_settings()
+
+
+@pytest.fixture(scope="session")
+def telegram_api():
+    """The Telegram Bot API, faked on loopback, for the suites that start real servers."""
+    fake = FakeTelegramApi()
+    fake.root = fake.start()
+    yield fake
+    fake.stop()

@@ -7,6 +7,7 @@ import pytest
 
 from bench.generate import LevelResult
 from bench.report import GIB, MIB, fmt, fmt_mib, render_report, verdict
+from tests.bench.markdown import table
 
 STARTED = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 
@@ -27,18 +28,6 @@ def ours(concurrency, latencies_ms, rss=600 * MIB, action=200 * MIB, errors=None
 def starter(concurrency, messages, rss=400 * MIB):
     return LevelResult(server="starter", concurrency=concurrency, measured_s=2.0,
                        latencies_s=[0.01] * messages, rasa_rss_peak=rss)
-
-
-def table(report, title):
-    """The rows of the table under the line starting with `title`."""
-    lines = report.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(title))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(line)
-    return rows
 
 
 def test_formatting_helpers():

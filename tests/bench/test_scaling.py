@@ -9,6 +9,7 @@ from bench import processes, scaling
 from bench.generate import LevelResult
 from bench.scaling import Extrapolation, Run
 from bot.cluster import Layout
+from tests.bench.markdown import table
 
 STARTED = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 MIB = 1024**2
@@ -109,18 +110,6 @@ def args(**more):
                   concurrency=8, warmup=5.0, duration=10.0, repeats=2, quiet_load=1.0)
     values.update(more)
     return argparse.Namespace(**values)
-
-
-def table(report, title):
-    """The rows of the table under the line starting with `title`."""
-    lines = report.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(title))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(line)
-    return rows
 
 
 def test_the_report_has_every_run_the_ratio_and_the_extrapolation():

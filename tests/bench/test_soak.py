@@ -20,6 +20,7 @@ from bench.soak import (
     render_report,
     usual_replies,
 )
+from tests.bench.markdown import table
 from tests.fakes.telegram_api import Call, FakeTelegramApi
 
 STARTED = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
@@ -107,18 +108,6 @@ def scenario(assistant=None) -> Soak:
 def args(drain_timeout=300.0):
     return argparse.Namespace(conversations=3, minutes=0.75, kill_every=60.0,
                               drain_timeout=drain_timeout)
-
-
-def table(report, title):
-    """The rows of the table under the line starting with `title`."""
-    lines = report.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(title))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(line)
-    return rows
 
 
 def section(report, title):

@@ -27,7 +27,6 @@ import requests
 from bot.cluster import LOOPBACK, RASA_DATABASE, Layout
 from bot.launch import KEPT_SECRETS, port_free
 from tests import launcher as launcher_of
-from tests.fakes.telegram_api import FakeTelegramApi
 
 ROOT = Path(__file__).resolve().parents[2]
 # Long enough for the messages of one conversation queued at once on a loaded machine;
@@ -302,14 +301,6 @@ def started(replicas: int = 2, **env: str) -> Iterator[Cluster]:
             launcher_of.stop(launcher)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def telegram_api():
-    fake = FakeTelegramApi()
-    fake.root = fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="session")

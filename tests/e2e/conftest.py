@@ -19,7 +19,6 @@ import socketio
 
 from tests import launcher as launcher_of
 from tests.fakes.graph_api import FakeGraphApi
-from tests.fakes.telegram_api import FakeTelegramApi
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,14 +107,6 @@ class Assistant:
         reply = self.api("GET", f"/conversations/{sender}/tracker")
         assert reply.status_code == 200, reply.text
         return reply.json()
-
-
-@pytest.fixture(scope="session")
-def telegram_api():
-    fake = FakeTelegramApi()
-    fake.root = fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="session")
