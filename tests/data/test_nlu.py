@@ -134,3 +134,24 @@ def test_no_two_examples_differ_only_by_case_or_punctuation(language):
         else:
             seen[key] = (name, intent, text)
     assert twins == []
+
+
+def held_out(language):
+    """The folded texts of the held-out messages of `language` (tests/nlu/), native and
+    romanized."""
+    found = set()
+    for path in (ROOT / "tests" / "nlu" / f"{language}.yml",
+                 ROOT / "tests" / "nlu" / "romanized" / f"{language}.yml"):
+        if path.exists():
+            for block in yaml.safe_load(path.read_text(encoding="utf-8"))["nlu"]:
+                found |= {folded(line.strip()[2:]) for line in block["examples"].splitlines()
+                          if line.strip()}
+    return found
+
+
+@pytest.mark.parametrize("language", CODES)
+def test_no_training_example_is_a_held_out_message(language):
+    """`make eval` measures messages the model never trained on."""
+    unseen = held_out(language)
+    assert unseen
+    assert [text for _, _, text, _ in examples(language) if folded(text) in unseen] == []
