@@ -154,7 +154,7 @@ def test_two_misunderstandings_lead_to_the_counsellor_offer(assistant):
     assert first[-1][0] == in_language("clarify").text
     assert len(first[-1][1]) >= 1
 
-    second = assistant.say(sender, "trrrrrr grrrr")
+    second = assistant.say(sender, "xkcdq plomb")
     # A safety answer may come first, when danger is among the likely meanings.
     assert second[-2:] == [
         (in_language("clarify_again").text, []),

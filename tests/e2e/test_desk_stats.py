@@ -28,8 +28,8 @@ SCRIPT = {
 PHONE = "+36 30 123 4567"
 # Not understood (two topics, neither sure enough: Rasa's nlu_fallback), in English. The
 # classifier takes most gibberish for out_of_scope, which is understood: no question then.
-NOT_UNDERSTOOD = f"passport blorf {PHONE}"
-REDACTED = "passport blorf [phone]"
+NOT_UNDERSTOOD = f"flimzy blorf {PHONE}"
+REDACTED = "flimzy blorf [phone]"
 HEADER = "day,channel,language,metric,value"
 CHARTS = ("conversations", "fallback", "topics", "handoffs")
 CHARTS_LOADED = """() => {
