@@ -9,6 +9,7 @@ import yaml
 
 from avrr.vocabulary import CODES, CONTRACT_INTENTS, LANGUAGES
 from bot.language.detector import DECISIVE_LETTERS, LATIN_SUFFIX
+from eval.lexicon import held_out
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN_EXAMPLES = 25
@@ -136,22 +137,10 @@ def test_no_two_examples_differ_only_by_case_or_punctuation(language):
     assert twins == []
 
 
-def held_out(language):
-    """The folded texts of the held-out messages of `language` (tests/nlu/), native and
-    romanized."""
-    found = set()
-    for path in (ROOT / "tests" / "nlu" / f"{language}.yml",
-                 ROOT / "tests" / "nlu" / "romanized" / f"{language}.yml"):
-        if path.exists():
-            for block in yaml.safe_load(path.read_text(encoding="utf-8"))["nlu"]:
-                found |= {folded(line.strip()[2:]) for line in block["examples"].splitlines()
-                          if line.strip()}
-    return found
-
 
 @pytest.mark.parametrize("language", CODES)
 def test_no_training_example_is_a_held_out_message(language):
     """`make eval` measures messages the model never trained on."""
-    unseen = held_out(language)
+    unseen = {folded(text) for _, text in held_out(language)}
     assert unseen
     assert [text for _, _, text, _ in examples(language) if folded(text) in unseen] == []
