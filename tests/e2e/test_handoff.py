@@ -4,8 +4,10 @@ servers, the real desk, all over loopback."""
 import time
 import uuid
 
+import pytest
 import requests
 
+from actions.content import get_content
 from tests.e2e.conftest import ACTION_TOKEN
 
 OFFER = "I can pass this conversation to an IOM counsellor"
@@ -148,6 +150,26 @@ def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(
     assert detail["urgency"] == "urgent"
     assert detail["messages"][-1]["text"] == "my husband is beating me right now"
     desk.api("POST", f"/api/tickets/{ticket['id']}/close")
+
+
+@pytest.mark.parametrize("typed", ["asdfgh", "...", "🤔"])
+def test_mashed_keys_or_an_untaught_sign_after_the_offer_share_nothing(
+        web_chat, desk, assistant, typed):
+    chat = web_chat()
+    marker = uuid.uuid4().hex[:10]
+    ask_for_counsellor(chat, marker)
+
+    chat.say(typed)
+    replies = chat.until(lambda m: m.get("quick_replies"))
+
+    assert replies[-1]["text"] == get_content().replies("clarify", "en")[-1].text
+    assert not any((m.get("text") or "").startswith(QUEUED) for m in replies)
+    tracker = assistant.tracker(chat.session_id)
+    assert tracker["latest_message"]["intent"]["name"] == "nlu_fallback"
+    assert tracker["slots"]["handoff_consent"] is None
+    for ticket in desk.api("GET", "/api/tickets?status=all").json():
+        detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
+        assert all(marker not in m["text"] for m in detail["messages"])
 
 
 def test_two_misunderstandings_in_a_row_lead_to_the_offer(web_chat):
