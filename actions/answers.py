@@ -8,15 +8,27 @@ from rasa_sdk.types import DomainDict
 
 from actions.content import get_content
 from avrr.content import Button, Reply
-from avrr.vocabulary import DEFAULT_LANGUAGE, Metadata, Slots
+from avrr.vocabulary import DEFAULT_LANGUAGE, Intents, Metadata, Slots
 
 # Set by bot.language.component.LanguageDetection on every message NLU reads.
 LANGUAGE_DETECTION = Metadata.LANGUAGE_DETECTION
+# A "yes" that shares the conversation or deletes it must be meant: typed words the
+# classifier is less sure of ("what?" was "yes" at 0.34) get the question again. A
+# button's payload is 1.0; "yes", "igen", "да", "بله", "oui" are above 0.9.
+SURE_YES = 0.5
 
 
 def latest_intent(tracker: Tracker) -> str:
     """The intent of the person's latest message."""
     return (tracker.latest_message.get("intent") or {}).get("name") or ""
+
+
+def unsure_yes(tracker: Tracker) -> bool:
+    """Whether the latest message was taken for "yes", but with less than `SURE_YES`."""
+    intent = tracker.latest_message.get("intent") or {}
+    confidence = intent.get("confidence")
+    return intent.get("name") == Intents.AFFIRM and confidence is not None and (
+        confidence < SURE_YES)
 
 
 def detected_language(tracker: Tracker) -> Optional[str]:

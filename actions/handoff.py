@@ -8,7 +8,8 @@
    or when the office opens; if the desk refuses the ticket for good, that it could not
    reach a counsellor, with the hotline (now, or later through `action_handoff_failed`,
    which the outbox runs through Rasa's API). No: `action_handoff_declined` gives the
-   hotline and the office instead, and nothing is shared.
+   hotline and the office instead, and nothing is shared. A typed "yes" the classifier
+   is unsure of (`SURE_YES`, actions/answers.py) gets the offer again instead.
 3. While the ticket is open, bot.handoff_policy sends every message to
    `action_handoff_relay`, which passes it to the ticket and acknowledges once. A safety
    message is also answered at once (the emergency number), and marked urgent.
@@ -22,11 +23,18 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import ActionExecuted, SlotSet
+from rasa_sdk.events import ActionExecuted, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_events, language_of, latest_intent, send, utter
+from actions.answers import (
+    language_events,
+    language_of,
+    latest_intent,
+    send,
+    unsure_yes,
+    utter,
+)
 from actions.content import get_content
 from actions.outbox import INBOUND_PATH, TICKETS_PATH, get_outbox
 from avrr.content import next_opening
@@ -116,6 +124,8 @@ class ActionOfferHandoff(Action):
             intent = Intents.EXPRESS_FEAR_OF_RETURN  # its only reason to offer a counsellor
         buttons = get_content().choice_buttons(language_of(tracker), (HANDOFF_YES, HANDOFF_NO))
         send(dispatcher, tracker, "handoff_offer", buttons)
+        if tracker.latest_action_name == Actions.HANDOFF_START:
+            return language_events(tracker)  # asked again: the reason is the first one's
         return language_events(tracker) + [
             SlotSet(Slots.HANDOFF_URGENCY, urgency_of(intent)),
             SlotSet(Slots.HANDOFF_TOPIC, topic_of(intent)),
@@ -144,6 +154,8 @@ class ActionStartHandoff(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
+        if unsure_yes(tracker):
+            return [FollowupAction(Actions.OFFER_HANDOFF)]
         language = language_of(tracker)
         consent_at = iso(None)
         key = message_key(tracker)

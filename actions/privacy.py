@@ -5,18 +5,20 @@ requests) and the person's tickets at the desk (at once, not through the outbox:
 person is told the truth now). Only when both succeeded does it set `data_deleted`, and
 the Rasa server then deletes its part as it saves the conversation (the channels'
 records, then every stored event: bot/tracker_store.py). If a step fails, the person is
-told that nothing is deleted yet and can ask again; every step is idempotent.
+told that nothing is deleted yet and can ask again; every step is idempotent. A typed
+"yes" the classifier is unsure of (`SURE_YES`, actions/answers.py) deletes nothing: the
+question is asked again.
 """
 import asyncio
 import urllib.parse
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_events, language_of, send
+from actions.answers import language_events, language_of, send, unsure_yes
 from actions.content import get_content
 from actions.eligibility import NO, YES
 from actions.handoff import message_key
@@ -60,6 +62,8 @@ class ActionDeleteMyData(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
+        if unsure_yes(tracker):
+            return [FollowupAction(Actions.CONFIRM_DELETE)]
         outbox = get_outbox()
         await asyncio.to_thread(outbox.forget, tracker.sender_id)
         # The language only counts the request in the desk's statistics.

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
-from rasa_sdk.events import ActionExecuted, SlotSet
+from rasa_sdk.events import ActionExecuted, FollowupAction, SlotSet
 
 import actions.handoff
 from actions.content import get_content
@@ -177,6 +177,27 @@ async def test_consent_opens_a_ticket_at_the_desk_and_the_person_learns_the_queu
         "the queue. Please keep this chat open or come back to it later.", [])]
     assert events[0] == SlotSet("handoff_ticket", key)
     assert pending_bodies() == []
+
+
+async def test_a_typed_yes_the_classifier_is_unsure_of_gets_the_offer_again(dispatcher, desk):
+    tracker = consenting_tracker()
+    tracker.latest_message["intent"] = {"name": "affirm", "confidence": 0.34}  # "what?"
+
+    events = await ActionStartHandoff().run(dispatcher, tracker, {})
+
+    assert events == [FollowupAction("action_offer_handoff")]
+    assert sent(dispatcher) == []
+    assert desk.received == [] and pending_bodies() == []
+
+
+async def test_the_offer_asked_again_keeps_the_first_ones_urgency(dispatcher):
+    tracker = make_tracker("affirm", slots={"handoff_urgency": "urgent"})
+    tracker.latest_action_name = "action_handoff_start"
+
+    events = await ActionOfferHandoff().run(dispatcher, tracker, {})
+
+    assert [text for text, _ in sent(dispatcher)] == [OFFER]
+    assert events == []
 
 
 async def test_a_ticket_the_desk_refuses_leaves_the_person_told_and_free(dispatcher, desk):

@@ -1,7 +1,7 @@
 """Deleting on request: confirmed first, done everywhere before the person is told."""
 import pytest
 import sqlalchemy as sa
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 
 from actions.outbox import get_outbox, outbox
 from actions.privacy import ActionCancelDelete, ActionConfirmDelete, ActionDeleteMyData
@@ -54,6 +54,21 @@ async def test_delete_removes_the_desks_part_and_its_own_then_says_it_is_done(
         ("DELETE", "/api/conversations/test-sender?language=en")]
     with get_outbox().engine.connect() as db:
         assert db.execute(sa.select(sa.func.count()).select_from(outbox)).scalar() == 0
+
+
+async def test_a_typed_yes_the_classifier_is_unsure_of_deletes_nothing_and_asks_again(
+    dispatcher, desk
+):
+    get_outbox().put("k1", "test-sender", "POST", "/api/inbound", {"text": "my number is"})
+    tracker = make_tracker("affirm")
+    tracker.latest_message["intent"] = {"name": "affirm", "confidence": 0.34}
+
+    events = await ActionDeleteMyData().run(dispatcher, tracker, {})
+
+    assert events == [FollowupAction("action_confirm_delete")]
+    assert sent(dispatcher) == [] and desk.received == []
+    with get_outbox().engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(outbox)).scalar() == 1
 
 
 @pytest.mark.parametrize("answer", [500, 401])

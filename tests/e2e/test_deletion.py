@@ -50,6 +50,22 @@ def test_rest_deletion_leaves_no_row_naming_the_person(assistant, desk):
     assert rows_naming(assistant.data_dir, marker, sender) == []
 
 
+def test_a_typed_yes_the_classifier_is_unsure_of_deletes_nothing_and_asks_again(assistant):
+    marker = f"Zor{uuid.uuid4().hex[:8]}"
+    sender = f"del-{uuid.uuid4().hex[:10]}"
+    assistant.say(sender, f"my name is {marker}, I need help")
+    question = assistant.say(sender, "delete my data")
+
+    again = assistant.say(sender, "what?")
+
+    taken_for = assistant.tracker(sender)["latest_message"]["intent"]
+    assert taken_for["name"] == "affirm" and taken_for["confidence"] < 0.5, taken_for
+    assert again == question
+    assert rows_naming(assistant.data_dir, marker, sender)
+    assert assistant.say(sender, "/affirm")[0][0].startswith(DONE)
+    assert rows_naming(assistant.data_dir, marker, sender) == []
+
+
 def test_web_chat_deletion_leaves_no_row_naming_the_person(assistant, web_chat, desk):
     marker = f"Zor{uuid.uuid4().hex[:8]}"
     chat = web_chat()

@@ -152,6 +152,27 @@ def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(
     desk.api("POST", f"/api/tickets/{ticket['id']}/close")
 
 
+def test_a_typed_yes_the_classifier_is_unsure_of_gets_the_offer_again(assistant, desk):
+    sender = f"unsure-{uuid.uuid4().hex[:10]}"
+    marker = uuid.uuid4().hex[:10]
+    assistant.say(sender, f"Hello, I have a question about my case {marker}")
+    offer = assistant.say(sender, "I want to talk to a counsellor")
+    assert offer[-1][0].startswith(OFFER)
+
+    again = assistant.say(sender, "what?")
+
+    taken_for = assistant.tracker(sender)["latest_message"]["intent"]
+    assert taken_for["name"] == "affirm" and taken_for["confidence"] < 0.5, taken_for
+    assert again == [offer[-1]]
+    assert assistant.tracker(sender)["slots"]["handoff_consent"] is None
+    for ticket in desk.api("GET", "/api/tickets?status=all").json():
+        detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
+        assert all(marker not in m["text"] for m in detail["messages"])
+
+    assert assistant.say(sender, "/affirm")[0][0].startswith(QUEUED)
+    desk.api("POST", f"/api/tickets/{ticket_with(desk, marker)['id']}/close")
+
+
 @pytest.mark.parametrize("typed", ["asdfgh", "...", "🤔"])
 def test_mashed_keys_or_an_untaught_sign_after_the_offer_share_nothing(
         web_chat, desk, assistant, typed):
