@@ -16,7 +16,7 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_events, language_of, send
+from actions.answers import language_events, language_of, send, unsure_yes
 from actions.content import get_content
 from avrr.vocabulary import Actions
 
@@ -140,7 +140,8 @@ class ActionAskEligFear(AskEligibilityQuestion):
 
 
 class ValidateEligibilityForm(Action):
-    """Accept only the values the questions offer; the form asks again otherwise."""
+    """Accept only the values the questions offer, and only a "yes" that is meant; the
+    form asks again otherwise."""
 
     def name(self) -> Text:
         return "validate_eligibility_form"
@@ -148,6 +149,8 @@ class ValidateEligibilityForm(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
+        if unsure_yes(tracker):
+            return [SlotSet(slot, None) for slot in tracker.slots_to_validate()]
         events = [
             SlotSet(slot, value if value in ALLOWED_VALUES.get(slot, (value,)) else None)
             for slot, value in tracker.slots_to_validate().items()

@@ -155,6 +155,20 @@ async def test_a_fear_answer_ends_the_questions(dispatcher, answer):
     ]
 
 
+async def test_a_typed_yes_the_classifier_is_unsure_of_answers_nothing(dispatcher):
+    events = [
+        {"event": "user", "parse_data": {"intent": {"name": "affirm", "confidence": 0.34}}},
+        {"event": "action", "name": "eligibility_form"},
+        {"event": "slot", "name": "elig_previous_return", "value": "used_before"},
+    ]
+    tracker = make_tracker("affirm", events=events, active_loop="eligibility_form")
+    tracker.latest_message["intent"] = {"name": "affirm", "confidence": 0.34}
+
+    result = await ValidateEligibilityForm().run(dispatcher, tracker, {})
+
+    assert result == [SlotSet("elig_previous_return", None)]  # the form asks it again
+
+
 async def test_result_points_to_iom_and_forgets_the_answers(dispatcher):
     tracker = make_tracker("deny", slots=LIKELY)
 
