@@ -8,7 +8,7 @@ config.yml; without Rasa's tokenizer, so the figures are close to the model's, n
 For each training message, the classifier's ranking comes from the folds that did not
 train on it. Reports per language the recall of the safety intents and the share of the
 other messages taken for a safety message: by the classifier alone, with the danger
-lexicon, and with the lexicon plus each `danger_belief` threshold. It takes about fifteen
+lexicon, and with the lexicon plus each `danger_belief` threshold. It takes about twenty
 minutes on two cores.
 """
 import sys
