@@ -143,19 +143,6 @@ def test_danger_words_the_classifier_might_miss_still_give_the_emergency_number(
         latest["intent"]["name"])
 
 
-@pytest.mark.parametrize("text, intent", [
-    ("I lost my passport, my number is +36 30 123 4567", "ask_documents"),
-    ("позвоните мне +36 30 123 4567", "request_human"),
-])
-def test_a_phone_number_does_not_make_a_message_danger(assistant, text, intent):
-    sender = new_sender()
-
-    replies = assistant.say(sender, text)
-
-    assert assistant.tracker(sender)["latest_message"]["intent"]["name"] == intent
-    assert not any("112" in reply for reply, _ in replies)
-
-
 def test_two_misunderstandings_lead_to_the_counsellor_offer(assistant):
     sender = new_sender()
 
