@@ -88,8 +88,11 @@ source_events = sa.Table(
 
 
 def redact(text: str) -> str:
-    """`text` with e-mail addresses and phone numbers replaced."""
-    return PHONE.sub("[phone]", EMAIL.sub("[e-mail]", text))
+    """`text` with e-mail addresses and phone numbers replaced, and what is not Unicode
+    text (a lone surrogate, which JSON lets a sender write as "\\ud800") as "?": the
+    database cannot store it, and one such message stopped every count after it."""
+    valid = text.encode("utf-8", "replace").decode("utf-8")
+    return PHONE.sub("[phone]", EMAIL.sub("[e-mail]", valid))
 
 
 def owner_of(key: bytes, conversation_id: str) -> str:

@@ -202,6 +202,22 @@ def test_phone_numbers_and_addresses_are_redacted(text, redacted):
     assert redact(text) == redacted
 
 
+async def test_a_message_that_is_not_unicode_text_is_kept_and_stops_no_count(
+    client, conversations
+):
+    await save(conversations, "web-s", [
+        *started(), heard("bus \ud800 zoo", "nlu_fallback", "en", 0.2), said("clarify")])
+    await save(conversations, "web-t", [heard("how much does it cost", "ask_cost", "en")])
+
+    await refresh(client)
+
+    inbox = await (await client.get("/api/unanswered?language=en", headers=BEARER)).json()
+    assert [q["text"] for q in inbox] == ["bus ? zoo"]
+    stats = await (await client.get(f"/api/stats?from={TODAY}&to={TODAY}",
+                                    headers=BEARER)).json()
+    assert stats["by_language"]["en"]["messages"] == 2
+
+
 async def test_tickets_and_the_wait_for_the_first_reply_are_counted(client):
     from tests.desk.conftest import new_ticket
 
