@@ -38,12 +38,12 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(PY) -c "import pytest, ruff, playwright" && test -x $(VENV)/bin/hadolint && touch $@
 
 $(MODEL): $(VENV)/.installed $(TRAINING_FILES)
-	@echo "==> Training the model (about 7 minutes on 2 cores)"
+	@echo "==> Training the model (about 11 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
 	@touch $@
 
 train: $(VENV)/.installed ## train the model into models/
-	@echo "==> Training the model (about 7 minutes on 2 cores)"
+	@echo "==> Training the model (about 11 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
 
 $(WIDGET): widget/package-lock.json widget/build.mjs $(wildcard widget/src/*)
