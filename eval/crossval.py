@@ -10,12 +10,19 @@ train on it. Reports per language the recall of the safety intents and the share
 other messages taken for a safety message: by the classifier alone, with the danger
 lexicon, and with the lexicon plus each `danger_belief` threshold. It takes about twenty
 minutes on two cores.
+
+`python eval/crossval.py --misses misses.tsv` also writes the training messages both nets
+miss (at the configured threshold) and the calm ones they flag, to find the kinds of
+danger the data and the lexicon still lack without looking at the held-out set.
 """
+import argparse
+import csv
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import yaml
 from scipy.sparse import hstack
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -51,7 +58,16 @@ def out_of_fold(texts: Sequence[str], intents: np.ndarray) -> Tuple[List[str], n
     return classes, probabilities
 
 
+def configured_belief() -> float:
+    """SafetyNet's `danger_belief` in config.yml."""
+    config = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))
+    return next(c["danger_belief"] for c in config["pipeline"] if "danger_belief" in c)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--misses", type=Path, help="write missed and flagged messages here")
+    args = parser.parse_args()
     rows = [(language, intent, text) for language in CODES for intent, text in training(language)]
     languages = np.array([r[0] for r in rows])
     intents = np.array([r[1] for r in rows])
@@ -85,6 +101,17 @@ def main() -> int:
     line("+ lexicon", taken | by_lexicon)
     for threshold in THRESHOLDS:
         line(f"+ lexicon + belief >= {threshold}", taken | by_lexicon | (belief >= threshold))
+    if args.misses:
+        flagged = taken | by_lexicon | (belief >= configured_belief())
+        top = np.array(classes)[probabilities.argmax(1)]
+        with args.misses.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, delimiter="\t")
+            writer.writerow(["kind", "language", "intent", "taken_for", "confidence", "belief",
+                             "text"])
+            for i in np.flatnonzero(danger != flagged):
+                kind = "missed" if danger[i] else "flagged"
+                writer.writerow([kind, languages[i], intents[i], top[i],
+                                 f"{probabilities[i].max():.2f}", f"{belief[i]:.2f}", texts[i]])
     return 0
 
 
