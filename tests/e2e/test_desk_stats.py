@@ -29,6 +29,8 @@ SCRIPT = {
 # them, so the message stays not understood (a phone number in ASCII digits is now read
 # as a request to be called back); the inbox redacts the digits of every script.
 PHONE = "٠٦ ٣٠ ١٢٣ ٤٥٦٧"
+# Any part of the number left after redaction is a leak, not only the whole of it.
+PHONE_TAIL = PHONE[-8:]
 # Not understood (two topics, neither sure enough: Rasa's nlu_fallback), in English. The
 # classifier takes most gibberish for out_of_scope, which is understood: no question then.
 NOT_UNDERSTOOD = f"flimzy blorf {PHONE}"
@@ -298,7 +300,7 @@ def test_the_question_not_understood_is_labelled_in_the_inbox_without_its_phone_
     inbox = desk.api("GET", "/api/unanswered", params={"language": "en", "labelled": "false"})
     assert inbox.status_code == 200, inbox.text
     assert question in inbox.json()
-    assert PHONE not in str(inbox.json()) and conversations["senders"]["en"] not in inbox.text
+    assert PHONE_TAIL not in str(inbox.json()) and conversations["senders"]["en"] not in inbox.text
 
     page = new_page()
     open_statistics_as_admin(page, desk)
@@ -312,7 +314,7 @@ def test_the_question_not_understood_is_labelled_in_the_inbox_without_its_phone_
     item = section.locator(f'#questions li[data-question-id="{question["id"]}"]')
     expect(item.locator(".question-text")).to_have_text(REDACTED)
     expect(item.locator(".question-meta")).to_have_text(f"{question['day']} · English · rest")
-    assert PHONE not in page.content()
+    assert PHONE_TAIL not in page.content()
     chooser = item.get_by_label("Intent")
     # The intents the desk accepts, as keys; not_understood is no label.
     expect(chooser.locator('option[value="out_of_scope"]')).to_have_count(1)
