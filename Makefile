@@ -37,14 +37,17 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt 2>&1 | $(QUIET_NOTICES)
 	$(PY) -c "import pytest, ruff, playwright" && test -x $(VENV)/bin/hadolint && touch $@
 
-$(MODEL): $(VENV)/.installed $(TRAINING_FILES)
+define train_model
 	@echo "==> Training the model (about 11 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
+endef
+
+$(MODEL): $(VENV)/.installed $(TRAINING_FILES)
+	$(train_model)
 	@touch $@
 
 train: $(VENV)/.installed ## train the model into models/
-	@echo "==> Training the model (about 11 minutes on 2 cores)"
-	$(RASA) train --fixed-model-name avrr --out models --quiet
+	$(train_model)
 
 $(WIDGET): widget/package-lock.json widget/build.mjs $(wildcard widget/src/*)
 	@echo "==> Building the web widget (socket.io client from the npm registry)"
