@@ -5,9 +5,10 @@ The classifier always names an intent, and a message none of whose features it e
 gets its prior: keyboard mashing ("asdfgh", "ljkh nmbv"), "..." or an emoji it was never
 taught came out as `affirm` (0.36 to 0.45), which after a counsellor offer shares the
 conversation and after a deletion question deletes it. A message is understood only if
-one of its words shares a four-letter piece (the word's edges count as letters) with a
-word of the training data: typos ("pasport"), inflections and missing diacritics still
-count, mashed keys do not. Otherwise it becomes `nlu_fallback` and gets the
+one of its words is a word of the training data or shares at least half of its
+four-letter pieces (the word's edges count as letters) with them: typos ("pasport"),
+inflections and missing diacritics still count, mashed keys do not ("qwer" ends like
+"answer", one piece of three). Otherwise it becomes `nlu_fallback` and gets the
 clarification, which names the emergency number when danger is among the classifier's
 guesses. A message the classifier took for a safety intent is left as it is, and the
 safety net after this component checks every message. Words are compared normalised as
@@ -68,7 +69,10 @@ class Vocabulary:
         )
 
     def knows(self, word: Text) -> bool:
-        return word in self.words or not pieces(word).isdisjoint(self._pieces)
+        if word in self.words:
+            return True
+        mine = pieces(word)
+        return bool(mine) and 2 * len(mine & self._pieces) >= len(mine)
 
     def understands(self, text: Text) -> bool:
         return any(self.knows(word) for word in words_of(text))

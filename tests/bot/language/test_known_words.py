@@ -35,7 +35,7 @@ def trained(tmp_path):
     return KnownWords.load({}, storage, resource, None)
 
 
-@pytest.mark.parametrize("text", ["asdfgh", "ljkh nmbv", "...", "🤔", "?!", "+36 30 123 4567"])
+@pytest.mark.parametrize("text", ["asdfgh", "ljkh nmbv", "asdf qwer", "...", "🤔", "?!", "+36 30 123 4567"])
 def test_mashed_keys_punctuation_and_untaught_emoji_are_not_understood(trained, text):
     message = taken_for(text, "affirm")
 
@@ -85,10 +85,11 @@ def test_numbers_are_not_words_and_emoji_count_once():
     assert words_of("  ") == []
 
 
-def test_a_word_is_known_by_a_four_letter_piece_its_edges_counting():
-    vocabulary = Vocabulary(["passport", "ok"])
+def test_a_word_is_known_by_half_its_four_letter_pieces_its_edges_counting():
+    vocabulary = Vocabulary(["passport", "ok", "answer"])
 
-    assert vocabulary.knows("pasport")  # "\0pas", "port", ...
+    assert vocabulary.knows("pasport")  # "\0pas", "spor", "port", "ort\0": 4 of 6
+    assert not vocabulary.knows("qwer")  # "wer\0" only: 1 of 3
     assert vocabulary.knows("ok")
     assert not vocabulary.knows("ko")
     assert not vocabulary.knows("okay")  # "\0oka", "okay", "kay\0": none is a piece
