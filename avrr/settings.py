@@ -101,7 +101,8 @@ class RasaSettings(Settings):
     # their X-Forwarded-For, so that the limits per address apply to the person.
     proxies_count: int = Field(0, env="AVRR_PROXIES_COUNT", ge=0, le=5)
     # Several Rasa replicas share Redis: the lock store (one message of a conversation at a
-    # time, whichever replica has it) and socket.io's rooms. A secret: it may hold a password.
+    # time, whichever replica has it), socket.io's rooms and the rate limits. A secret: it
+    # may hold a password.
     redis_url: Optional[SecretStr] = Field(None, env="AVRR_REDIS_URL")
     # "memory" keeps Rasa's in-process lock store even with Redis (a test's control case).
     lock_store: Optional[Literal["memory", "redis"]] = Field(None, env="AVRR_LOCK_STORE")

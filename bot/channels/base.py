@@ -13,11 +13,9 @@ import contextlib
 import logging
 import math
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Type
 
-from aiolimiter import AsyncLimiter
 from rasa.core.channels.channel import InputChannel, OutputChannel
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
@@ -56,35 +54,6 @@ def too_many(retry_after_s: float) -> HTTPResponse:
 def client_address(request: Request) -> str:
     """The client's address: the proxies' X-Forwarded-For when AVRR_PROXIES_COUNT is set."""
     return request.remote_addr or request.ip
-
-
-class RateLimits:
-    """At most `rate` messages per `period_s` per key (a sender, an address).
-
-    One leaky bucket per key (aiolimiter's AsyncLimiter); the buckets of the keys seen
-    least recently are forgotten beyond `max_keys`, so memory stays bounded.
-    """
-
-    def __init__(self, rate: int, period_s: float, max_keys: int = 10_000) -> None:
-        self.rate = rate
-        self.period_s = period_s
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, AsyncLimiter] = OrderedDict()
-
-    async def wait_for(self, key: str) -> Optional[float]:
-        """None if `key` may send now (and this one counts), else the seconds to wait."""
-        bucket = self._bucket(key)
-        if not bucket.has_capacity():
-            return self.period_s / self.rate
-        await bucket.acquire()
-        return None
-
-    def _bucket(self, key: str) -> AsyncLimiter:
-        bucket = self._buckets.pop(key, None) or AsyncLimiter(self.rate, self.period_s)
-        self._buckets[key] = bucket
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return bucket
 
 
 def add_health(blueprint: Blueprint) -> None:

@@ -25,7 +25,6 @@ from sanic.response import HTTPResponse
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Metadata
 from bot import runtime
 from bot.channels.base import (
-    RateLimits,
     add_health,
     client_address,
     disarm,
@@ -33,6 +32,7 @@ from bot.channels.base import (
     language_hint,
     too_many,
 )
+from bot.channels.rate_limits import rate_limits
 from bot.text import InvalidMessage, clean_sender, clean_text
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ class GuardedRestInput(InputChannel):
             token = secret.get_secret_value() if secret else None
         self.token = token
         settings = runtime.settings()
-        self.per_sender = RateLimits(settings.rate_per_sender, 60.0)
-        self.per_address = RateLimits(settings.rate_per_address, 60.0)
+        self.per_sender = rate_limits("rest-sender", settings.rate_per_sender)
+        self.per_address = rate_limits("rest-address", settings.rate_per_address)
 
     def authorized(self, request: Request) -> bool:
         if self.token is None:

@@ -47,7 +47,8 @@ from socketio import AsyncRedisManager, AsyncServer
 
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
-from bot.channels.base import RateLimits, add_health, client_address, disarm, language_hint
+from bot.channels.base import add_health, client_address, disarm, language_hint
+from bot.channels.rate_limits import rate_limits
 from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
 
@@ -162,8 +163,8 @@ class GuardedSocketIOInput(InputChannel):
             max_http_buffer_size=MAX_PAYLOAD_BYTES,
             client_manager=AsyncRedisManager(shared.get_secret_value()) if shared else None,
         )
-        per_session = RateLimits(settings.rate_per_sender, 60.0)
-        per_address = RateLimits(settings.rate_per_address, 60.0)
+        per_session = rate_limits("socketio-session", settings.rate_per_sender)
+        per_address = rate_limits("socketio-address", settings.rate_per_address)
         addresses: Dict[str, str] = {}
         webhook = _Blueprint(sio, self.socketio_path, "guarded_socketio_webhook", __name__)
         self.sio = sio

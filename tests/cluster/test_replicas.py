@@ -148,3 +148,29 @@ def test_a_replica_killed_amid_twenty_conversations_loses_nothing_answered(healt
             f"{[(why, round(when - killed_at, 1)) for _, when, why in person.failed]}")
     # The launcher brings the replica back.
     cluster.wait_until_up(cluster.layout.rasa)
+
+
+def test_the_replicas_count_a_senders_messages_together(healthy):
+    cluster, sender = healthy, new_sender()
+    limit, refill_s = 20, 3.0  # RATE_LIMIT_PER_SENDER's default: 20 a minute
+
+    started, answers = time.monotonic(), []
+    while not answers or (answers[-1].status_code == 200 and len(answers) < 2 * limit):
+        answers.append(cluster.post(sender, "hello"))
+    elapsed = time.monotonic() - started
+
+    # nginx gave the messages to both replicas in turn, and the one that got the last
+    # knew of those the other had taken: counted apart, each would have taken 20 and
+    # the person 40.
+    assert {a.headers["X-Served-By"] for a in answers} == {
+        f"{LOOPBACK}:{port}" for port in cluster.layout.rasa}
+    taken = [a.status_code for a in answers[:-1]]
+    assert taken == [200] * len(taken) and answers[-1].status_code == 429
+    assert limit <= len(taken) <= limit + elapsed / refill_s + 1, (len(taken), elapsed)
+    wait = int(answers[-1].headers["Retry-After"])
+    assert 1 <= wait <= refill_s
+    assert answers[-1].json() == {"error": f"too many messages, please wait {wait} s"}
+    stored = [text for kind, text in messages(cluster.stored_events(sender)) if kind == "user"]
+    assert stored == ["hello"] * len(taken)
+    # Another person is not held back by it.
+    assert cluster.post(new_sender(), "hello").status_code == 200

@@ -1,0 +1,83 @@
+"""The rate limits of the REST and web chat channels: counted in memory by one server, in
+Redis by several replicas together (on the tests' own Redis), and by each replica alone
+while Redis is down."""
+import asyncio
+
+import pytest
+import redis
+
+from bot import runtime
+from bot.channels.rate_limits import RateLimits, SharedRateLimits, rate_limits
+from tests.ports import free_port
+
+
+async def sent(limits, key: str, times: int):
+    return [await limits.wait_for(key) for _ in range(times)]
+
+
+def allowed(limits, key: str, times: int):
+    return asyncio.run(sent(limits, key, times))
+
+
+def test_one_server_counts_each_key_alone():
+    limits = RateLimits(3, 60.0)
+
+    assert allowed(limits, "a", 4) == [None, None, None, 20.0]
+    assert allowed(limits, "b", 1) == [None]
+
+
+@pytest.mark.integration
+def test_two_replicas_count_one_sender_together_and_redis_keeps_no_sender_id(redis_url):
+    first = SharedRateLimits(redis_url, "rest-sender", 3, 60.0)
+    second = SharedRateLimits(redis_url, "rest-sender", 3, 60.0)
+    sender = "rest:+36301234567"
+
+    async def alternate():
+        waits = [await replica.wait_for(sender) for replica in (first, second, first, second)]
+        return waits, await sent(second, "rest:another", 1)
+
+    waits, another = asyncio.run(alternate())
+    assert waits[:3] == [None, None, None]
+    assert 19.9 < waits[3] <= 20.0  # one message's share of the minute
+    assert another == [None]
+    client = redis.Redis.from_url(redis_url)
+    keys = sorted(k.decode() for k in client.keys("*"))
+    assert len(keys) == 2 and all(k.startswith("avrr:rate:rest-sender:") for k in keys)
+    assert not any("36301234567" in k or "another" in k for k in keys)
+    assert 0 < client.pttl(keys[0]) <= 60_000  # forgotten once back to full capacity
+    client.close()
+
+
+@pytest.mark.integration
+def test_kinds_of_key_are_counted_apart(redis_url):
+    senders = SharedRateLimits(redis_url, "rest-sender", 1, 60.0)
+    addresses = SharedRateLimits(redis_url, "rest-address", 1, 60.0)
+
+    async def both():
+        return await sent(senders, "127.0.0.1", 2), await sent(addresses, "127.0.0.1", 1)
+
+    by_sender, by_address = asyncio.run(both())
+    assert by_sender[0] is None and 59.9 < by_sender[1] <= 60.0
+    assert by_address == [None]
+
+
+def test_without_redis_each_replica_still_counts_alone(caplog):
+    down = SharedRateLimits(f"redis://127.0.0.1:{free_port()}/0", "rest-sender", 2, 60.0)
+
+    assert allowed(down, "rest:+36301234567", 3) == [None, None, 30.0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["rate limits (rest-sender) counted by this replica alone: Redis "
+                        "failed (ConnectionError)"] * 3
+    assert "36301234567" not in caplog.text
+
+
+def test_redis_is_used_only_when_the_replicas_have_one(monkeypatch):
+    monkeypatch.delenv("AVRR_REDIS_URL", raising=False)
+    runtime.reset()
+    assert isinstance(rate_limits("rest-sender", 20), RateLimits)
+    monkeypatch.setenv("AVRR_REDIS_URL", "redis://127.0.0.1:6390/0")
+    monkeypatch.setenv("SOCKET_SESSION_SECRET", "s" * 32)
+    runtime.reset()
+    shared = rate_limits("rest-sender", 20)
+    assert isinstance(shared, SharedRateLimits) and shared.rate == 20
+    runtime.reset()
