@@ -13,9 +13,11 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from avrr.content import Content
 from avrr.logs import configure
 from avrr.settings import ROOT, DeskSettings, load
 from avrr.vocabulary import CODES
@@ -64,7 +66,9 @@ def main() -> int:
     configure("desk")
     settings = load(DeskSettings)
     key = settings.insight_key
-    store = Store(settings.database, key.get_secret_value() if key else None)
+    # The statistics count the days of the office's time zone (content/settings.yml).
+    zone = ZoneInfo(Content(settings.content_dir).office_hours()[1])
+    store = Store(settings.database, key.get_secret_value() if key else None, zone)
     if arguments.command == "export-labels":
         for language, count in export(store.labelled(), arguments.data).items():
             print(f"{arguments.data / language / FIELD}: {count} examples")

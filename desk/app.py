@@ -505,7 +505,7 @@ class Desk:
     async def _period_rows(self, request: web.Request) -> Any:
         try:
             first, last = stats.period(
-                request.query.get("from"), request.query.get("to"), now().date())
+                request.query.get("from"), request.query.get("to"), self.store.today())
         except ValueError as invalid:
             raise BadRequest(f"from and to are days (YYYY-MM-DD): {invalid}") from invalid
         return first, last, await asyncio.to_thread(self.store.statistics, first, last)

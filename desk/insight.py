@@ -2,11 +2,12 @@
 
 An incremental job of the desk reads the events the Rasa server stored since its last
 run (the tracker store's `events` table, read only: the Rasa server owns it) and adds
-them up per day (UTC), channel and language: conversations, messages, topics, misses,
-safety messages, handoff offers and consents, requests outside office hours, the
-eligibility check and its outcomes. The desk adds its own: tickets by urgency, the wait
-until a counsellor's first reply, deletion requests. No count holds a conversation id,
-a text or a phone number, so they outlive retention and deletion requests.
+them up per day (in the office's time zone, content/settings.yml), channel and
+language: conversations, messages, topics, misses, safety messages, handoff offers and
+consents, requests outside office hours, the eligibility check and its outcomes. The
+desk adds its own: tickets by urgency, the wait until a counsellor's first reply,
+deletion requests. No count holds a conversation id, a text or a phone number, so they
+outlive retention and deletion requests.
 
 A message the assistant could not answer (not understood: a clarification or a second
 miss followed; or outside what it covers) is kept for the inbox: its text with phone
@@ -29,7 +30,7 @@ import re
 import secrets
 import time
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -101,17 +102,19 @@ def owner_of(key: bytes, conversation_id: str) -> str:
     return hmac.new(key, conversation_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
 
 
-def day_of(timestamp: Optional[float]) -> date:
+def day_of(timestamp: Optional[float], zone: tzinfo) -> date:
+    """The day, in the office's time zone, of an event's time (now, if it has none)."""
     moment = datetime.fromtimestamp(timestamp, timezone.utc) if timestamp else datetime.now(
         timezone.utc)
-    return moment.date()
+    return moment.astimezone(zone).date()
 
 
 class Tally:
     """What one run adds: counts per (day, channel, language, metric), questions for the
     inbox, and each conversation's state (language, a session not yet counted)."""
 
-    def __init__(self, states: Dict[str, Dict[str, Any]]) -> None:
+    def __init__(self, states: Dict[str, Dict[str, Any]], zone: tzinfo) -> None:
+        self.zone = zone
         self.counts: Counter = Counter()
         self.questions: List[Dict[str, Any]] = []
         self.states = states
@@ -127,7 +130,8 @@ class Tally:
             raise ValueError("an event is a JSON object")
         state = self.states.setdefault(
             owner, {"language": None, "pending": False, "handoff": False})
-        kind, day, channel = row.type_name, day_of(row.timestamp), channel_of(row.sender_id)
+        kind, channel = row.type_name, channel_of(row.sender_id)
+        day = day_of(row.timestamp, self.zone)
         # Until the assistant sets it, a conversation's language is the default one.
         language = state["language"] or DEFAULT_LANGUAGE
         if kind == "session_started":
@@ -237,9 +241,10 @@ def new_key() -> str:
 
 
 def tally(rows: Iterable[Any], key: bytes, forgotten: set,
-          states: Dict[str, Dict[str, Any]]) -> Tuple[Tally, int]:
-    """Count `rows`; the last id read. A forgotten conversation's events are skipped."""
-    counted = Tally(states)
+          states: Dict[str, Dict[str, Any]], zone: tzinfo) -> Tuple[Tally, int]:
+    """Count `rows` by their days in `zone`; the last id read. A forgotten conversation's
+    events are skipped."""
+    counted = Tally(states, zone)
     last = 0
     for row in rows:
         last = row.id

@@ -367,7 +367,8 @@ STATS = {
                     "count": {"type": "integer"},
                 },
             },
-            "description": "every count of the period by day (UTC), channel, language, metric",
+            "description": "every count of the period by day (in Hungary), channel, language, "
+                           "metric",
         },
     },
 }
@@ -423,14 +424,14 @@ PERIOD = [
     {
         "name": "from",
         "in": "query",
-        "description": f"the first day (UTC), inclusive; default: {DEFAULT_DAYS - 1} days "
+        "description": f"the first day (in Hungary), inclusive; default: {DEFAULT_DAYS - 1} days "
         "before `to`",
         "schema": DAY,
     },
     {
         "name": "to",
         "in": "query",
-        "description": "the last day (UTC), inclusive; default: today",
+        "description": "the last day (in Hungary), inclusive; default: today",
         "schema": DAY,
     },
 ]

@@ -12,8 +12,9 @@ import json
 import logging
 import re
 import secrets
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -125,7 +126,7 @@ audit = sa.Table(
 )
 
 
-# Statistics (desk/insight.py): counts per day (UTC), channel, language and metric, and
+# Statistics (desk/insight.py): counts per day (in Hungary), channel, language and metric, and
 # the waits until a counsellor's first reply; nothing in them names a person.
 daily_counts = sa.Table(
     "daily_counts",
@@ -219,6 +220,11 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# The office's time zone (content/settings.yml, office_hours.timezone), for the days of
+# the statistics: a day of counts is a day in Hungary, not in UTC.
+OFFICE_ZONE = ZoneInfo("Europe/Budapest")
+
+
 def iso(moment: Optional[datetime]) -> Optional[str]:
     if moment is None:
         return None
@@ -289,10 +295,13 @@ def upgrade(made: Any) -> None:
 
 
 class Store:
-    def __init__(self, url: str, insight_key: Optional[str] = None) -> None:
+    def __init__(self, url: str, insight_key: Optional[str] = None,
+                 zone: tzinfo = OFFICE_ZONE) -> None:
         """`insight_key` keys the hashes that link a question in the inbox to its
-        conversation (DESK_INSIGHT_KEY); without it, a key kept in the database."""
+        conversation (DESK_INSIGHT_KEY); without it, a key kept in the database. The
+        statistics count the days of `zone`, the office's time zone."""
         self.insight_key = insight_key
+        self.zone = zone
         self.engine = engine(url)
         metadata.create_all(self.engine)
         upgrade(self.engine)
@@ -702,7 +711,7 @@ class Store:
                 row = self._row(db, ticket_id)
                 waited = (now() - parse_time(iso(row.created_at))).total_seconds()
                 db.execute(waits.insert().values(
-                    day=parse_time(iso(row.created_at)).date(), channel=row.channel,
+                    day=self.day_of(parse_time(iso(row.created_at))), channel=row.channel,
                     language=row.language, urgency=row.urgency, seconds=max(0.0, waited)))
             message_id = db.execute(
                 messages.insert().values(
@@ -816,7 +825,7 @@ class Store:
                 db.execute(forgotten.update().where(forgotten.c.owner == owner).values(at=now()))
             else:
                 db.execute(forgotten.insert().values(owner=owner, at=now()))
-            _add_counts(db, {(now().date(), channel_of(conversation_id), language[:8],
+            _add_counts(db, {(self.today(), channel_of(conversation_id), language[:8],
                               "deletion_requests"): 1})
             ids = [
                 r.id
@@ -890,7 +899,7 @@ class Store:
                       db.execute(sa.select(insight_state).where(
                           insight_state.c.owner.in_(owners)))}
             known = set(states)
-            counted, last = insight.tally(rows, key, gone, states)
+            counted, last = insight.tally(rows, key, gone, states, self.zone)
             _add_counts(db, counted.counts)
             for question in counted.questions:
                 db.execute(unanswered.insert().values(**question))
@@ -906,6 +915,13 @@ class Store:
             db.execute(insight_cursor.update().where(insight_cursor.c.name == "events")
                        .values(last_id=last))
         return len(rows)
+
+    def day_of(self, moment: datetime) -> date:
+        """The day of `moment` in the office's time zone."""
+        return moment.astimezone(self.zone).date()
+
+    def today(self) -> date:
+        return self.day_of(now())
 
     def statistics(self, first: date, last: date) -> Dict[str, List[Dict[str, Any]]]:
         """The counts and the waits of the days from `first` to `last`."""

@@ -1,7 +1,8 @@
 """Statistics and the unanswered questions: the desk's job reads what Rasa's own SQL
 tracker store wrote (a real one, on SQLite), counts it once, and keeps no person in it."""
 import threading
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from rasa.core.tracker_store import SQLTrackerStore
@@ -20,7 +21,8 @@ from desk.insight import SETTLE_S, read_source, redact, source_events
 from desk.store import Store
 from tests.desk.conftest import BEARER
 
-TODAY = datetime.now(timezone.utc).date().isoformat()
+BUDAPEST = ZoneInfo("Europe/Budapest")  # content/settings.yml, office_hours.timezone
+TODAY = datetime.now(BUDAPEST).date().isoformat()
 
 
 def said(key, part=0):
@@ -28,9 +30,10 @@ def said(key, part=0):
                                                             "values": {}}})
 
 
-def heard(text, intent, language, confidence=0.9):
+def heard(text, intent, language, confidence=0.9, timestamp=None):
     return UserUttered(text, intent={"name": intent, "confidence": confidence},
-                       parse_data={"language_detection": {"language": language}})
+                       parse_data={"language_detection": {"language": language}},
+                       timestamp=timestamp)
 
 
 def started():
@@ -115,6 +118,21 @@ async def test_a_morning_of_conversations_is_counted_once_by_day_channel_and_lan
     assert f"{TODAY},telegram,ps,topic:ask_cost,1" in csv.splitlines()
 
 
+async def test_a_day_of_counts_is_a_day_in_hungary_summer_and_winter(client, conversations):
+    # 23:30 UTC is already the next day in Budapest (UTC+1 in winter, UTC+2 in summer).
+    winter = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc).timestamp()
+    summer = datetime(2026, 7, 1, 22, 30, tzinfo=timezone.utc).timestamp()
+    await save(conversations, "telegram:77", [
+        heard("hello", "greet", "en", timestamp=winter), SlotSet("language", "en"),
+        heard("hello again", "greet", "en", timestamp=summer)])
+    await refresh(client)
+
+    csv = (await (await client.get("/api/stats.csv?from=2026-03-01&to=2026-07-02",
+                                   headers=BEARER)).text()).splitlines()
+    assert [line for line in csv if line.endswith(",messages,1")] == [
+        "2026-03-02,telegram,en,messages,1", "2026-07-02,telegram,en,messages,1"]
+
+
 async def test_a_deletion_request_removes_the_persons_questions_and_counts_stay(
     client, conversations
 ):
@@ -183,8 +201,7 @@ def test_two_desks_counting_at_once_count_each_event_once(tmp_path):
     for thread in threads:
         thread.join()
     assert sorted(read) == [0, sum(read)] and sum(read) > 0
-    rows = desks[0].statistics(datetime.now(timezone.utc).date(),
-                               datetime.now(timezone.utc).date())["counts"]
+    rows = desks[0].statistics(date.fromisoformat(TODAY), date.fromisoformat(TODAY))["counts"]
     assert sum(r["count"] for r in rows if r["metric"] == "messages") == 5
 
 
