@@ -6,11 +6,13 @@ in their Redis (`SharedRateLimits`): counted per replica, a flood spread by the 
 over N replicas would get N times the limit. Redis keeps one timestamp per key (the
 generic cell rate algorithm, in one Lua script, on Redis's clock), under a hash of the
 key (no address or sender id in Redis), expiring when the key is back to full capacity.
-If Redis does not answer, each replica counts alone until it answers again: a person's
+If Redis does not answer, each replica counts alone (and tries Redis again after
+`RETRY_S`, so a message waits for a dead Redis at most once in that time): a person's
 message is never refused because the counter is down.
 """
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from typing import Optional, Union
 
@@ -37,6 +39,7 @@ redis.call("SET", KEYS[1], string.format("%d", due), "PX", math.ceil((due - now)
 return 0
 """
 MICROSECONDS = 1_000_000
+RETRY_S = 5.0
 
 
 class RateLimits:
@@ -77,18 +80,26 @@ class SharedRateLimits:
         self._url = url
         self._client: Optional[redis.asyncio.Redis] = None
         self._script: Optional[AsyncScript] = None
+        self._down_until = 0.0
 
     async def wait_for(self, key: str) -> Optional[float]:
         """None if `key` may send now (and this one counts), else the seconds to wait."""
+        if time.monotonic() < self._down_until:
+            return await self.local.wait_for(key)
         try:
             wait_us = await self._gcra()(
                 keys=[self._key(key)],
                 args=[round(self.period_s / self.rate * MICROSECONDS),
                       round(self.period_s * MICROSECONDS)])
         except redis.RedisError as failure:
-            logger.warning("rate limits (%s) counted by this replica alone: Redis failed "
-                           "(%s)", self.name, type(failure).__name__)
+            if not self._down_until:
+                logger.warning("rate limits (%s) counted by this replica alone: Redis "
+                               "failed (%s)", self.name, type(failure).__name__)
+            self._down_until = time.monotonic() + RETRY_S
             return await self.local.wait_for(key)
+        if self._down_until:
+            logger.warning("rate limits (%s) counted in Redis again", self.name)
+            self._down_until = 0.0
         return int(wait_us) / MICROSECONDS if wait_us else None
 
     def _key(self, key: str) -> str:

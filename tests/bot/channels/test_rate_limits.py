@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from bot import runtime
+from bot.channels import rate_limits as rate_limits_module
 from bot.channels.rate_limits import RateLimits, SharedRateLimits, rate_limits
 from tests.ports import free_port
 
@@ -67,8 +68,34 @@ def test_without_redis_each_replica_still_counts_alone(caplog):
     assert allowed(down, "rest:+36301234567", 3) == [None, None, 30.0]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == ["rate limits (rest-sender) counted by this replica alone: Redis "
-                        "failed (ConnectionError)"] * 3
+                        "failed (ConnectionError)"]  # once, not once a message
     assert "36301234567" not in caplog.text
+
+
+@pytest.mark.integration
+def test_a_replica_counts_in_redis_again_once_redis_answers_again(redis_url, monkeypatch,
+                                                                   caplog):
+    monkeypatch.setattr(rate_limits_module, "RETRY_S", 0.0)  # try Redis at every message
+    limits = SharedRateLimits(redis_url, "rest-sender", 2, 60.0)
+    admin = redis.Redis.from_url(redis_url)
+    admin.config_set("requirepass", "not-ours")  # Redis refuses our client from now on
+    try:
+        async def through_the_failure():
+            refused = await sent(limits, "rest:a", 1)
+            admin.execute_command("AUTH", "not-ours")
+            admin.config_set("requirepass", "")
+            return refused, await sent(limits, "rest:a", 3)
+
+        refused, answered = asyncio.run(through_the_failure())
+    finally:
+        admin.config_set("requirepass", "")
+        admin.close()
+    assert refused == [None]  # counted by the replica alone
+    assert answered[:2] == [None, None] and answered[2] is not None  # counted in Redis
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "rate limits (rest-sender) counted by this replica alone: Redis failed "
+        "(AuthenticationError)",
+        "rate limits (rest-sender) counted in Redis again"]
 
 
 def test_redis_is_used_only_when_the_replicas_have_one(monkeypatch):

@@ -35,7 +35,8 @@ def trained(tmp_path):
     return KnownWords.load({}, storage, resource, None)
 
 
-@pytest.mark.parametrize("text", ["asdfgh", "ljkh nmbv", "asdf qwer", "...", "🤔", "?!", "+36 30 123 4567"])
+@pytest.mark.parametrize("text", [
+    "asdfgh", "ljkh nmbv", "asdf qwer", "...", "🤔", "?!", "+36 30 123 4567"])
 def test_mashed_keys_punctuation_and_untaught_emoji_are_not_understood(trained, text):
     message = taken_for(text, "affirm")
 
