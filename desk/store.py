@@ -814,7 +814,8 @@ class Store:
 
     def delete_conversation(self, conversation_id: str, language: str = insight.UNKNOWN) -> int:
         """Delete every ticket (and message) of a conversation, and its questions in the
-        inbox; how many tickets. Counted as a deletion request."""
+        inbox; how many tickets. Counted as a deletion request, once a week per
+        conversation: the same request again (a retry) is not counted twice."""
         with self.engine.begin() as db:
             # After a run that read this conversation's events, or before the next one.
             self._lock_cursor(db)
@@ -825,8 +826,8 @@ class Store:
                 db.execute(forgotten.update().where(forgotten.c.owner == owner).values(at=now()))
             else:
                 db.execute(forgotten.insert().values(owner=owner, at=now()))
-            _add_counts(db, {(self.today(), channel_of(conversation_id), language[:8],
-                              "deletion_requests"): 1})
+                _add_counts(db, {(self.today(), channel_of(conversation_id), language[:8],
+                                  "deletion_requests"): 1})
             ids = [
                 r.id
                 for r in db.execute(

@@ -138,8 +138,9 @@ async def test_a_deletion_request_removes_the_persons_questions_and_counts_stay(
 ):
     await morning(conversations)
     await refresh(client)
-    deleted = await client.delete("/api/conversations/web-a?language=en", headers=BEARER)
-    assert deleted.status == 200
+    for _ in range(2):  # the request, and its retry
+        deleted = await client.delete("/api/conversations/web-a?language=en", headers=BEARER)
+        assert deleted.status == 200
 
     assert await (await client.get("/api/unanswered", headers=BEARER)).json() == []
     stats = await (await client.get("/api/stats", headers=BEARER)).json()
