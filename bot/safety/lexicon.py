@@ -12,6 +12,11 @@ still matches: lower case; accents, tone marks and harakat dropped (é -> e, ş 
 zero-width non-joiner dropped. A phrase matches whole words, in order, however they are
 spaced ("می کشند" and "میکشند" are one); a word of a phrase ending in `*` matches any word
 that starts with it ("kill*" matches "killing").
+
+Arabic writes "and", "so", "with", "to", "like", the future and "the" as one word with
+what follows ("وضربني", "and he hit me"; "بالسكين", "with the knife"): a message is also
+matched with those prefixes taken off each word that keeps three letters or more, so
+that "ضربني" and "سكين" need no phrase for each prefix.
 """
 import re
 import unicodedata
@@ -48,6 +53,16 @@ _FOLD = str.maketrans(
 )
 _WORD = re.compile(r"[^\W_]+")
 PREFIX = "*"
+# Arabic proclitics, on normalised text (ك is ک): a conjunction, then a preposition, the
+# future or the article.
+_PROCLITICS = re.compile(r"^[وف]?(?:بال|کال|وال|لل|ال|[بکلس])?")
+_STEM_LETTERS = 3
+
+
+def without_proclitics(word: str) -> str:
+    """`word` without its Arabic proclitics, if at least three letters remain."""
+    stem = word[_PROCLITICS.match(word).end():]  # type: ignore[union-attr]
+    return stem if len(stem) >= _STEM_LETTERS else word
 
 
 def normalise(text: str) -> str:
@@ -136,6 +151,18 @@ class Lexicon:
     def match(self, text: str) -> Optional[Match]:
         """The safety intent the message's words point to, if any."""
         words = normalise(text).split()
+        best = self._best(words)
+        stems = [without_proclitics(word) for word in words]
+        if stems != words:
+            other = self._best(stems)
+            if other is not None and (best is None or other[0] < best[0]):
+                best = other
+        if best is None:
+            return None
+        return Match(PRIORITY[best[0]], best[1].text)
+
+    def _best(self, words: List[str]) -> Optional[Tuple[int, Phrase]]:
+        """The phrase of the highest priority found in `words`, with its rank."""
         best: Optional[Tuple[int, Phrase]] = None
         for start in range(len(words)):
             joined = ""
@@ -158,6 +185,4 @@ class Lexicon:
         for rank, phrase in candidates + self._scanned_always:
             if (best is None or rank < best[0]) and phrase.found_in(words):
                 best = (rank, phrase)
-        if best is None:
-            return None
-        return Match(PRIORITY[best[0]], best[1].text)
+        return best

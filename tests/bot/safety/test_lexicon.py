@@ -74,3 +74,30 @@ def test_a_stem_ending_in_a_star_stays_inside_one_word(phrase, text, matches):
     found = Lexicon({"report_emergency": [phrase]}).match(text)
 
     assert (found is not None) == matches
+
+
+ARABIC = Lexicon({
+    "report_emergency": ["ضربني", "سكين", "يهددني"],
+    "report_exploitation": ["جواز سفري"],
+    "report_suicidal_thoughts": ["لد"],  # two letters: never a stem left by a prefix
+})
+
+
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("وضربني زوجي امس", "ضربني"),  # "and he hit me"
+        ("فضربني", "ضربني"),  # "so he hit me"
+        ("هددني بالسكين", "سكين"),  # "with the knife"
+        ("معه سكين", "سكين"),  # no prefix
+        ("وبيهددني كل يوم", "يهددني"),  # "and he threatens me", Levantine b- imperfect
+        ("أخذ جواز سفري", "جواز سفري"),
+    ],
+)
+def test_arabic_prefixes_written_with_the_word_still_match(text, phrase):
+    assert ARABIC.match(text).phrase == phrase
+
+
+@pytest.mark.parametrize("text", ["ولد صغير", "بلد", "فلوس", "السفر"])
+def test_a_prefix_is_taken_off_only_when_three_letters_remain(text):
+    assert ARABIC.match(text) is None
