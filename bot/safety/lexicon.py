@@ -16,7 +16,9 @@ that starts with it ("kill*" matches "killing").
 Arabic writes "and", "so", "with", "to", "like", the future and "the" as one word with
 what follows ("وضربني", "and he hit me"; "بالسكين", "with the knife"): a message is also
 matched with those prefixes taken off each word that keeps three letters or more, so
-that "ضربني" and "سكين" need no phrase for each prefix.
+that "ضربني" and "سكين" need no phrase for each prefix. A letter typed three times or
+more for emphasis ("heeeelp", "ساعدووووني") is also read once and twice ("help",
+"hello").
 """
 import re
 import unicodedata
@@ -57,6 +59,7 @@ PREFIX = "*"
 # future or the article.
 _PROCLITICS = re.compile(r"^[وف]?(?:بال|کال|وال|لل|ال|[بکلس])?")
 _STEM_LETTERS = 3
+_REPEATED = re.compile(r"(.)\1{2,}")
 
 
 def without_proclitics(word: str) -> str:
@@ -71,6 +74,17 @@ def normalise(text: str) -> str:
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     folded = unicodedata.normalize("NFC", stripped).translate(_FOLD)
     return " ".join(_WORD.findall(folded))
+
+
+def variants(words: List[str]) -> List[List[str]]:
+    """The message's words as typed, without Arabic prefixes, and with emphasis undone."""
+    found: List[List[str]] = []
+    for typed in (words, [without_proclitics(w) for w in words]):
+        for made in (typed, [_REPEATED.sub(r"\1", w) for w in typed],
+                     [_REPEATED.sub(r"\1\1", w) for w in typed]):
+            if made not in found:
+                found.append(made)
+    return found
 
 
 @dataclass(frozen=True)
@@ -151,12 +165,11 @@ class Lexicon:
     def match(self, text: str) -> Optional[Match]:
         """The safety intent the message's words point to, if any."""
         words = normalise(text).split()
-        best = self._best(words)
-        stems = [without_proclitics(word) for word in words]
-        if stems != words:
-            other = self._best(stems)
-            if other is not None and (best is None or other[0] < best[0]):
-                best = other
+        best = None
+        for variant in variants(words):
+            found = self._best(variant)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
         if best is None:
             return None
         return Match(PRIORITY[best[0]], best[1].text)

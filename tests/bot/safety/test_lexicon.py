@@ -101,3 +101,23 @@ def test_arabic_prefixes_written_with_the_word_still_match(text, phrase):
 @pytest.mark.parametrize("text", ["ولد صغير", "بلد", "فلوس", "السفر"])
 def test_a_prefix_is_taken_off_only_when_three_letters_remain(text):
     assert ARABIC.match(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, intent",
+    [
+        ("I want to kiiiill myselffff", "report_suicidal_thoughts"),  # read once
+        ("he is beatinggg meee", "report_emergency"),
+        ("forced to worrrk", "report_exploitation"),
+        ("я работаю бесплатнооо", "report_exploitation"),
+    ],
+)
+def test_a_letter_typed_again_and_again_for_emphasis_still_matches(text, intent):
+    assert LEXICON.match(text).intent == intent
+
+
+def test_a_double_letter_typed_again_and_again_is_read_twice_too():
+    lexicon = Lexicon({"report_emergency": ["kill"]})
+
+    assert lexicon.match("they will killlll me").phrase == "kill"
+    assert lexicon.match("they will kil me") is None  # only emphasis is undone
