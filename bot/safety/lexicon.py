@@ -18,7 +18,8 @@ what follows ("وضربني", "and he hit me"; "بالسكين", "with the knife
 matched with those prefixes taken off each word that keeps three letters or more, so
 that "ضربني" and "سكين" need no phrase for each prefix. A letter typed three times or
 more for emphasis ("heeeelp", "ساعدووووني") is also read once and twice ("help",
-"hello").
+"hello"). A number between the words of a phrase does not break it: "swallowed 30 pills"
+matches "swallowed pills".
 """
 import re
 import unicodedata
@@ -77,9 +78,11 @@ def normalise(text: str) -> str:
 
 
 def variants(words: List[str]) -> List[List[str]]:
-    """The message's words as typed, without Arabic prefixes, and with emphasis undone."""
+    """The message's words as typed, without numbers, without Arabic prefixes, and with
+    emphasis undone."""
     found: List[List[str]] = []
-    for typed in (words, [without_proclitics(w) for w in words]):
+    lettered = [w for w in words if not w.isdigit()]
+    for typed in (words, lettered, [without_proclitics(w) for w in lettered]):
         for made in (typed, [_REPEATED.sub(r"\1", w) for w in typed],
                      [_REPEATED.sub(r"\1\1", w) for w in typed]):
             if made not in found:

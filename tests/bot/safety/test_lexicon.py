@@ -121,3 +121,11 @@ def test_a_double_letter_typed_again_and_again_is_read_twice_too():
 
     assert lexicon.match("they will killlll me").phrase == "kill"
     assert lexicon.match("they will kil me") is None  # only emphasis is undone
+
+
+def test_a_number_between_the_words_of_a_phrase_does_not_break_it():
+    lexicon = Lexicon({"report_suicidal_thoughts": ["swallowed pills", "проглотил* таблеток"]})
+
+    assert lexicon.match("I swallowed 30 pills").phrase == "swallowed pills"
+    assert lexicon.match("я проглотил 30 таблеток").phrase == "проглотил* таблеток"
+    assert lexicon.match("I swallowed two pills") is None  # only numbers are skipped
