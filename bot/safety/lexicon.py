@@ -17,9 +17,9 @@ Arabic writes "and", "so", "with", "to", "like", the future and "the" as one wor
 what follows ("وضربني", "and he hit me"; "بالسكين", "with the knife"): a message is also
 matched with those prefixes taken off each word that keeps three letters or more, so
 that "ضربني" and "سكين" need no phrase for each prefix. A letter typed three times or
-more for emphasis ("heeeelp", "ساعدووووني") is also read once and twice ("help",
-"hello"). A number between the words of a phrase does not break it: "swallowed 30 pills"
-matches "swallowed pills".
+more for emphasis is also read once and twice ("heeeelp" as "help", "killlll" as
+"kill", "ساعدووووني" as "ساعدوني"). A number between the words of a phrase does not
+break it: "swallowed 30 pills" matches "swallowed pills".
 """
 import re
 import unicodedata
