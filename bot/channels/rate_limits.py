@@ -78,7 +78,6 @@ class SharedRateLimits:
         self.period_s = period_s
         self.local = RateLimits(rate, period_s)
         self._url = url
-        self._client: Optional[redis.asyncio.Redis] = None
         self._script: Optional[AsyncScript] = None
         self._down_until = 0.0
 
@@ -110,9 +109,9 @@ class SharedRateLimits:
     def _gcra(self) -> AsyncScript:
         # Made on first use, in the server's event loop (the client binds to it).
         if self._script is None:
-            self._client = redis.asyncio.Redis.from_url(
+            client = redis.asyncio.Redis.from_url(
                 self._url, socket_timeout=2, socket_connect_timeout=2)
-            self._script = self._client.register_script(GCRA)
+            self._script = client.register_script(GCRA)
         return self._script
 
 
