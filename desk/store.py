@@ -711,7 +711,8 @@ class Store:
                 row = self._row(db, ticket_id)
                 waited = (now() - parse_time(iso(row.created_at))).total_seconds()
                 db.execute(waits.insert().values(
-                    day=self.day_of(parse_time(iso(row.created_at))), channel=row.channel,
+                    day=insight.day_of(parse_time(iso(row.created_at)).timestamp(), self.zone),
+                    channel=row.channel,
                     language=row.language, urgency=row.urgency, seconds=max(0.0, waited)))
             message_id = db.execute(
                 messages.insert().values(
@@ -917,12 +918,9 @@ class Store:
                        .values(last_id=last))
         return len(rows)
 
-    def day_of(self, moment: datetime) -> date:
-        """The day of `moment` in the office's time zone."""
-        return moment.astimezone(self.zone).date()
-
     def today(self) -> date:
-        return self.day_of(now())
+        """Today, in the office's time zone."""
+        return insight.day_of(None, self.zone)
 
     def statistics(self, first: date, last: date) -> Dict[str, List[Dict[str, Any]]]:
         """The counts and the waits of the days from `first` to `last`."""
