@@ -17,6 +17,8 @@ import yaml
 from avrr.vocabulary import DEFAULT_LANGUAGE
 
 SETTINGS_FILE = "settings.yml"
+# The office's time zone when settings.yml names none.
+OFFICE_TIMEZONE = "Europe/Budapest"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
 # shown with its groups in reverse order by the Unicode bidirectional algorithm.
@@ -96,7 +98,7 @@ class Content:
     def office_hours(self) -> Tuple[Optional[Dict[str, str]], str]:
         """The office's opening hours by day, and their time zone."""
         entry = self._load(self.folder / SETTINGS_FILE).get("office_hours") or {}
-        return entry.get("value") or None, entry.get("timezone") or "Europe/Budapest"
+        return entry.get("value") or None, entry.get("timezone") or OFFICE_TIMEZONE
 
     def has(self, key: str, language: str) -> bool:
         return key in self.language_file(language).get("answers", {})

@@ -21,6 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.dialects import postgresql, sqlite
 
+from avrr.content import OFFICE_TIMEZONE
 from avrr.db import engine, forget_on_disk
 from avrr.vocabulary import channel_of
 from desk import insight
@@ -222,7 +223,7 @@ def now() -> datetime:
 
 # The office's time zone (content/settings.yml, office_hours.timezone), for the days of
 # the statistics: a day of counts is a day in Hungary, not in UTC.
-OFFICE_ZONE = ZoneInfo("Europe/Budapest")
+OFFICE_ZONE = ZoneInfo(OFFICE_TIMEZONE)
 
 
 def iso(moment: Optional[datetime]) -> Optional[str]:

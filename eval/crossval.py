@@ -81,7 +81,8 @@ def main() -> int:
     classes, probabilities = out_of_fold(texts, intents)
     safety = [classes.index(name) for name in SAFETY_INTENTS]
     danger = np.isin(intents, list(SAFETY_INTENTS))
-    taken = np.isin(np.array(classes)[probabilities.argmax(1)], list(SAFETY_INTENTS))
+    top = np.array(classes)[probabilities.argmax(1)]
+    taken = np.isin(top, list(SAFETY_INTENTS))
     by_lexicon = np.array([lexicon.match(text) is not None for text in texts])
     belief = probabilities[:, safety].sum(1)
 
@@ -103,7 +104,6 @@ def main() -> int:
         line(f"+ lexicon + belief >= {threshold}", taken | by_lexicon | (belief >= threshold))
     if args.misses:
         flagged = taken | by_lexicon | (belief >= configured_belief())
-        top = np.array(classes)[probabilities.argmax(1)]
         with args.misses.open("w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out, delimiter="\t")
             writer.writerow(["kind", "language", "intent", "taken_for", "confidence", "belief",
