@@ -5,7 +5,9 @@ counts in its own memory (`RateLimits`). Several replicas behind nginx count tog
 in their Redis (`SharedRateLimits`): counted per replica, a flood spread by the proxy
 over N replicas would get N times the limit. Redis keeps one timestamp per key (the
 generic cell rate algorithm, in one Lua script, on Redis's clock), under a hash of the
-key (no address or sender id in Redis), expiring when the key is back to full capacity.
+key keyed with SOCKET_SESSION_SECRET (no address or sender id in Redis, and none that a
+reader of Redis could find again by hashing every IPv4 address or phone number),
+expiring when the key is back to full capacity.
 If Redis does not answer, each replica counts alone (and tries Redis again after
 `RETRY_S`, so a message waits for a dead Redis at most once in that time): a person's
 message is never refused because the counter is down.
@@ -14,12 +16,13 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import redis
 import redis.asyncio
 from aiolimiter import AsyncLimiter
 from redis.commands.core import AsyncScript
+from sanic import Blueprint
 
 from bot import runtime
 
@@ -61,6 +64,9 @@ class RateLimits:
         await bucket.acquire()
         return None
 
+    async def close(self) -> None:
+        """Nothing to let go of: the buckets are in memory."""
+
     def _bucket(self, key: str) -> AsyncLimiter:
         bucket = self._buckets.pop(key, None) or AsyncLimiter(self.rate, self.period_s)
         self._buckets[key] = bucket
@@ -72,12 +78,14 @@ class RateLimits:
 class SharedRateLimits:
     """Counted in Redis, by every replica together; see the module docstring."""
 
-    def __init__(self, url: str, name: str, rate: int, period_s: float) -> None:
+    def __init__(self, url: str, name: str, rate: int, period_s: float, secret: str) -> None:
         self.name = name
+        self._secret = hashlib.sha256(secret.encode()).digest()
         self.rate = rate
         self.period_s = period_s
         self.local = RateLimits(rate, period_s)
         self._url = url
+        self._client: Optional[redis.asyncio.Redis] = None
         self._script: Optional[AsyncScript] = None
         self._down_until = 0.0
 
@@ -101,27 +109,46 @@ class SharedRateLimits:
             self._down_until = 0.0
         return int(wait_us) / MICROSECONDS if wait_us else None
 
+    async def close(self) -> None:
+        """Closes the connections to Redis (when the server stops)."""
+        if self._client is not None:
+            client, self._client, self._script = self._client, None, None
+            await client.close(close_connection_pool=True)
+
     def _key(self, key: str) -> str:
         digest = hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=16,
-                                 person=b"avrr-rate").hexdigest()
+                                 key=self._secret, person=b"avrr-rate").hexdigest()
         return f"avrr:rate:{self.name}:{digest}"
 
     def _gcra(self) -> AsyncScript:
         # Made on first use, in the server's event loop (the client binds to it).
         if self._script is None:
-            client = redis.asyncio.Redis.from_url(
+            self._client = redis.asyncio.Redis.from_url(
                 self._url, socket_timeout=2, socket_connect_timeout=2)
-            self._script = client.register_script(GCRA)
+            self._script = self._client.register_script(GCRA)
         return self._script
 
 
 Limits = Union[RateLimits, SharedRateLimits]
 
 
+def close_on_stop(blueprint: Blueprint, *limits: Limits) -> None:
+    """Lets `limits` close their connections when the server that runs `blueprint` stops."""
+
+    @blueprint.listener("after_server_stop")
+    async def close(*_: Any) -> None:
+        for each in limits:
+            await each.close()
+
+
 def rate_limits(name: str, rate: int, period_s: float = 60.0) -> Limits:
     """Limits for one kind of key (e.g. "rest-sender"): shared through Redis when the
     replicas have one (AVRR_REDIS_URL), else counted by this process."""
-    url = runtime.settings().redis_url
-    if url is None:
+    settings = runtime.settings()
+    if settings.redis_url is None:
         return RateLimits(rate, period_s)
-    return SharedRateLimits(url.get_secret_value(), name, rate, period_s)
+    # The settings refuse AVRR_REDIS_URL without SOCKET_SESSION_SECRET.
+    secret = settings.socket_session_secret
+    assert secret is not None  # noqa: S101
+    return SharedRateLimits(settings.redis_url.get_secret_value(), name, rate, period_s,
+                            secret.get_secret_value())

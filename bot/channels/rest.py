@@ -32,7 +32,7 @@ from bot.channels.base import (
     language_hint,
     too_many,
 )
-from bot.channels.rate_limits import rate_limits
+from bot.channels.rate_limits import close_on_stop, rate_limits
 from bot.text import InvalidMessage, clean_sender, clean_text
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class GuardedRestInput(InputChannel):
     ) -> Blueprint:
         webhook = Blueprint("guarded_rest_webhook", __name__)
         add_health(webhook)
+        close_on_stop(webhook, self.per_sender, self.per_address)
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:

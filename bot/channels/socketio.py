@@ -48,7 +48,7 @@ from socketio import AsyncRedisManager, AsyncServer
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
 from bot.channels.base import add_health, client_address, disarm, language_hint
-from bot.channels.rate_limits import rate_limits
+from bot.channels.rate_limits import close_on_stop, rate_limits
 from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
 
@@ -179,6 +179,7 @@ class GuardedSocketIOInput(InputChannel):
             )
 
         add_health(webhook)
+        close_on_stop(webhook, per_session, per_address)
 
         @webhook.listener("after_server_start")
         async def listen_to_the_other_replicas(*_: Any) -> None:
