@@ -37,7 +37,11 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt 2>&1 | $(QUIET_NOTICES)
 	$(PY) -c "import pytest, ruff, playwright" && test -x $(VENV)/bin/hadolint && touch $@
 
+# Rasa's training cache keeps a cached LogisticRegressionClassifier's file under the name of
+# its old place in the pipeline: after config.yml moves it, the model cannot be loaded.
 define train_model
+	@if [ -d .rasa/cache ] && [ config.yml -nt .rasa/cache ]; then \
+		echo "==> config.yml changed: Rasa's training cache cleared"; rm -rf .rasa/cache; fi
 	@echo "==> Training the model (about 11 minutes on 2 cores)"
 	$(RASA) train --fixed-model-name avrr --out models --quiet
 endef

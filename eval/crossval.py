@@ -8,8 +8,9 @@ config.yml; without Rasa's tokenizer, so the figures are close to the model's, n
 For each training message, the classifier's ranking comes from the folds that did not
 train on it. Reports per language the recall of the safety intents and the share of the
 other messages taken for a safety message: by the classifier alone, with the danger
-lexicon, and with the lexicon plus each `danger_belief` threshold. It takes about twenty
-minutes on two cores.
+lexicon, and with the lexicon plus each `danger_belief` threshold; and for
+`sentence_belief`, each message's belief alone, as a sentence of a longer message would be
+ranked. It takes about twenty minutes on two cores.
 
 `python eval/crossval.py --misses misses.tsv` also writes the training messages both nets
 miss (at the configured threshold) and the calm ones they flag, to find the kinds of
@@ -36,6 +37,8 @@ from bot.safety.lexicon import Lexicon  # noqa: E402
 from eval.lexicon import lexicon_of, training  # noqa: E402
 
 THRESHOLDS = (0.5, 0.4, 0.35, 0.3, 0.25)
+# For `sentence_belief`: a sentence of a message of several, ranked alone.
+SENTENCE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 FOLDS = 5
 
 
@@ -102,6 +105,12 @@ def main() -> int:
     line("+ lexicon", taken | by_lexicon)
     for threshold in THRESHOLDS:
         line(f"+ lexicon + belief >= {threshold}", taken | by_lexicon | (belief >= threshold))
+    print("\nA sentence of a message of several, ranked alone (`sentence_belief`): each"
+          " training message taken as such a sentence\n")
+    print("| belief | " + " | ".join(CODES) + " |")
+    print("|---" * (len(CODES) + 1) + "|")
+    for threshold in SENTENCE_THRESHOLDS:
+        line(f">= {threshold}", belief >= threshold)
     if args.misses:
         flagged = taken | by_lexicon | (belief >= configured_belief())
         with args.misses.open("w", newline="", encoding="utf-8") as out:

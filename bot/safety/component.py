@@ -14,12 +14,22 @@ together hold more (0.45). With `danger_belief` set, a message whose safety inte
 together reach it is a safety message too (the likeliest of them), a third net from the
 classifier's own output. `safety_net.reason` says which net caught the message.
 
+A question with danger in another sentence ("how do I apply. honestly I don't see any
+reason to keep living") is taken for the question: its words outweigh the danger's. So
+`Sentences`, early in the pipeline, adds each sentence of a message of several to the
+messages the pipeline processes, and the classifier ranks each sentence on its own as
+well; a sentence whose four safety intents together hold `sentence_belief` of the
+classifier's belief makes the whole message a safety message (`reason` "sentence"). The
+sentences are then dropped: the rest of Rasa sees the message alone.
+
 The phrases are reread when a content file changes: operators and translators extend the
 lexicon without training.
 """
 from __future__ import annotations
 
 import logging
+import math
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text, Tuple
 
@@ -32,11 +42,26 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from avrr.vocabulary import CODES, SAFETY_INTENTS, Metadata
-from bot.safety.lexicon import Lexicon
+from bot.safety.lexicon import PRIORITY, Lexicon
 
 logger = logging.getLogger(__name__)
 
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# On a sentence, the position of its message in the messages processed (never output).
+SENTENCE_OF = "sentence_of"
+# A sentence ends at . ! ? ; … (Latin, Arabic, Urdu) before a space, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?;…؟؛۔])\s+|\s*\n\s*")
+# A message of 4,096 characters could have hundreds: beyond this, neighbours go together.
+MAX_SENTENCES = 12
+
+
+def sentences(text: str) -> List[str]:
+    """The sentences of `text` if it has several (at most MAX_SENTENCES), else none."""
+    found = [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+    if len(found) < 2:
+        return []
+    size = math.ceil(len(found) / MAX_SENTENCES)
+    return [" ".join(found[i:i + size]) for i in range(0, len(found), size)]
 
 
 class LexiconFiles:
@@ -68,13 +93,40 @@ class LexiconFiles:
 @DefaultV1Recipe.register(
     DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False
 )
+class Sentences(GraphComponent):
+    """Adds the sentences of a message of several to the messages processed, for the
+    classifier to rank each on its own; SafetyNet reads and drops them (see the module
+    docstring). Before the tokenizer; not run on the training data."""
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> Sentences:
+        return cls()
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        pieces = [
+            Message({TEXT: sentence, SENTENCE_OF: position})
+            for position, message in enumerate(messages)
+            for sentence in sentences(message.get(TEXT) or "")
+        ]
+        return messages + pieces
+
+
+@DefaultV1Recipe.register(
+    DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False
+)
 class SafetyNet(GraphComponent):
     """Makes a message whose words mean danger a safety message; see the module docstring."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        # None: the lexicon only. See config.yml for the value chosen and its measurement.
-        return {"danger_belief": None}
+        # None: the lexicon only. See config.yml for the values chosen and their measurement.
+        return {"danger_belief": None, "sentence_belief": None}
 
     def __init__(self, config: Dict[Text, Any], files: Optional[LexiconFiles] = None) -> None:
         self._config = {**self.get_default_config(), **config}
@@ -99,26 +151,43 @@ class SafetyNet(GraphComponent):
         return self._files
 
     def process(self, messages: List[Message]) -> List[Message]:
-        for message in messages:
-            self.check(message)
-        return messages
+        whole = [m for m in messages if m.get(SENTENCE_OF) is None]
+        for position, message in enumerate(messages):
+            if message.get(SENTENCE_OF) is not None or (
+                    message.get(INTENT) or {}).get("name") in SAFETY_INTENTS:
+                continue
+            found = self.caught(message)
+            if found is None:
+                found = self.caught_in_a_sentence(
+                    [m for m in messages if m.get(SENTENCE_OF) == position])
+            if found is not None:
+                self.make_safety(message, *found)
+        return whole
 
-    def check(self, message: Message) -> None:
-        intent = message.get(INTENT) or {}
-        if intent.get("name") in SAFETY_INTENTS:
-            return
+    def caught(self, message: Message) -> Optional[Tuple[Text, Text]]:
+        """The safety intent a message the classifier took for a calm one points to, and
+        the net that caught it ("lexicon" or "classifier"); None if it is calm."""
         found = self.files.lexicon().match(message.get(TEXT) or "")
         if found is not None:
-            self.make_safety(message, found.intent, "lexicon")
-            return
+            return found.intent, "lexicon"
         believed = self.believed_danger(message.get(INTENT_RANKING_KEY) or [])
-        if believed is not None:
-            self.make_safety(message, believed, "classifier")
+        return (believed, "classifier") if believed is not None else None
 
-    def believed_danger(self, ranking: List[Dict[Text, Any]]) -> Optional[Text]:
-        """The likeliest safety intent, when the safety intents together reach
-        `danger_belief`."""
-        threshold = self._config["danger_belief"]
+    def caught_in_a_sentence(self, pieces: List[Message]) -> Optional[Tuple[Text, Text]]:
+        """The most urgent safety intent of the sentences whose safety intents together
+        hold `sentence_belief` of the classifier's belief in the sentence alone (the
+        lexicon has read the whole message already)."""
+        found = [self.believed_danger(piece.get(INTENT_RANKING_KEY) or [],
+                                      self._config["sentence_belief"]) for piece in pieces]
+        named = [name for name in found if name is not None]
+        return (min(named, key=PRIORITY.index), "sentence") if named else None
+
+    def believed_danger(self, ranking: List[Dict[Text, Any]],
+                        threshold: Optional[float] = None) -> Optional[Text]:
+        """The likeliest safety intent, when the safety intents together reach `threshold`
+        (by default `danger_belief`)."""
+        if threshold is None:
+            threshold = self._config["danger_belief"]
         safety = [r for r in ranking if r.get("name") in SAFETY_INTENTS]
         if threshold is None or not safety:
             return None

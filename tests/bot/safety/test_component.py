@@ -4,7 +4,14 @@ import os
 
 from rasa.shared.nlu.training_data.message import Message
 
-from bot.safety.component import LexiconFiles, SafetyNet
+from bot.safety.component import (
+    MAX_SENTENCES,
+    SENTENCE_OF,
+    LexiconFiles,
+    SafetyNet,
+    Sentences,
+    sentences,
+)
 
 
 def parsed(text, intent, confidence=0.9):
@@ -104,3 +111,77 @@ def test_a_little_belief_in_danger_or_no_threshold_leaves_the_message(content_di
 
     assert little.get("intent")["name"] == "ask_family" and little.get("safety_net") is None
     assert unset.get("intent")["name"] == "ask_family" and unset.get("safety_net") is None
+
+
+def test_each_sentence_of_a_message_of_several_is_added_for_the_classifier():
+    one = Message({"text": "how much does the flight cost"})
+    several = Message({"text": "how do I apply.\nhonestly, I see no reason to live؟ ok"})
+
+    processed = Sentences().process([one, several])
+
+    assert processed[:2] == [one, several]
+    assert [(m.get("text"), m.get(SENTENCE_OF)) for m in processed[2:]] == [
+        ("how do I apply.", 1), ("honestly, I see no reason to live؟", 1), ("ok", 1)]
+
+
+def test_a_long_message_is_cut_into_a_few_sentences_only():
+    found = sentences("Thank you. " * 100)
+
+    assert len(found) == MAX_SENTENCES  # 100 sentences, 9 to a group
+    assert " ".join(found) == ("Thank you. " * 100).strip()
+
+
+def sentence_of(position, text, ranking):
+    message = spread(text, ranking)
+    message.set(SENTENCE_OF, position)
+    return message
+
+
+def test_danger_in_one_sentence_makes_the_message_a_safety_message(content_dir):
+    question = spread("how do I apply. I see no reason to go on", [
+        ("ask_process", 0.86), ("report_suicidal_thoughts", 0.10)])
+    calm = spread("hello. how much is it", [("ask_cost", 0.9), ("greet", 0.1)])
+    pieces = [
+        sentence_of(0, "how do I apply.", [("ask_process", 0.97), ("ask_documents", 0.03)]),
+        sentence_of(0, "I see no reason to go on", [
+            ("report_suicidal_thoughts", 0.5), ("report_emergency", 0.25),
+            ("ask_process", 0.25)]),
+        sentence_of(1, "hello.", [("greet", 0.6), ("report_emergency", 0.4)]),
+        sentence_of(1, "how much is it", [("ask_cost", 0.99)]),
+    ]
+
+    processed = net(content_dir, danger_belief=0.4, sentence_belief=0.7).process(
+        [question, calm, *pieces])
+
+    assert processed == [question, calm]  # the sentences go no further
+    assert question.get("intent") == {"name": "report_suicidal_thoughts", "confidence": 1.0}
+    assert question.get("safety_net") == {"intent": "report_suicidal_thoughts",
+                                          "original_intent": "ask_process",
+                                          "reason": "sentence"}
+    assert calm.get("intent")["name"] == "ask_cost" and calm.get("safety_net") is None
+
+
+def test_the_most_urgent_sentence_wins_and_a_safety_message_is_left_as_it_is(content_dir):
+    question = spread("is it free. they took my passport. I want to end it", [
+        ("ask_cost", 0.8), ("report_exploitation", 0.1)])
+    fear = spread("I am scared to go back. they took my passport", [
+        ("express_fear_of_return", 0.7), ("report_exploitation", 0.3)])
+    pieces = [
+        sentence_of(0, "they took my passport", [("report_exploitation", 0.9)]),
+        sentence_of(0, "I want to end it", [("report_suicidal_thoughts", 0.8)]),
+        sentence_of(1, "they took my passport", [("report_exploitation", 0.9)]),
+    ]
+
+    net(content_dir, sentence_belief=0.7).process([question, fear, *pieces])
+
+    assert question.get("intent")["name"] == "report_suicidal_thoughts"
+    assert fear.get("intent")["name"] == "express_fear_of_return"
+    assert fear.get("safety_net") is None
+
+
+def test_without_a_sentence_belief_sentences_change_nothing(content_dir):
+    question = spread("how do I apply. I see no reason to go on", [("ask_process", 0.9)])
+    piece = sentence_of(0, "I see no reason to go on", [("report_suicidal_thoughts", 0.99)])
+
+    assert net(content_dir).process([question, piece]) == [question]
+    assert question.get("intent")["name"] == "ask_process"
