@@ -31,6 +31,7 @@ from avrr import readiness
 from avrr.logs import configure
 from avrr.metrics import CONTENT_TYPE, exposition
 from avrr.settings import ActionServerSettings
+from bot import sanic_http
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def prometheus(counts: Dict[str, int]) -> str:
 
 
 def create_app(config: ActionServerSettings, package: str = ACTIONS_PACKAGE) -> Sanic:
+    sanic_http.refuse_bad_lengths()
     app = Sanic("avrr_actions", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     executor = ActionExecutor()

@@ -3,8 +3,8 @@
 Starts, on loopback: the action server; the Rasa server with its HTTP API and the
 channels (REST and the web widget's socket.io always; Telegram and WhatsApp when their
 settings are given); the counsellor desk; and the web widget's demo page. Conversations,
-tickets and the outbox are SQLite files in the data folder. Secrets not given in the
-environment are generated once and kept there (mode 0600).
+tickets and the outbox are SQLite files in the data folder, readable by this account
+alone. Secrets not given in the environment are generated once and kept there.
 
 It refuses to start when a port it needs is taken, naming the port, so that it never
 mistakes another program for one of its own parts. It prints one line with "ready"
@@ -354,6 +354,9 @@ def main() -> int:
     except PortTaken as taken:
         logger.error("%s", taken)
         return 2
+    # Conversations, tickets, password hashes: for this account alone (files 0600, folders
+    # 0700), in every part it starts.
+    os.umask(0o077)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(settings, child_env(settings, environment()))
 

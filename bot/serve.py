@@ -35,14 +35,18 @@
 9. `GET /ready` (no token) answers 200 once the model is loaded and the tracker store,
    the channels' records and Redis (when AVRR_REDIS_URL is set) answer, 503 naming what
    does not otherwise: a container's health check, or a load balancer's, reads it.
+10. A Content-Length that is not a number of bytes is a 400 (bot/sanic_http.py): a
+    negative one made Sanic read for ever, at full CPU, from one request without a token.
 """
 import asyncio
+import hmac
 import logging
 import re
 import sys
 from functools import lru_cache
 from typing import Any, Dict, List, Optional
 
+import jwt
 import numpy as np
 import rasa.core.run
 import rasa.server
@@ -63,7 +67,7 @@ from sanic.response import HTTPResponse
 from avrr import readiness
 from avrr.logs import CHATTY
 from avrr.settings import SettingsError
-from bot import lock_store, runtime
+from bot import lock_store, runtime, sanic_http
 from bot.channels.base import NotYetSent
 
 logger = logging.getLogger(__name__)
@@ -159,6 +163,27 @@ def load_logistic_regression(cls: type, *args: Any, **kwargs: Any) -> Any:
     return component
 
 
+async def may_write(request: Request, conversation: str) -> bool:
+    """Whether Rasa would let this request at `conversation`: the API token, or a valid JWT
+    of an administrator or of that conversation's user (rasa.server.requires_auth)."""
+    token = runtime.settings().api_token
+    if token is not None and hmac.compare_digest(
+            request.args.get("token", "").encode("utf-8", "replace"),
+            token.get_secret_value().encode()):
+        return True
+    auth = getattr(request.app.ctx, "auth", None)
+    if auth is None or not request.app.config.get("USE_JWT"):
+        return False
+    try:
+        if not await auth.is_authenticated(request):
+            return False
+        user = (await auth.extract_payload(request)).get("user") or {}
+    except Exception:  # noqa: BLE001 - a token that cannot be verified, in any way
+        return False
+    return user.get("role") == "admin" or (
+        user.get("role") == "user" and user.get("username") == conversation)
+
+
 def guard_app(app: Sanic) -> Sanic:
     """Limit bodies, keep the HTTP API from making conversations, expire old data."""
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
@@ -178,9 +203,18 @@ def guard_app(app: Sanic) -> Sanic:
         if found is None or not hasattr(request.app.ctx, "agent"):
             return None
         conversation = found.group("conversation")
+        # Rasa answers a caller without the token (401): a 404 first would tell a stranger
+        # whether a phone number has a conversation.
+        if not await may_write(request, conversation):
+            return None
         if await request.app.ctx.agent.tracker_store.retrieve(conversation) is None:
             return response.json({"error": "no such conversation"}, status=404)
         return None
+
+    @app.exception(jwt.PyJWTError)
+    async def refuse_a_bad_jwt(request: Request, _: Exception) -> HTTPResponse:
+        # A JWT of another algorithm ("none") escaped sanic-jwt as a 500 with a traceback.
+        return response.json({"error": "the token is not valid"}, status=401)
 
     async def expire_old_conversations(running: Sanic) -> None:
         retention_s = runtime.settings().retention_days * 86400
@@ -248,6 +282,7 @@ def configured_lock_store(configured: Any) -> LockStore:
 
 
 def mend_rasa() -> None:
+    sanic_http.refuse_bad_lengths()
     Agent._create_tracker_store = staticmethod(durable_tracker_store)
     LockStore.create = staticmethod(configured_lock_store)
     MessageProcessor._run_action = run_action_or_fail

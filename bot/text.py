@@ -10,6 +10,9 @@ COMMAND_PREFIX = "/"
 
 # C0 and C1 control characters, except tab and newline.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Half of an emoji (JSON's "\ud83d" alone, or a client that cut a message inside one):
+# not text, and no database, desk or platform downstream takes it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SENDER = re.compile(r"^[A-Za-z0-9_.:@+=-]+$")
 
 
@@ -21,13 +24,18 @@ class InvalidMessage(ValueError):
         self.status = status
 
 
-def clean_text(text: Any) -> str:
-    """The text as NLU should see it: NFC, no control characters, trimmed."""
+def clean_text(text: Any, cut: bool = False) -> str:
+    """The text as NLU should see it: NFC, no control characters nor halves of emoji,
+    trimmed. Longer than MAX_MESSAGE_CHARS, refused; or, with `cut` (a message Telegram
+    or WhatsApp has delivered already, which must be answered), its beginning."""
     if not isinstance(text, str):
         raise InvalidMessage("'message' must be a string")
-    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    whole = _LONE_SURROGATE.sub("\ufffd", text)
+    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", whole)).strip()
     if not cleaned:
         raise InvalidMessage("'message' is empty")
+    if len(cleaned) > MAX_MESSAGE_CHARS and cut:
+        return cleaned[:MAX_MESSAGE_CHARS].rstrip()
     if len(cleaned) > MAX_MESSAGE_CHARS:
         raise InvalidMessage(
             f"'message' is longer than {MAX_MESSAGE_CHARS} characters", status=413

@@ -1,6 +1,7 @@
 """HTTP by hand, for what clients cannot do: announce a huge body and send none of it, or
 send header bytes no client would."""
 import socket
+from typing import Union
 
 
 def status_of_raw(host: str, port: int, request: bytes, timeout: float = 10.0) -> int:
@@ -16,7 +17,8 @@ def status_of_raw(host: str, port: int, request: bytes, timeout: float = 10.0) -
     return int(head.split(b" ", 2)[1])
 
 
-def status_of_announced_body(host: str, port: int, method: str, path: str, length: int,
+def status_of_announced_body(host: str, port: int, method: str, path: str,
+                             length: Union[int, str],
                              timeout: float = 10.0, extra: str = "") -> int:
     """The status a server answers to a request that announces `length` body bytes, before
     any of them is sent: a server that reads the body first never answers in time."""

@@ -77,7 +77,7 @@ class Sessions:
     def secret_of(self, session_id: str, period: Optional[int] = None) -> str:
         """The secret of `session_id` in `period` (default: the current one)."""
         period = int(self.clock() // SECRET_PERIOD_S) if period is None else period
-        message = f"{session_id}|{period}".encode()
+        message = f"{session_id}|{period}".encode("utf-8", "surrogatepass")
         return _b64(hmac.new(self._key, message, hashlib.sha256).digest()[:24])
 
     def issue(self) -> Tuple[str, str]:

@@ -18,6 +18,8 @@ from bot.text import (
         ("line one\nline two", "line one\nline two"),
         ("😀😀", "😀😀"),
         ("cafe\u0301", "café"),
+        ("cost \ud83d", "cost \ufffd"),  # half an emoji: the desk could not take it
+        ("\ude00 ok \ud83d\ude00", "\ufffd ok \ufffd\ufffd"),
     ],
 )
 def test_clean_text(raw, cleaned):
@@ -39,6 +41,12 @@ def test_clean_text_refuses(raw, reason, status):
     with pytest.raises(InvalidMessage) as refused:
         clean_text(raw)
     assert (str(refused.value), refused.value.status) == (reason, status)
+
+
+def test_a_message_a_platform_delivered_is_cut_not_refused():
+    long = "a" * MAX_MESSAGE_CHARS + " and more"
+    assert clean_text(long, cut=True) == "a" * MAX_MESSAGE_CHARS
+    assert len(clean_text("\ufb2c" * 1500, cut=True)) == MAX_MESSAGE_CHARS  # grew under NFC
 
 
 def test_clean_sender():

@@ -1,5 +1,6 @@
 """The REST channel refuses bad input clearly, keeps secrets out of logs, and never
 pretends a message was stored when it was not."""
+import json
 import sqlite3
 import uuid
 
@@ -42,6 +43,22 @@ def test_odd_but_valid_messages_get_a_reply(assistant, text):
 
     assert reply.status_code == 200
     assert reply.json() and all(m["text"] for m in reply.json())
+
+
+def test_half_an_emoji_does_not_stop_a_later_handoff(assistant, desk):
+    sender = f"half-{uuid.uuid4().hex[:10]}"
+    body = json.dumps({"sender": sender, "message": "cost \ud83d"})  # a lone surrogate
+    first = requests.post(assistant.url + "/webhooks/rest/webhook", data=body.encode(),
+                          headers={"Content-Type": "application/json"}, timeout=60)
+    assert first.status_code == 200
+
+    offer = assistant.say(sender, "I want to talk to a human counsellor")
+    assert offer[-1][1] == ["/affirm", "/deny"]
+    assistant.say(sender, "/affirm")
+
+    ticket = desk.open_ticket_of(sender)
+    messages = desk.api("GET", f"/api/tickets/{ticket['id']}").json()["messages"]
+    assert "cost \ufffd" in [m["text"] for m in messages]
 
 
 def test_message_text_never_reaches_the_logs(assistant):

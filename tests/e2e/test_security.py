@@ -46,6 +46,30 @@ def test_the_rasa_api_takes_a_jwt_signed_with_its_token(assistant):
                         headers={"Authorization": f"Bearer {forged}"}).status_code == 401
 
 
+def test_a_stranger_cannot_tell_whether_someone_has_a_conversation(assistant):
+    import jwt
+
+    known = f"rest-known-{uuid.uuid4().hex[:8]}"
+    assistant.say(known, "hello")
+    unknown = f"rest-unknown-{uuid.uuid4().hex[:8]}"
+    someone = jwt.encode({"user": {"username": "someone", "role": "user"}}, RASA_TOKEN, "HS256")
+    unsigned = jwt.encode({"user": {"username": known, "role": "admin"}}, None, "none")
+    for conversation in (known, unknown):
+        for action in ("tracker/events", "execute"):
+            url = f"{assistant.url}/conversations/{conversation}/{action}"
+            assert requests.post(url, json={}, timeout=30).status_code == 401
+            assert requests.post(url, json={}, timeout=30, params={
+                "token": "guess"}).status_code == 401
+            assert requests.post(url, json={}, timeout=30, headers={
+                "Authorization": f"Bearer {unsigned}"}).status_code == 401
+            assert requests.post(url, json={}, timeout=30, headers={
+                "Authorization": f"Bearer {someone}"}).status_code == 403
+    with_token = f"{assistant.url}/conversations/{unknown}/tracker/events"
+    assert requests.post(with_token, json={"event": "restart"}, timeout=30,
+                         params={"token": RASA_TOKEN}).status_code == 404
+    assert "Traceback" not in assistant.log.read_text()
+
+
 def action_call(name: str, sender: str) -> dict:
     return {
         "next_action": name, "sender_id": sender, "version": "3.6.21", "domain": {},
@@ -149,6 +173,29 @@ def test_a_16_mb_body_is_refused_with_413_on_every_endpoint_before_it_is_read(as
     for (host, port), path in endpoints(assistant, desk):
         status = status_of_announced_body(host, int(port), "POST", path, SIXTEEN_MB)
         assert status == 413, (port, path)
+
+
+@pytest.mark.parametrize("length", ["-1", "abc"])
+def test_a_content_length_that_is_no_size_is_refused_and_every_server_still_answers(
+    assistant, desk, length,
+):
+    # A negative one made Sanic (Rasa, the action server) read for ever at full CPU.
+    for (host, port), path in endpoints(assistant, desk):
+        status = status_of_announced_body(host, int(port), "POST", path, length)
+        # 400, or the 4xx a guard gives first (401 without a token, 404 no conversation)
+        assert 400 <= status < 500, (port, path)
+    for url in (assistant.url + "/", assistant.action_url + "/health",
+                assistant.desk_url + "/health", assistant.widget_url + "health"):
+        assert requests.get(url, timeout=5).status_code == 200, url
+    assert "Traceback" not in assistant.log.read_text()
+
+
+def test_no_other_account_of_the_machine_can_read_the_data(assistant):
+    assistant.say(f"perm-{uuid.uuid4().hex[:8]}", "hello")
+    made = [p for p in assistant.data_dir.rglob("*") if p.is_file() and p != assistant.log]
+
+    assert {p.name for p in made} >= {"conversations.db", "desk.db", "channels.db"}
+    assert [str(p) for p in made if p.stat().st_mode & 0o077] == []
 
 
 def test_rest_keeps_only_the_metadata_it_uses(assistant):

@@ -119,6 +119,20 @@ def test_arabic_is_answered_in_arabic_without_a_telegram_language(assistant, tel
     assert assistant.tracker(conversation(chat_id))["slots"]["language"] == "ar"
 
 
+def test_a_message_that_grows_past_what_we_read_is_answered_from_its_beginning(
+    assistant, telegram_api,
+):
+    chat_id = new_id()
+    # 1,500 characters Telegram takes; each is three once composed (NFC): 4,500.
+    text = "\ufb2c" * 1500
+
+    assert post(assistant, message_update(chat_id, text=text)).status_code == 200
+
+    assert replies(assistant, telegram_api, chat_id)  # answered, not dropped
+    [read] = user_texts(assistant.tracker(conversation(chat_id)))
+    assert len(read) == 4096
+
+
 def test_a_forged_update_is_refused_and_leaves_no_trace(assistant, telegram_api):
     chat_id = new_id()
     update = message_update(chat_id, text="Hello")

@@ -164,6 +164,17 @@ def test_a_turkish_question_is_answered_in_turkish(assistant, graph_api):
     assert not any(shown(m) in english for m in messages)
 
 
+def test_a_message_longer_than_we_read_is_answered_from_its_beginning(assistant, graph_api):
+    wa_id = new_wa_id()
+    question = "how much does the return cost? " + "I have waited for months. " * 200
+
+    assert post(assistant, message_payload(wa_id, question)).status_code == 200
+
+    assert replies(assistant, graph_api, wa_id)  # answered, not dropped
+    [text] = user_texts(assistant.tracker(conversation(wa_id)))
+    assert len(text) == 4096 and question.startswith(text)
+
+
 def test_a_forged_or_unsigned_webhook_is_refused_and_leaves_no_trace(assistant, graph_api):
     wa_id = new_wa_id()
     payload = message_payload(wa_id, "Hello")

@@ -156,6 +156,8 @@ function showHistory(messages) {
 
 function submit(message, shown) {
   message = message.slice(0, MAX_CHARS);
+  // Not half of an emoji: the server would keep only a replacement sign of it.
+  if (/[\ud800-\udbff]$/.test(message)) message = message.slice(0, -1);
   if (!message) return;
   [].forEach.call(log.querySelectorAll(".avrr-quick-replies"), function (group) {
     log.removeChild(group);

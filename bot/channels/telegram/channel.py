@@ -155,7 +155,7 @@ class TelegramInput(QueuedInput):
                              update.update_id)
                 return
             try:
-                text = clean_text(message.text)
+                text = clean_text(message.text, cut=True)
             except InvalidMessage as invalid:
                 logger.info("Telegram update %s ignored: %s", update.update_id, invalid)
                 return

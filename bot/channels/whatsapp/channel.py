@@ -252,7 +252,7 @@ class WhatsAppInput(QueuedInput):
         if inbound.kind == MEDIA:
             return UNSUPPORTED_MEDIA_COMMAND
         try:
-            text = clean_text(inbound.text)
+            text = clean_text(inbound.text, cut=True)
         except InvalidMessage:
             logger.info("WhatsApp message without readable text ignored")
             return None

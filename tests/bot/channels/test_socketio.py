@@ -55,6 +55,7 @@ def test_a_non_ascii_secret_is_refused_not_an_error():
     sessions = Sessions(b"key")
     session_id, _ = sessions.issue()
     assert not sessions.owns(session_id, "sécrét\ud800")
+    assert not sessions.owns("web-\ud800", "x")
 
 
 def test_a_session_id_without_its_secret_is_no_key():
