@@ -170,7 +170,8 @@ class SafetyNet(GraphComponent):
         found = self.files.lexicon().match(message.get(TEXT) or "")
         if found is not None:
             return found.intent, "lexicon"
-        believed = self.believed_danger(message.get(INTENT_RANKING_KEY) or [])
+        believed = self.believed_danger(message.get(INTENT_RANKING_KEY) or [],
+                                        self._config["danger_belief"])
         return (believed, "classifier") if believed is not None else None
 
     def caught_in_a_sentence(self, pieces: List[Message]) -> Optional[Tuple[Text, Text]]:
@@ -182,12 +183,11 @@ class SafetyNet(GraphComponent):
         named = [name for name in found if name is not None]
         return (min(named, key=PRIORITY.index), "sentence") if named else None
 
-    def believed_danger(self, ranking: List[Dict[Text, Any]],
-                        threshold: Optional[float] = None) -> Optional[Text]:
+    @staticmethod
+    def believed_danger(ranking: List[Dict[Text, Any]],
+                        threshold: Optional[float]) -> Optional[Text]:
         """The likeliest safety intent, when the safety intents together reach `threshold`
-        (by default `danger_belief`)."""
-        if threshold is None:
-            threshold = self._config["danger_belief"]
+        (None: never)."""
         safety = [r for r in ranking if r.get("name") in SAFETY_INTENTS]
         if threshold is None or not safety:
             return None

@@ -183,5 +183,5 @@ def test_without_a_sentence_belief_sentences_change_nothing(content_dir):
     question = spread("how do I apply. I see no reason to go on", [("ask_process", 0.9)])
     piece = sentence_of(0, "I see no reason to go on", [("report_suicidal_thoughts", 0.99)])
 
-    assert net(content_dir).process([question, piece]) == [question]
+    assert net(content_dir, danger_belief=0.4).process([question, piece]) == [question]
     assert question.get("intent")["name"] == "ask_process"
