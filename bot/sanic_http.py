@@ -3,8 +3,9 @@
 A negative one ("Content-Length: -1") sets the bytes left to read below zero: Sanic then
 reads the connection for ever, at full CPU, answering nothing else and ignoring SIGTERM,
 from a single request without any credentials. One that is not a number ("abc") is a
-500 with a traceback. Both are a 400 here, before any route or middleware, and the
-connection is closed without reading a body.
+500 with a traceback. Both are refused here before any route, and the connection is
+closed without reading a body: a 400, or the 4xx a request middleware answers first
+(Sanic runs them for an error too: the action server's 401 without its token).
 """
 from sanic.exceptions import InvalidUsage
 from sanic.http import Http

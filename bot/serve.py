@@ -35,7 +35,7 @@
 9. `GET /ready` (no token) answers 200 once the model is loaded and the tracker store,
    the channels' records and Redis (when AVRR_REDIS_URL is set) answer, 503 naming what
    does not otherwise: a container's health check, or a load balancer's, reads it.
-10. A Content-Length that is not a number of bytes is a 400 (bot/sanic_http.py): a
+10. A Content-Length that is not a number of bytes is refused (bot/sanic_http.py): a
     negative one made Sanic read for ever, at full CPU, from one request without a token.
 """
 import asyncio
