@@ -8,7 +8,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.content import get_content
 from avrr.content import Button, Reply
-from avrr.vocabulary import DEFAULT_LANGUAGE, Intents, Metadata, Slots
+from avrr.vocabulary import DEFAULT_LANGUAGE, SAFETY_INTENTS, Intents, Metadata, Slots
 
 # Set by bot.language.component.LanguageDetection on every message NLU reads.
 LANGUAGE_DETECTION = Metadata.LANGUAGE_DETECTION
@@ -100,13 +100,27 @@ def language_menu(languages: Dict[str, str]) -> List[Button]:
     ]
 
 
+def asked_besides(parsed: Dict[Text, Any]) -> Optional[Text]:
+    """The question a safety message asked besides: what the classifier took it for before
+    the safety net caught it, or a sentence's question (bot/safety/component.py)."""
+    intent = (parsed.get("intent") or {}).get("name")
+    if intent not in SAFETY_INTENTS:
+        return None
+    net = parsed.get(Metadata.SAFETY_NET) or {}
+    sentence = parsed.get(Metadata.SENTENCE_QUESTION) or {}
+    for asked in (net.get("original_intent"), sentence.get("intent")):
+        if asked and asked.startswith("ask_") and asked != intent:
+            return asked
+    return None
+
+
 class ActionAnswer(Action):
     """Answer the intent of the latest message.
 
     During the eligibility check an answer may have a shorter variant, `<intent>_in_form`.
     When the first message does not tell the language, the language menu follows. When
-    the danger lexicon made a question a safety message, the question is answered too,
-    after the safety answer.
+    a safety message also asked a question, the question is answered too, after the safety
+    answer.
     """
 
     def name(self) -> Text:
@@ -121,8 +135,8 @@ class ActionAnswer(Action):
         ):
             key = f"{key}_in_form"
         send(dispatcher, tracker, key)
-        asked = (tracker.latest_message.get(Metadata.SAFETY_NET) or {}).get("original_intent")
-        if asked and asked.startswith("ask_") and get_content().has(asked, language_of(tracker)):
+        asked = asked_besides(tracker.latest_message)
+        if asked is not None and get_content().has(asked, language_of(tracker)):
             send(dispatcher, tracker, asked)
         if language_unclear(tracker):
             send(dispatcher, tracker, "language_unsure", language_menu(get_content().languages()))

@@ -107,6 +107,10 @@ class Slots:
 
 
 class Intents:
+    GREET = "greet"
+    GOODBYE = "goodbye"
+    THANK_YOU = "thank_you"
+    INFORM = "inform"
     AFFIRM = "affirm"
     DENY = "deny"
     REQUEST_HUMAN = "request_human"
@@ -144,6 +148,7 @@ class Actions:
     HANDOFF_RELAY = "action_handoff_relay"
     HANDOFF_END = "action_handoff_end"
     HANDOFF_FAILED = "action_handoff_failed"
+    RELAY_FAILED = "action_relay_failed"
     CONFIRM_DELETE = "action_confirm_delete"
     ELIGIBILITY_RESULT = "action_eligibility_result"
     DELETE_MY_DATA = "action_delete_my_data"
@@ -155,6 +160,7 @@ class Metadata:
     LANGUAGE_HINT = "language_hint"  # the app's or browser's language, from the channel
     LANGUAGE_DETECTION = "language_detection"  # set by bot.language.component
     SAFETY_NET = "safety_net"  # set by bot.safety.component
+    SENTENCE_QUESTION = "sentence_question"  # set by bot.safety.component
     # Which content a bot message says ({"key", "part", "values"}): the desk glosses it.
     CONTENT_KEY = "content_key"
     COUNSELLOR = "counsellor"  # a bot message a counsellor wrote

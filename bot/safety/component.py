@@ -22,6 +22,15 @@ well; a sentence whose four safety intents together hold `sentence_belief` of th
 classifier's belief makes the whole message a safety message (`reason` "sentence"). The
 sentences are then dropped: the rest of Rasa sees the message alone.
 
+The sentences also find the question of a calm message of several: a Russian "Good
+afternoon. I'm from Uzbekistan, I've waited half a year for documents and I'm tired of
+waiting. Tell me, is the programme free?" was taken for a statement (`inform`), while its
+last sentence alone is `ask_cost`. When the whole message was taken for a greeting, a
+thank-you, out of scope or not understood, the most confident question among its sentences
+(ranked alone at `question_belief` or more) becomes its intent. `sentence_question` says
+which sentence asked what, whatever the message became: a safety message keeps its safety
+intent, and the question is answered after the safety answer.
+
 The phrases are reread when a content file changes: operators and translators extend the
 lexicon without training.
 """
@@ -41,7 +50,7 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from avrr.vocabulary import CODES, SAFETY_INTENTS, Metadata
+from avrr.vocabulary import CODES, SAFETY_INTENTS, Intents, Metadata
 from bot.safety.lexicon import PRIORITY, Lexicon
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,9 @@ SENTENCE_OF = "sentence_of"
 _SENTENCE_END = re.compile(r"(?<=[.!?;…؟؛۔])\s+|\s*\n\s*")
 # A message of 4,096 characters could have hundreds: beyond this, neighbours go together.
 MAX_SENTENCES = 12
+# What the whole message may have been taken for when one of its sentences asks a question.
+NOT_A_QUESTION = (Intents.GREET, Intents.GOODBYE, Intents.THANK_YOU, Intents.INFORM,
+                  Intents.OUT_OF_SCOPE, Intents.NLU_FALLBACK)
 
 
 def sentences(text: str) -> List[str]:
@@ -126,7 +138,8 @@ class SafetyNet(GraphComponent):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         # None: the lexicon only. See config.yml for the values chosen and their measurement.
-        return {"danger_belief": None, "sentence_belief": None}
+        # question_belief: a sentence ranked alone above it may be the message's question.
+        return {"danger_belief": None, "sentence_belief": None, "question_belief": 0.5}
 
     def __init__(self, config: Dict[Text, Any], files: Optional[LexiconFiles] = None) -> None:
         self._config = {**self.get_default_config(), **config}
@@ -153,16 +166,35 @@ class SafetyNet(GraphComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         whole = [m for m in messages if m.get(SENTENCE_OF) is None]
         for position, message in enumerate(messages):
-            if message.get(SENTENCE_OF) is not None or (
-                    message.get(INTENT) or {}).get("name") in SAFETY_INTENTS:
+            if message.get(SENTENCE_OF) is not None:
                 continue
-            found = self.caught(message)
-            if found is None:
-                found = self.caught_in_a_sentence(
-                    [m for m in messages if m.get(SENTENCE_OF) == position])
+            pieces = [m for m in messages if m.get(SENTENCE_OF) == position]
+            question = self.question_in(pieces)
+            if question is not None:
+                message.set(Metadata.SENTENCE_QUESTION, {
+                    "sentence": pieces.index(question),
+                    "intent": question.get(INTENT)["name"],
+                    "original_intent": (message.get(INTENT) or {}).get("name"),
+                }, add_to_output=True)
+            if (message.get(INTENT) or {}).get("name") in SAFETY_INTENTS:
+                continue
+            found = self.caught(message) or self.caught_in_a_sentence(pieces)
             if found is not None:
                 self.make_safety(message, *found)
+            elif question is not None and (
+                    message.get(INTENT) or {}).get("name") in NOT_A_QUESTION:
+                message.set(INTENT, question.get(INTENT), add_to_output=True)
+                message.set(INTENT_RANKING_KEY, question.get(INTENT_RANKING_KEY),
+                            add_to_output=True)
+                logger.info("a sentence asks the message's question")
         return whole
+
+    def question_in(self, pieces: List[Message]) -> Optional[Message]:
+        """The sentence ranked most confidently as a question (`is_question`), at
+        `question_belief` or more; None if no sentence asks one."""
+        asked = [piece for piece in pieces if is_question(piece.get(INTENT))
+                 and piece.get(INTENT)["confidence"] >= self._config["question_belief"]]
+        return max(asked, key=lambda p: p.get(INTENT)["confidence"], default=None)
 
     def caught(self, message: Message) -> Optional[Tuple[Text, Text]]:
         """The safety intent a message the classifier took for a calm one points to, and
@@ -213,3 +245,10 @@ class SafetyNet(GraphComponent):
             add_to_output=True,
         )
         logger.info("the safety net (%s) made a message %s", reason, intent_name)
+
+
+def is_question(intent: Optional[Dict[Text, Any]]) -> bool:
+    """Whether an intent asks something the assistant answers (a question, a counsellor,
+    a deletion)."""
+    name = (intent or {}).get("name") or ""
+    return name.startswith("ask_") or name in (Intents.REQUEST_HUMAN, Intents.DELETE_MY_DATA)

@@ -61,6 +61,26 @@ async def test_a_question_the_danger_words_made_a_safety_message_is_answered_aft
     assert texts[-2].startswith("You do not get cash when you leave Hungary.")
 
 
+async def test_a_sentences_question_is_answered_after_a_safety_answer_only(dispatcher):
+    fear = make_tracker("express_fear_of_return")
+    fear.latest_message["sentence_question"] = {
+        "sentence": 2, "intent": "ask_family", "original_intent": "express_fear_of_return"}
+    question = make_tracker("ask_eligibility")
+    question.latest_message["sentence_question"] = {
+        "sentence": 1, "intent": "ask_duration", "original_intent": "ask_eligibility"}
+
+    await ActionAnswer().run(dispatcher, fear, {})
+    after_fear = [text for text, _ in sent(dispatcher)]
+    dispatcher.messages.clear()
+    await ActionAnswer().run(dispatcher, question, {})
+
+    def texts(key):
+        return [reply.text for reply in get_content().replies(key, "en")]
+
+    assert after_fear == texts("express_fear_of_return") + texts("ask_family")
+    assert [text for text, _ in sent(dispatcher)] == texts("ask_eligibility")
+
+
 async def test_every_safety_answer_gives_the_emergency_number_in_every_language():
     from actions.content import get_content
     from avrr.vocabulary import SAFETY_INTENTS

@@ -185,3 +185,43 @@ def test_without_a_sentence_belief_sentences_change_nothing(content_dir):
 
     assert net(content_dir, danger_belief=0.4).process([question, piece]) == [question]
     assert question.get("intent")["name"] == "ask_process"
+
+
+def test_a_sentences_question_is_the_question_of_a_greeting_or_a_statement(content_dir):
+    hello = spread("hello. I am from Lagos. can my kids come with me", [
+        ("inform", 0.6), ("ask_family", 0.3)])
+    asked = spread("hi. how long does it take", [("ask_duration", 0.9)])
+    pieces = [
+        sentence_of(0, "hello.", [("greet", 0.99)]),
+        sentence_of(0, "I am from Lagos.", [("inform", 0.97)]),
+        sentence_of(0, "can my kids come with me", [("ask_family", 0.95), ("ask_cost", 0.05)]),
+        sentence_of(1, "hi.", [("greet", 0.99)]),
+        sentence_of(1, "how long does it take", [("ask_process", 0.6)]),
+    ]
+
+    net(content_dir, danger_belief=0.4, sentence_belief=0.7).process([hello, asked, *pieces])
+
+    assert hello.get("intent") == {"name": "ask_family", "confidence": 0.95}
+    assert hello.get("intent_ranking") == [{"name": "ask_family", "confidence": 0.95},
+                                           {"name": "ask_cost", "confidence": 0.05}]
+    assert hello.get("sentence_question") == {
+        "sentence": 2, "intent": "ask_family", "original_intent": "inform"}
+    assert asked.get("intent")["name"] == "ask_duration"  # a question already
+    assert asked.get("sentence_question")["intent"] == "ask_process"
+
+
+def test_a_question_below_its_belief_or_a_safety_message_keeps_its_intent(content_dir):
+    vague = spread("hello. can they come", [("greet", 0.7)])
+    fear = spread("hello. I am afraid to go back. is it free", [
+        ("express_fear_of_return", 0.5), ("ask_cost", 0.4)])
+    pieces = [
+        sentence_of(0, "can they come", [("ask_family", 0.45), ("ask_eligibility", 0.4)]),
+        sentence_of(1, "is it free", [("ask_cost", 0.9)]),
+    ]
+
+    net(content_dir, sentence_belief=0.7).process([vague, fear, *pieces])
+
+    assert vague.get("intent")["name"] == "greet" and vague.get("sentence_question") is None
+    assert fear.get("intent")["name"] == "express_fear_of_return"
+    assert fear.get("sentence_question") == {
+        "sentence": 0, "intent": "ask_cost", "original_intent": "express_fear_of_return"}
