@@ -176,7 +176,7 @@ class ActionStartHandoff(Action):
                 "transcript": transcript(tracker.events),
             },
         )
-        await asyncio.to_thread(outbox.flush, tracker.sender_id, False)
+        await asyncio.to_thread(outbox.flush, tracker.sender_id, key)
         if outbox.state(key) == "dead":
             send(dispatcher, tracker, "handoff_failed")
             return language_events(tracker) + [SlotSet(slot, None) for slot in HANDOFF_SLOTS]
@@ -211,7 +211,8 @@ class ActionStartHandoff(Action):
 
 
 class ActionRelayToCounsellor(Action):
-    """Pass the person's message to the counsellor; acknowledge the first one only."""
+    """Pass the person's message to the counsellor; acknowledge the first one only, and
+    say so when the desk refused it for good."""
 
     def name(self) -> Text:
         return Actions.HANDOFF_RELAY
@@ -223,6 +224,7 @@ class ActionRelayToCounsellor(Action):
         intent = latest_intent(tracker)
         danger = intent in SAFETY_INTENTS
         outbox = get_outbox()
+        lost = False  # the desk refused the message for good
         if text:
             key = message_key(tracker)
             outbox.put(
@@ -240,10 +242,15 @@ class ActionRelayToCounsellor(Action):
                     "confidence": (tracker.latest_message.get("intent") or {}).get("confidence"),
                 },
             )
-            await asyncio.to_thread(outbox.flush, tracker.sender_id)
+            await asyncio.to_thread(outbox.flush, tracker.sender_id, key)
+            lost = outbox.state(key) == "dead"
         if danger:
             # Whatever the hour, the person is not left waiting for a counsellor in danger.
             send(dispatcher, tracker, intent)
+        if lost:
+            send(dispatcher, tracker, "handoff_message_failed")
+            return []
+        if danger:
             send(dispatcher, tracker, "handoff_relayed_urgent")
             return [SlotSet(Slots.HANDOFF_ACKNOWLEDGED, True)]
         if tracker.get_slot(Slots.HANDOFF_ACKNOWLEDGED):
@@ -256,6 +263,7 @@ class ActionEndHandoff(Action):
     """The counsellor closed the ticket: the assistant answers again, and says so."""
 
     answer = "handoff_ended"
+    ends = True  # the handoff is over: the assistant answers again
 
     def name(self) -> Text:
         return Actions.HANDOFF_END
@@ -266,7 +274,8 @@ class ActionEndHandoff(Action):
         if not tracker.get_slot(Slots.HANDOFF_TICKET):
             return []
         send(dispatcher, tracker, self.answer)
-        return [SlotSet(slot, None) for slot in HANDOFF_SLOTS] + [
+        cleared = [SlotSet(slot, None) for slot in HANDOFF_SLOTS] if self.ends else []
+        return cleared + [
             # Rasa's /execute runs this action alone: the assistant then waits for the
             # person, as after any turn, so that rules apply to their next message.
             ActionExecuted(Actions.LISTEN)
@@ -281,3 +290,15 @@ class ActionHandoffFailed(ActionEndHandoff):
 
     def name(self) -> Text:
         return Actions.HANDOFF_FAILED
+
+
+class ActionRelayFailed(ActionEndHandoff):
+    """The desk refused one message of the handoff for good: the person is told it did not
+    reach the counsellor, with the hotline (run by the outbox through Rasa's API); the
+    handoff goes on."""
+
+    answer = "handoff_message_failed"
+    ends = False
+
+    def name(self) -> Text:
+        return Actions.RELAY_FAILED

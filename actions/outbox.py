@@ -3,8 +3,8 @@
 Every request to the desk (a new ticket, a message during the handoff, a deletion) is
 first committed with an idempotency key, then sent; the desk treats a repeated key as
 the same request, so nothing is lost and nothing doubled. It cannot be poisoned:
-- order is kept per conversation, not globally: a conversation whose request keeps
-  failing delays nobody else;
+- order is kept per conversation (and target), not globally: a conversation whose
+  request keeps failing delays nobody else;
 - a failure is retried with backoff, up to a cap; what keeps failing, or what the desk
   refuses for good, moves to the dead letters with its reason, where an operator sees
   it (`python -m actions.outbox`, the desk's status page, the metrics) and can retry it;
@@ -14,7 +14,9 @@ the same request, so nothing is lost and nothing doubled. It cannot be poisoned:
   is not there (yet), tried again a few times; any other 4xx: refused for good;
 - when a ticket is refused for good, the conversation's later messages to that ticket
   die with it, and the person is told (`action_handoff_failed`, through Rasa's API), in
-  their language, with the hotline; the handoff is cleared so the assistant answers.
+  their language, with the hotline; the handoff is cleared so the assistant answers. When
+  a message is refused for good (or its ticket stays missing), the person is told that it
+  did not reach the counsellor (`action_relay_failed`), with the hotline.
 Sending happens outside any transaction; a request being sent is leased, so the action
 and the delivery thread (or two replicas) never send it both. Delivered requests keep
 only their key and the desk's answer, for an hour: no text and no conversation id.
@@ -206,12 +208,13 @@ class Outbox:
     # Sending.
 
     def _heads(self, conversation_id: Optional[str]) -> List[Any]:
-        """The oldest pending request of each conversation, if it may be tried now."""
+        """The oldest pending request of each conversation to the desk, and to Rasa (a
+        notice does not wait behind the desk), if it may be tried now."""
         now = self.clock()
         head = (
             sa.select(sa.func.min(outbox.c.id))
             .where(outbox.c.state == PENDING)
-            .group_by(outbox.c.conversation_id)
+            .group_by(outbox.c.conversation_id, outbox.c.target)
             .scalar_subquery()
         )
         query = sa.select(outbox).where(
@@ -234,12 +237,13 @@ class Outbox:
                 .values(lease_until=now + LEASE_S)
             ).rowcount == 1
 
-    def flush(self, conversation_id: Optional[str] = None, notify: bool = True) -> int:
+    def flush(self, conversation_id: Optional[str] = None,
+              waiting: Optional[str] = None) -> int:
         """Send what is due, oldest first per conversation; how many were delivered.
 
         With `conversation_id`, only that conversation's requests, until one must wait.
-        `notify`: tell the person through Rasa when their ticket is refused for good
-        (the action that is waiting for the answer tells them itself).
+        A ticket or a message refused for good is told to the person through Rasa, except
+        the request `waiting`: the action waiting for its answer tells them itself.
         """
         delivered, progressed = 0, True
         while progressed:  # a request done (or dead) lets its conversation's next one go
@@ -249,7 +253,7 @@ class Outbox:
                     continue
                 status, body = self._send(row.target, row.method, row.path, row.body, row.key)
                 verdict = classify(status, row.path, row.attempts + 1)
-                self._record(row, verdict, body, notify)
+                self._record(row, verdict, body, notify=row.key != waiting)
                 delivered += verdict.delivered
                 progressed |= not verdict.retry
         return delivered
@@ -277,7 +281,9 @@ class Outbox:
             if row.target == DESK and row.path == TICKETS_PATH:
                 self._bury_followers(db, row)
                 if notify:
-                    self._notify_refusal(db, row)
+                    self._notify(db, row, Actions.HANDOFF_FAILED)
+            elif row.target == DESK and row.path == INBOUND_PATH and notify:
+                self._notify(db, row, Actions.RELAY_FAILED)
 
     def _bury(self, db: Any, row: Any, reason: str) -> None:
         db.execute(outbox.delete().where(outbox.c.id == row.id))
@@ -294,12 +300,13 @@ class Outbox:
         )).fetchall():
             self._bury(db, follower, "its ticket was refused")
 
-    def _notify_refusal(self, db: Any, ticket: Any) -> None:
-        conversation = urllib.parse.quote(ticket.conversation_id, safe="")
+    def _notify(self, db: Any, dead: Any, action: str) -> None:
+        """Run `action` in the conversation through Rasa's API: it tells the person."""
+        conversation = urllib.parse.quote(dead.conversation_id, safe="")
         db.execute(outbox.insert().values(
-            key=f"{ticket.key}:refused", conversation_id=ticket.conversation_id, target=RASA,
+            key=f"{dead.key}:refused", conversation_id=dead.conversation_id, target=RASA,
             method="POST", path=f"/conversations/{conversation}/execute?output_channel=latest",
-            body=json.dumps({"name": Actions.HANDOFF_FAILED}), state=PENDING, attempts=0,
+            body=json.dumps({"name": action}), state=PENDING, attempts=0,
             next_at=self.clock(), created_at=self.clock()))
 
     def send_now(self, key: str, method: str, path: str) -> Optional[int]:

@@ -11,6 +11,7 @@ from actions.handoff import (
     ActionDeclineHandoff,
     ActionEndHandoff,
     ActionOfferHandoff,
+    ActionRelayFailed,
     ActionRelayToCounsellor,
     ActionStartHandoff,
     transcript,
@@ -314,6 +315,41 @@ async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(di
     tracker.slots["handoff_acknowledged"] = True
     assert await ActionRelayToCounsellor().run(quiet, tracker, {}) == []
     assert quiet.messages == []
+
+
+MESSAGE_FAILED = (
+    "Sorry, your last message could not reach the counsellor. Please try writing it again, or "
+    "call IOM's free hotline, which speaks many languages: 06 80 20 50 18.")
+
+
+@pytest.mark.parametrize("intent", ["ask_cost", "report_emergency"])
+async def test_a_message_the_desk_refuses_is_told_not_acknowledged(dispatcher, desk, intent):
+    desk.answers["/api/inbound"] = [422]
+    tracker = make_tracker(
+        intent, slots={"handoff_ticket": "ticket-key-1", "handoff_acknowledged": False},
+        events=[{**user_event(intent, "is anyone there"), "timestamp": 1790000100.0}])
+    tracker.latest_message["text"] = "is anyone there"
+
+    events = await ActionRelayToCounsellor().run(dispatcher, tracker, {})
+
+    safety = [r.text for r in get_content().replies(intent, "en")] if intent != "ask_cost" else []
+    assert [text for text, _ in sent(dispatcher)] == safety + [MESSAGE_FAILED]
+    assert events == []
+    # Told here, once: no notice through Rasa as well.
+    assert [path for _, path, _, _, _ in desk.received] == ["/api/inbound"]
+    assert pending_bodies() == []
+
+
+async def test_a_message_refused_later_is_told_through_rasa_and_the_handoff_goes_on(dispatcher):
+    during = make_tracker("greet", slots={"language": "en", "handoff_ticket": "k"})
+    after = make_tracker("greet", slots={"language": "en"})
+
+    events = await ActionRelayFailed().run(dispatcher, during, {})
+    quiet = type(dispatcher)()
+
+    assert [text for text, _ in sent(dispatcher)] == [MESSAGE_FAILED]
+    assert events == [ActionExecuted("action_listen")]  # the ticket stays
+    assert await ActionRelayFailed().run(quiet, after, {}) == [] and quiet.messages == []
 
 
 @pytest.mark.parametrize(

@@ -142,14 +142,43 @@ def test_a_ticket_refused_for_good_takes_its_messages_along_and_the_person_is_to
     assert [d["kind"] for d in box.dead()] == ["ticket", "message"]
 
 
+def test_a_message_refused_for_good_is_told_to_the_person_and_the_handoff_goes_on(
+        box, clock):
+    Server.answers = {"/api/inbound": [422, 404, 404, 404, 404, 404]}
+    box.put("m1", "web-abc", "POST", "/api/inbound", {"text": "are you there?"})
+    box.put("m2", "web-abc", "POST", "/api/inbound", {"text": "hello?"})
+    box.put("m3", "web-abc", "POST", "/api/inbound", {"text": "and now?"})
+
+    box.flush()
+    assert box.state("m1") == "dead" and box.state("m2") == "pending"
+    for _ in range(5):  # m2's ticket stays missing: tried a few times, then given up
+        later(clock)
+        box.flush()
+
+    assert (box.state("m2"), box.state("m3")) == ("dead", "delivered")
+    notices = [(path, key, body) for _, path, key, body, _ in Server.received
+               if path.startswith("/conversations/")]
+    assert notices == [
+        ("/conversations/web-abc/execute?output_channel=latest", "m1:refused",
+         {"name": "action_relay_failed"}),
+        ("/conversations/web-abc/execute?output_channel=latest", "m2:refused",
+         {"name": "action_relay_failed"}),
+    ]
+    assert [d["reason"] for d in box.dead()] == [
+        "refused (422)", "its ticket is missing (404)"]
+
+
 def test_the_action_that_waits_tells_the_person_itself(box):
     Server.answers = {"/api/tickets": [422]}
     box.put("t1", "web-abc", "POST", "/api/tickets", {"n": 1})
 
-    box.flush("web-abc", notify=False)
+    box.flush("web-abc", waiting="t1")
+    Server.answers = {"/api/inbound": [400]}
+    box.put("m1", "web-abc", "POST", "/api/inbound", {"text": "hello?"})
+    box.flush("web-abc", waiting="m1")
 
-    assert box.state("t1") == "dead"
-    assert [path for _, path, _, _, _ in Server.received] == ["/api/tickets"]
+    assert box.state("t1") == "dead" and box.state("m1") == "dead"
+    assert [path for _, path, _, _, _ in Server.received] == ["/api/tickets", "/api/inbound"]
 
 
 def test_an_operator_sees_and_retries_the_dead_letters_with_the_command(
@@ -158,7 +187,7 @@ def test_an_operator_sees_and_retries_the_dead_letters_with_the_command(
                  server, "rasa-token-0123456789", clock)
     Server.answers = {"/api/tickets": [400]}
     box.put("t1", "c1", "POST", "/api/tickets", {"text": "my name is Zorana"})
-    box.flush("c1", notify=False)
+    box.flush("c1", waiting="t1")
     assert box.counts() == {"pending": 0, "dead": 1}
     monkeypatch.setenv("AVRR_DATA_DIR", str(tmp_path))
 
@@ -190,7 +219,7 @@ def test_an_unreachable_desk_keeps_everything_across_restarts(tmp_path, clock):
 def test_forgetting_a_conversation_drops_all_of_it(box):
     Server.answers = {"/api/tickets": [400]}
     box.put("k0", "c1", "POST", "/api/tickets", {"n": 0})
-    box.flush("c1", notify=False)
+    box.flush("c1", waiting="k0")
     box.put("k1", "c1", "POST", "/api/inbound", {"n": 1})
     box.put("k2", "c2", "POST", "/api/tickets", {"n": 2})
 
@@ -213,7 +242,7 @@ def test_delivered_answers_and_old_dead_letters_are_pruned(box, clock):
     Server.answers = {"/api/tickets": [201, 400]}
     box.put("k1", "c1", "POST", "/api/tickets", {"n": 1})
     box.put("k2", "c2", "POST", "/api/tickets", {"n": 2})
-    box.flush(notify=False)
+    box.flush(waiting="k2")
 
     later(clock, 2 * 3600)
     assert box.prune(retention_s=90 * 86400) == 1  # the delivered answer

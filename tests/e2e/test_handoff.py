@@ -310,3 +310,25 @@ def test_a_counsellors_reply_reaches_a_person_on_telegram(assistant, desk, teleg
     assert "Добрий день, це Марія з МОМ." in [
         c.params["text"] for c in telegram_api.sent_to(chat_id)]
     desk.api("POST", f"/api/tickets/{ticket['id']}/close")
+
+
+def test_a_message_whose_ticket_is_gone_is_told_to_the_person_not_lost_in_silence(
+        web_chat, desk):
+    """The desk no longer has the ticket (deleted through its API): the person's message is
+    tried a few times (about 30 s), then the person hears it did not reach the counsellor,
+    with the hotline, through Rasa's API; the handoff is not ended for them."""
+    chat = web_chat()
+    marker = uuid.uuid4().hex[:10]
+    ask_for_counsellor(chat, marker)
+    chat.say_and_wait("/affirm")
+    ticket = ticket_with(desk, marker)
+    deleted = desk.api("DELETE", f"/api/conversations/{ticket['conversation_id']}")
+    assert deleted.json() == {"deleted_tickets": 1}
+
+    chat.say("are you still there?")
+
+    assert texts(chat.replies(1))[0].startswith(RELAYED)  # the outbox keeps trying
+    [told] = chat.replies(1, timeout=90)
+    assert told["text"] == get_content().replies("handoff_message_failed", "en")[0].text
+    assert "06 80 20 50 18" in told["text"]
+    assert chat.say_and_wait("hello?") == []  # still with the counsellor: no bot answer
