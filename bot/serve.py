@@ -262,13 +262,38 @@ def configure_app(*args: Any, **kwargs: Any) -> Sanic:
 _error_response_init = rasa.server.ErrorResponse.__init__
 
 
+class QuietRefusals(logging.Filter):
+    """Rasa logs the message of every error answer at ERROR, a caller's mistake too (each
+    request without the token: "User is not authenticated."): anyone could fill the
+    operator's log with errors. `retryable_error` logs a refusal at INFO instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusing: set = set()  # the ids of the messages being refused now
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return id(record.msg) not in self.refusing
+
+
+QUIET_REFUSALS = QuietRefusals()
+
+
 def retryable_error(self: Any, status: int, reason: str, message: str, *args: Any,
                     **kwargs: Any) -> None:
-    """Rasa's error answer, a 503 when what failed was a message not confirmed yet."""
+    """Rasa's error answer, a 503 when what failed was a message not confirmed yet; a 4xx
+    is logged at INFO, by its reason only (its message may quote the request)."""
     if status == 500 and isinstance(sys.exc_info()[1], NotYetSent):
         status, reason = 503, "NotYetSent"
         message = "The channel has the message but the platform has not confirmed it yet."
-    _error_response_init(self, status, reason, message, *args, **kwargs)
+    if int(status) >= 500:
+        _error_response_init(self, status, reason, message, *args, **kwargs)
+        return
+    logger.info("the HTTP API refused a request: %s (%d)", reason, int(status))
+    QUIET_REFUSALS.refusing.add(id(message))
+    try:
+        _error_response_init(self, status, reason, message, *args, **kwargs)
+    finally:
+        QUIET_REFUSALS.refusing.discard(id(message))
 
 
 _create_lock_store = LockStore.create
@@ -290,6 +315,7 @@ def mend_rasa() -> None:
     LogisticRegressionClassifier.load = classmethod(load_logistic_regression)
     rasa.core.run.configure_app = configure_app
     rasa.server.ErrorResponse.__init__ = retryable_error
+    rasa.server.logger.addFilter(QUIET_REFUSALS)
 
 
 def with_api_token(argv: List[str]) -> List[str]:

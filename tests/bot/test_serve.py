@@ -75,6 +75,38 @@ def test_a_reply_not_confirmed_yet_is_a_503_to_retry_and_other_failures_stay_500
     assert (broken.status, broken.error_info["reason"]) == (500, "ConversationError")
 
 
+def test_a_refused_request_is_logged_at_info_by_its_reason_a_fault_stays_an_error(
+    monkeypatch, caplog,
+):
+    """Rasa logs each error answer's message at ERROR: every tokenless call was one."""
+    import logging
+
+    import rasa.server
+    from rasa.server import ErrorResponse
+
+    from bot.serve import QUIET_REFUSALS, retryable_error
+
+    monkeypatch.setattr(ErrorResponse, "__init__", retryable_error)
+    rasa.server.logger.addFilter(QUIET_REFUSALS)
+    caplog.set_level(logging.INFO)
+    try:
+        refused = ErrorResponse(401, "NotAuthenticated", "User is not authenticated.")
+        missing = ErrorResponse(404, "NotFound", "Could not find 'sender 36201234567'")
+        broken = ErrorResponse(500, "ConversationError", "An unexpected error occurred.")
+    finally:
+        rasa.server.logger.removeFilter(QUIET_REFUSALS)
+
+    assert (refused.status, refused.error_info["message"]) == (
+        401, "User is not authenticated.")
+    assert missing.status == 404 and broken.status == 500
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "the HTTP API refused a request: NotAuthenticated (401)"),
+        ("INFO", "the HTTP API refused a request: NotFound (404)"),
+        ("ERROR", "An unexpected error occurred."),
+    ]
+    assert QUIET_REFUSALS.refusing == set()
+
+
 @contextlib.asynccontextmanager
 async def replica(monkeypatch, agent):
     """A Sanic app with `/ready` and `agent` as Rasa's, reached over ASGI."""
