@@ -39,11 +39,9 @@ def detected_language(tracker: Tracker) -> Optional[str]:
 
 
 def hinted_language(tracker: Tracker) -> Optional[str]:
-    """The channel's hint (the app's or browser's language), for a first message that NLU
-    did not read: a sticker, Telegram's /start. (For text, the language detection weighs
-    the hint itself; words of every language, like "ok", keep the conversation's.)"""
-    if LANGUAGE_DETECTION in tracker.latest_message:
-        return None
+    """The channel's hint (the app's or browser's language), for a first message whose
+    language the detection could not tell: a sticker, Telegram's /start, a "hello" in
+    words of every language. (Later, such words keep the conversation's language.)"""
     if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
         return None
     hint = str((tracker.latest_message.get("metadata") or {}).get(Metadata.LANGUAGE_HINT) or "")
@@ -68,10 +66,11 @@ def language_events(tracker: Tracker) -> List[Dict[Text, Any]]:
 
 
 def language_unclear(tracker: Tracker) -> bool:
-    """The person's first message did not tell us their language."""
+    """The person's first message did not tell us their language, nor did their app."""
     detection = tracker.latest_message.get(LANGUAGE_DETECTION)
     users = [e for e in tracker.events if e.get("event") == "user"]
-    return bool(detection) and detection.get("language") is None and len(users) <= 1
+    return (bool(detection) and detection.get("language") is None and len(users) <= 1
+            and hinted_language(tracker) is None)
 
 
 def send(

@@ -145,10 +145,31 @@ async def test_later_the_hint_does_not_override_the_conversations_language(dispa
     )
 
 
-async def test_words_of_every_language_keep_the_language_whatever_the_hint(dispatcher):
-    tracker = make_tracker("affirm")
+async def test_later_words_of_every_language_keep_the_language_whatever_the_hint(dispatcher):
+    earlier = [user_event("greet", "hi"), user_event("affirm", "ok")]
+    tracker = make_tracker("affirm", events=earlier)
     tracker.latest_message["language_detection"] = {"language": None}
     tracker.latest_message["metadata"] = {"language_hint": "fa-IR"}
     events = await ActionAnswer().run(dispatcher, tracker, {})
     assert dispatcher.messages[0]["text"] == get_content().replies("affirm", "en")[0].text
     assert events == []
+
+
+async def test_a_first_hello_is_answered_in_the_apps_language_without_the_menu(dispatcher):
+    hinted = make_tracker("greet")
+    hinted.latest_message["language_detection"] = {"language": None}
+    hinted.latest_message["metadata"] = {"language_hint": "fa-IR"}
+    unhinted = make_tracker("greet")
+    unhinted.latest_message["language_detection"] = {"language": None}
+    unhinted.latest_message["metadata"] = {"language_hint": "pt"}  # none of ours
+
+    events = await ActionAnswer().run(dispatcher, hinted, {})
+    menu = type(dispatcher)()
+    await ActionAnswer().run(menu, unhinted, {})
+
+    assert [text for text, _ in sent(dispatcher)] == [
+        r.text for r in get_content().replies("greet", "fa")]
+    assert events == [SlotSet("language", "fa")]
+    assert [m["text"] for m in menu.messages] == [
+        r.text for r in get_content().replies("greet", "en")
+        + get_content().replies("language_unsure", "en")]

@@ -105,8 +105,13 @@ def test_the_browser_language_decides_an_unclear_first_message(assistant):
     assert reply.json()[0]["text"] in french
 
 
-def test_words_of_every_language_do_not_take_the_hint(assistant):
+def test_words_of_every_language_take_the_hint_in_a_first_message_only(assistant):
     sender = f"neutral-{uuid.uuid4().hex}"
-    assistant.post({"sender": sender, "message": "ok", "metadata": {"language_hint": "fa"}})
+    first = assistant.post({"sender": sender, "message": "ok",
+                            "metadata": {"language_hint": "fa"}}).json()
 
-    assert assistant.tracker(sender)["slots"]["language"] == "en"
+    assert assistant.tracker(sender)["slots"]["language"] == "fa"
+    assert first[0]["text"] in texts("affirm", "fa") + texts("clarify", "fa")
+    assert all(m["text"] not in texts("language_unsure", "fa") for m in first)
+    assistant.post({"sender": sender, "message": "ok", "metadata": {"language_hint": "ar"}})
+    assert assistant.tracker(sender)["slots"]["language"] == "fa"

@@ -108,6 +108,20 @@ def test_a_greeting_is_answered_in_english(assistant, telegram_api):
     assert tracker["latest_input_channel"] == "telegram"
 
 
+def test_a_first_hello_is_answered_in_the_language_of_the_persons_telegram(
+    assistant, telegram_api,
+):
+    """"hello" is a word of every language: the app's language tells, and no menu asks."""
+    chat_id = new_id()
+
+    assert post(assistant, message_update(chat_id, language_code="fa", text="hello")
+                ).status_code == 200
+
+    messages = replies(assistant, telegram_api, chat_id)
+    assert [text for text, _ in messages] == [r.text for r in get_content().replies("greet", "fa")]
+    assert assistant.tracker(conversation(chat_id))["slots"]["language"] == "fa"
+
+
 def test_arabic_is_answered_in_arabic_without_a_telegram_language(assistant, telegram_api):
     chat_id = new_id()
     update = message_update(chat_id, language_code=None, text="مرحبا، هل يمكنني العودة إلى بلدي؟")
