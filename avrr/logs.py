@@ -1,5 +1,8 @@
 """Logging for every process: what libraries may write above DEBUG."""
 import logging
+import os
+import traceback
+from pathlib import Path
 
 # Access lines carry conversation ids (a WhatsApp one is a phone number), and httpx's
 # request lines carry the Telegram bot token: neither belongs in the log.
@@ -20,6 +23,29 @@ class NoRawRequests(logging.Filter):
                 record.exc_info = record.exc_text = None
                 record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+class MalformedPackets(logging.Filter):
+    """python-socketio logs a packet it cannot decode (bad JSON, an event that is no name)
+    at ERROR with a traceback: anyone who can open a socket could fill the log with them.
+    When every frame of the failure is the library's, the line says so at INFO, without
+    the traceback; a failure in our own handlers keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, ValueError | KeyError | TypeError | IndexError) and not any(
+                frame.filename.startswith(OUR_CODE)
+                for frame in traceback.extract_tb(failure.__traceback__)):
+            record.msg, record.args = "refused a malformed socket.io packet (%s)", (
+                type(failure).__name__,)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+OUR_CODE = tuple(f"{_ROOT / package}{os.sep}" for package in ("actions", "avrr", "bot", "desk"))
+MALFORMED_PACKETS = MalformedPackets()
 
 
 def configure(name: str) -> None:

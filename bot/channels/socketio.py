@@ -25,7 +25,11 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
   lets a session resume on any of them;
 - cross-origin connections are accepted from WIDGET_ORIGINS only; a socket.io message is
   at most MAX_PAYLOAD_BYTES; at most RATE_LIMIT_PER_SENDER messages a minute per session
-  and RATE_LIMIT_PER_ADDRESS per client address (`message_refused` with `retry_after`).
+  and RATE_LIMIT_PER_ADDRESS per client address (`message_refused` with `retry_after`);
+- a longer polling POST is a 413 at once (python-engineio 4 closed the session and then
+  waited for a poll that never came: the request hung until Sanic's timeout), a request
+  for a session closing meanwhile a 400 (it was a 500), and a malformed packet one INFO
+  line (avrr.logs.MalformedPackets; it was an ERROR with a traceback).
 
 Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
 `bot_uttered`, so third-party Rasa widgets still work.
@@ -42,9 +46,12 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
 from rasa.shared.core.events import BotUttered, UserUttered
-from sanic import Blueprint, Sanic
+from sanic import Blueprint, Sanic, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
 from socketio import AsyncRedisManager, AsyncServer
 
+from avrr.logs import MALFORMED_PACKETS
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
 from bot.channels.base import add_health, client_address, disarm, language_hint
@@ -106,11 +113,33 @@ def hint_of(metadata: Any) -> Dict[str, str]:
     return {}
 
 
+def answering_what_engineio_mishandles(
+    handle: Callable[[Request], Awaitable[HTTPResponse]],
+) -> Callable[[Request], Awaitable[HTTPResponse]]:
+    """engine.io's request handler, with a 413 for a polling POST over MAX_PAYLOAD_BYTES
+    before engine.io sees it, and a 400 for a session that closed meanwhile."""
+
+    async def handle_request(request: Request) -> HTTPResponse:
+        if (request.method == "POST"
+                and int(request.headers.get("content-length") or 0) > MAX_PAYLOAD_BYTES):
+            return response.text("payload exceeds maximum size", status=413)
+        try:
+            return await handle(request)
+        except KeyError:  # engine.io's "Session is disconnected"
+            return response.text("Invalid session", status=400)
+
+    return handle_request
+
+
 class _Blueprint(SocketBlueprint):
     """Rasa's socket blueprint, keeping the app so that handlers reach the tracker store."""
 
     def register(self, app: Sanic, options: Dict[str, Any]) -> None:
         self.ctx.app = app
+        engine = self.ctx.sio.eio
+        engine.handle_request = answering_what_engineio_mishandles(engine.handle_request)
+        for name in ("engineio.server", "socketio.server"):
+            logging.getLogger(name).addFilter(MALFORMED_PACKETS)
         super().register(app, options)
 
 

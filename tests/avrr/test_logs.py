@@ -3,7 +3,7 @@ import sys
 
 from aiohttp.http_exceptions import BadHttpMessage
 
-from avrr.logs import NoRawRequests
+from avrr.logs import MalformedPackets, NoRawRequests
 
 
 def record_of(failure: BaseException) -> logging.LogRecord:
@@ -25,3 +25,32 @@ def test_other_failures_keep_their_traceback():
     record = record_of(RuntimeError("a bug"))
     assert NoRawRequests().filter(record)
     assert record.exc_info[0] is RuntimeError and record.levelno == logging.ERROR
+
+
+def logged(handler_failing) -> logging.LogRecord:
+    try:
+        handler_failing()
+    except Exception:  # noqa: BLE001 - as engine.io catches what a handler raises
+        return logging.LogRecord("engineio.server", logging.ERROR, __file__, 1,
+                                 "message async handler error", (), sys.exc_info())
+    raise AssertionError("the handler did not fail")
+
+
+def test_a_packet_the_library_cannot_decode_is_one_info_line():
+    from socketio.packet import Packet
+
+    record = logged(lambda: Packet(encoded_packet='2["user_uttered", {"message": "canary'))
+
+    assert MalformedPackets().filter(record)
+    assert record.getMessage() == "refused a malformed socket.io packet (JSONDecodeError)"
+    assert record.exc_info is None and record.levelno == logging.INFO
+    assert "canary" not in record.getMessage()
+
+
+def test_a_failure_in_our_handlers_keeps_its_traceback():
+    from bot.text import clean_text
+
+    record = logged(lambda: clean_text(None))  # a bug of ours, as a handler might have
+
+    assert MalformedPackets().filter(record)
+    assert record.levelno == logging.ERROR and record.exc_info is not None

@@ -58,3 +58,39 @@ def test_a_message_before_any_session_gets_no_answer(assistant):
         events.append(seen.get(timeout=20))
     client.disconnect()
     assert [kind for kind, _ in events].count("bot_uttered") == len(events) - 1 >= 1
+
+
+def test_malformed_and_oversized_polling_packets_are_refused_and_the_session_lives(assistant):
+    """From an allowed origin, without a socket.io client: packets that are no socket.io
+    cost one INFO line each (no traceback), and a POST over the payload limit is a 413 at
+    once, not a request held open with the session closed under it."""
+    import re
+
+    import requests
+
+    from bot.channels.socketio import MAX_PAYLOAD_BYTES
+
+    base = f"{assistant.url}/socket.io/?EIO=4&transport=polling"
+    origin = {"Origin": assistant.widget_url.rstrip("/")}
+    opened = requests.get(base, headers=origin, timeout=10)
+    session = base + "&sid=" + re.search(r'"sid":"([^"]+)"', opened.text).group(1)
+    before = len(assistant.log.read_text(errors="replace"))
+
+    def post(body):
+        return requests.post(session, data=body.encode(), headers=origin, timeout=10)
+
+    def polled():
+        return requests.get(session, headers=origin, timeout=30).text
+
+    assert (post("40").status_code, polled()[:2]) == (200, "40")
+    for broken in ['42["user_uttered", {"message": "canary', "4x", "42[", '42{"a": 1}', "4-"]:
+        assert post(broken).status_code == 200, broken
+    oversized = post('42["user_uttered",{"message":"' + "a" * MAX_PAYLOAD_BYTES + '"}]')
+    assert (oversized.status_code, oversized.text) == (413, "payload exceeds maximum size")
+
+    assert post('42["session_request",{}]').status_code == 200
+    confirmed = polled()
+    assert '"session_confirm"' in confirmed, confirmed
+    written = assistant.log.read_text(errors="replace")[before:]
+    assert "Traceback" not in written and "async handler error" not in written
+    assert "canary" not in written
