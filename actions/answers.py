@@ -8,7 +8,15 @@ from rasa_sdk.types import DomainDict
 
 from actions.content import get_content
 from avrr.content import Button, Reply
-from avrr.vocabulary import DEFAULT_LANGUAGE, SAFETY_INTENTS, Intents, Metadata, Slots
+from avrr.vocabulary import (
+    DEFAULT_LANGUAGE,
+    EVERY_LANGUAGE,
+    NO_WORDS,
+    SAFETY_INTENTS,
+    Intents,
+    Metadata,
+    Slots,
+)
 
 # Set by bot.language.component.LanguageDetection on every message NLU reads.
 LANGUAGE_DETECTION = Metadata.LANGUAGE_DETECTION
@@ -39,9 +47,13 @@ def detected_language(tracker: Tracker) -> Optional[str]:
 
 
 def hinted_language(tracker: Tracker) -> Optional[str]:
-    """The channel's hint (the app's or browser's language), for a first message whose
-    language the detection could not tell: a sticker, Telegram's /start, a "hello" in
-    words of every language. (Later, such words keep the conversation's language.)"""
+    """The channel's hint (the app's or browser's language), for a first message that
+    says nothing of its language: a sticker, Telegram's /start, "hello" or an emoji. Not
+    when its script speaks against the hint ("سلام" from an English app: the menu asks);
+    later, such messages keep the conversation's language."""
+    detection = tracker.latest_message.get(LANGUAGE_DETECTION)
+    if detection is not None and detection.get("reason") not in (NO_WORDS, EVERY_LANGUAGE):
+        return None
     if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
         return None
     hint = str((tracker.latest_message.get("metadata") or {}).get(Metadata.LANGUAGE_HINT) or "")

@@ -33,6 +33,10 @@ RIGHT_TO_LEFT: Tuple[str, ...] = ("ar", "fa", "ps", "ur")
 ROMANIZED: Tuple[str, ...] = ("ar", "fa", "ps", "ur", "ru", "uk")
 # Those that langdetect has a profile for (it has none for Pashto).
 LANGDETECT_KNOWN: Tuple[str, ...] = tuple(code for code in CODES if code != "ps")
+# Why the language detection told no language when nothing in the message speaks against
+# the channel's hint (the app's language): no words at all, or only words every language
+# uses ("ok", "hello"). Set by bot/language/detector.py, read by actions/answers.py.
+NO_WORDS, EVERY_LANGUAGE = "no words", "words of every language"
 # Meta's template language for each of ours; Meta has no Pashto: English instead.
 WHATSAPP_TEMPLATE_LANGUAGES: Mapping[str, str] = MappingProxyType(
     {code: code for code in CODES if code != "ps"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from avrr.vocabulary import CODES as LANGUAGES
-from avrr.vocabulary import LANGDETECT_KNOWN, ROMANIZED, scripts
+from avrr.vocabulary import EVERY_LANGUAGE, LANGDETECT_KNOWN, NO_WORDS, ROMANIZED, scripts
 
 LATIN_SUFFIX = "-Latn"
 
@@ -163,9 +163,9 @@ class LanguageDetector:
         words = words_of(text)
         letters = sum(c.isalpha() for w in words for c in w)
         if letters < MIN_LETTERS:
-            return Detection(None, 0.0, "no words")
+            return Detection(None, 0.0, NO_WORDS)
         if len(words) <= SHORT_WORDS and all(word in NEUTRAL_WORDS for word in words):
-            return Detection(None, 0.0, "words of every language")
+            return Detection(None, 0.0, EVERY_LANGUAGE)
         candidates = candidates_for(script_of(words))
         if not candidates:
             return Detection(None, 0.0, "script of none of our languages")

@@ -156,20 +156,22 @@ async def test_later_words_of_every_language_keep_the_language_whatever_the_hint
 
 
 async def test_a_first_hello_is_answered_in_the_apps_language_without_the_menu(dispatcher):
-    hinted = make_tracker("greet")
-    hinted.latest_message["language_detection"] = {"language": None}
-    hinted.latest_message["metadata"] = {"language_hint": "fa-IR"}
-    unhinted = make_tracker("greet")
-    unhinted.latest_message["language_detection"] = {"language": None}
-    unhinted.latest_message["metadata"] = {"language_hint": "pt"}  # none of ours
+    def first(reason, hint):
+        tracker = make_tracker("greet")
+        tracker.latest_message["language_detection"] = {"language": None, "reason": reason}
+        tracker.latest_message["metadata"] = {"language_hint": hint}
+        return tracker
 
-    events = await ActionAnswer().run(dispatcher, hinted, {})
-    menu = type(dispatcher)()
-    await ActionAnswer().run(menu, unhinted, {})
+    events = await ActionAnswer().run(dispatcher, first("words of every language", "fa-IR"), {})
+    menus = []
+    for tracker in (first("words of every language", "pt"),  # none of ours
+                    first("too short to tell (best: fa)", "en")):  # "سلام" from an English app
+        menu = type(dispatcher)()
+        await ActionAnswer().run(menu, tracker, {})
+        menus.append([m["text"] for m in menu.messages])
 
     assert [text for text, _ in sent(dispatcher)] == [
         r.text for r in get_content().replies("greet", "fa")]
     assert events == [SlotSet("language", "fa")]
-    assert [m["text"] for m in menu.messages] == [
-        r.text for r in get_content().replies("greet", "en")
-        + get_content().replies("language_unsure", "en")]
+    assert menus == 2 * [[r.text for r in get_content().replies("greet", "en")
+                          + get_content().replies("language_unsure", "en")]]
