@@ -169,20 +169,20 @@ class SafetyNet(GraphComponent):
             if message.get(SENTENCE_OF) is not None:
                 continue
             pieces = [m for m in messages if m.get(SENTENCE_OF) == position]
+            taken = (message.get(INTENT) or {}).get("name")
             question = self.question_in(pieces)
             if question is not None:
                 message.set(Metadata.SENTENCE_QUESTION, {
                     "sentence": pieces.index(question),
                     "intent": question.get(INTENT)["name"],
-                    "original_intent": (message.get(INTENT) or {}).get("name"),
+                    "original_intent": taken,
                 }, add_to_output=True)
-            if (message.get(INTENT) or {}).get("name") in SAFETY_INTENTS:
+            if taken in SAFETY_INTENTS:
                 continue
             found = self.caught(message) or self.caught_in_a_sentence(pieces)
             if found is not None:
                 self.make_safety(message, *found)
-            elif question is not None and (
-                    message.get(INTENT) or {}).get("name") in NOT_A_QUESTION:
+            elif question is not None and taken in NOT_A_QUESTION:
                 message.set(INTENT, question.get(INTENT), add_to_output=True)
                 message.set(INTENT_RANKING_KEY, question.get(INTENT_RANKING_KEY),
                             add_to_output=True)
