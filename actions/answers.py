@@ -16,6 +16,7 @@ from avrr.vocabulary import (
     Intents,
     Metadata,
     Slots,
+    primary_language,
 )
 
 # Set by bot.language.component.LanguageDetection on every message NLU reads.
@@ -56,8 +57,8 @@ def hinted_language(tracker: Tracker) -> Optional[str]:
         return None
     if sum(1 for e in tracker.events if e.get("event") == "user") > 1:
         return None
-    hint = str((tracker.latest_message.get("metadata") or {}).get(Metadata.LANGUAGE_HINT) or "")
-    code = hint.replace("_", "-").split("-")[0].lower()
+    metadata = tracker.latest_message.get("metadata") or {}
+    code = primary_language(metadata.get(Metadata.LANGUAGE_HINT))
     return code if code in get_content().languages() else None
 
 

@@ -5,8 +5,9 @@ all refer to these names; each is spelt here once. Adding a language is one line
 LANGUAGES (and in the subsets that apply to it), plus its content and data files: see
 "Adding a language" in the README.
 """
+import re
 from types import MappingProxyType
-from typing import Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 # The twelve languages of ../shared/CONTRACT.md, ISO 639-1, with their script.
 LANGUAGES: Mapping[str, str] = MappingProxyType(
@@ -43,6 +44,18 @@ WHATSAPP_TEMPLATE_LANGUAGES: Mapping[str, str] = MappingProxyType(
 )
 # The languages a counsellor can read the assistant's messages in (glosses).
 GLOSS_LANGUAGES: Tuple[str, ...] = ("en", "hu")
+
+
+_LANGUAGE_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def primary_language(tag: Any) -> Optional[str]:
+    """The primary subtag of a client's language tag, in lower case ("pt-BR" -> "pt",
+    "fa_IR" -> "fa"), whether or not it is one of ours; None for anything else."""
+    if not isinstance(tag, str):
+        return None
+    found = _LANGUAGE_TAG.fullmatch(tag.strip())
+    return found.group(1).lower() if found else None
 
 
 def scripts(script: str) -> Tuple[str, ...]:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Type
 
@@ -22,7 +21,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from avrr.settings import Settings, load
-from avrr.vocabulary import CODES, Metadata, platform_id
+from avrr.vocabulary import CODES, Metadata, platform_id, primary_language
 from bot import runtime
 from bot.channels.delivery import Deliverer
 from bot.channels.records import ChannelRecords, Claim
@@ -30,7 +29,6 @@ from bot.text import disarm_command, offered_payloads
 
 logger = logging.getLogger(__name__)
 
-_LANGUAGE_TAG = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*$")
 # A counsellor's reply is confirmed sent within this time, or the desk tries again later.
 CONFIRM_TIMEOUT_S = 10.0
 CONFIRM_POLL_S = 0.1
@@ -70,11 +68,8 @@ def language_hint(tag: Any) -> Dict[str, str]:
     Any primary language subtag is kept (the detector weighs it; the actions use it only
     when it is one of ours); anything else is no hint.
     """
-    if isinstance(tag, str):
-        found = _LANGUAGE_TAG.match(tag.strip())
-        if found:
-            return {Metadata.LANGUAGE_HINT: found.group(1).lower()}
-    return {}
+    code = primary_language(tag)
+    return {Metadata.LANGUAGE_HINT: code} if code else {}
 
 
 def ours(hint: Dict[str, str]) -> Optional[str]:

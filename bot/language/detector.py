@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from avrr.vocabulary import CODES as LANGUAGES
-from avrr.vocabulary import EVERY_LANGUAGE, LANGDETECT_KNOWN, NO_WORDS, ROMANIZED, scripts
+from avrr.vocabulary import (
+    EVERY_LANGUAGE,
+    LANGDETECT_KNOWN,
+    NO_WORDS,
+    ROMANIZED,
+    primary_language,
+    scripts,
+)
 
 LATIN_SUFFIX = "-Latn"
 
@@ -205,12 +212,8 @@ class LanguageDetector:
 
 def hint_in(hint: Optional[str], candidates: Sequence[str]) -> Optional[str]:
     """The hinted language ('fa-IR' -> 'fa') if the message's script allows it."""
-    if not hint:
-        return None
-    code = hint.replace("_", "-").split("-")[0].lower()
-    if code in candidates:
-        return code
-    if code + LATIN_SUFFIX in candidates:
+    code = primary_language(hint)
+    if code and (code in candidates or code + LATIN_SUFFIX in candidates):
         return code
     return None
 
