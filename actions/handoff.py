@@ -37,7 +37,6 @@ from actions.answers import (
 )
 from actions.content import get_content
 from actions.outbox import INBOUND_PATH, TICKETS_PATH, get_outbox
-from avrr.content import next_opening
 from avrr.vocabulary import (
     LEGAL_INTENTS,
     SAFETY_INTENTS,
@@ -195,11 +194,11 @@ class ActionStartHandoff(Action):
         ticket: Optional[Dict[str, Any]],
     ) -> None:
         content = get_content()
-        hours, zone = content.office_hours()
-        opening = next_opening(hours, zone, now())
+        opening = content.office_hours().next_opening(now())
         if opening:
-            day, start = opening
-            values = {"opening_day": day, "opening_time": start}
+            values = {"opening_day": opening.day, "opening_time": opening.time}
+            if opening.far:
+                values["opening_date"] = opening.date.isoformat()
             for reply in content.replies("handoff_office_closed", language, values=values):
                 utter(dispatcher, reply)
         elif ticket and "queue_position" in ticket:

@@ -5,21 +5,20 @@ reread when they change on disk, so an operator's edit of content/settings.yml o
 translator's edit of content/<lang>.yml shows in the next answer without a restart or
 any training.
 """
+import logging
 import string
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-from zoneinfo import ZoneInfo
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import yaml
 
+from avrr.office import HoursError, OfficeHours, read_office_hours
 from avrr.vocabulary import DEFAULT_LANGUAGE
 
+logger = logging.getLogger(__name__)
+
 SETTINGS_FILE = "settings.yml"
-# The office's time zone when settings.yml names none.
-OFFICE_TIMEZONE = "Europe/Budapest"
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
 # shown with its groups in reverse order by the Unicode bidirectional algorithm.
 LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
@@ -67,6 +66,7 @@ class Content:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: Dict[Path, Tuple[float, Dict[str, Any]]] = {}
+        self._told: Set[str] = set()  # problems of settings.yml already logged
 
     def _load(self, path: Path) -> Dict[str, Any]:
         mtime = path.stat().st_mtime
@@ -93,12 +93,27 @@ class Content:
     def settings(self) -> Dict[str, Any]:
         """The operator settings as {name: value}; empty values are None."""
         raw = self._load(self.folder / SETTINGS_FILE)
-        return {name: (entry or {}).get("value") for name, entry in raw.items()}
+        # `hotline: "06 80..."` written without `value:` is read as meant.
+        return {name: entry.get("value") if isinstance(entry, dict) else entry
+                for name, entry in raw.items()}
 
-    def office_hours(self) -> Tuple[Optional[Dict[str, str]], str]:
-        """The office's opening hours by day, and their time zone."""
-        entry = self._load(self.folder / SETTINGS_FILE).get("office_hours") or {}
-        return entry.get("value") or None, entry.get("timezone") or OFFICE_TIMEZONE
+    def office_hours(self) -> OfficeHours:
+        """The office's opening hours and closed days. Hours that cannot be read are not
+        mentioned at all (as if unset: no answer promises an opening), and the reason is
+        logged once, for the operator."""
+        entry = self._load(self.folder / SETTINGS_FILE).get("office_hours")
+        try:
+            return read_office_hours(entry)
+        except HoursError as error:
+            if str(error) not in self._told:
+                self._told.add(str(error))
+                logger.error("%s: %s; the office hours are not mentioned until it is mended",
+                             SETTINGS_FILE, error)
+            zone = entry.get("timezone") if isinstance(entry, dict) else None
+            try:
+                return OfficeHours(zone=read_office_hours({"timezone": zone}).zone)
+            except HoursError:
+                return OfficeHours()
 
     def has(self, key: str, language: str) -> bool:
         return key in self.language_file(language).get("answers", {})
@@ -208,47 +223,18 @@ class Content:
             if not isinstance(value, dict)
         }
         values.update(extra)
-        if "opening_day" in extra:  # when the office opens next, the day in this language
+        if "opening_day" in extra:  # when the office opens next: the day in this language,
+            # its date when it is a week or more away, the time
             day = texts.get("days", {}).get(extra["opening_day"], extra["opening_day"])
-            values["opening"] = f"{day} {extra.get('opening_time', '')}".strip()
-        values["office_hours"] = format_hours(settings.get("office_hours"), texts.get("days", {}))
+            when = (day, extra.get("opening_date"), extra.get("opening_time"))
+            values["opening"] = " ".join(part for part in when if part)
+        values["office_hours"] = self.office_hours().describe(texts.get("days", {}))
         if texts.get("direction") == "rtl":
             values = {
                 name: None if value is None else f"{LTR_ISOLATE}{value}{POP_ISOLATE}"
                 for name, value in values.items()
             }
         return values
-
-
-def format_hours(hours: Optional[Mapping[str, str]], day_names: Mapping[str, str]) -> Optional[str]:
-    """'Monday 09:00-16:00, Tuesday ...' in the person's language, or None if unset."""
-    if not hours:
-        return None
-    unknown = set(hours) - set(DAYS)
-    if unknown:
-        raise ContentError(f"office_hours has unknown days: {sorted(unknown)}")
-    return ", ".join(f"{day_names.get(day, day)} {hours[day]}" for day in DAYS if day in hours)
-
-
-def next_opening(
-    hours: Optional[Mapping[str, str]], zone: str, moment: datetime
-) -> Optional[Tuple[str, str]]:
-    """When the office next opens, as (day, "HH:MM"), or None if it is open now or the
-    operator has not set the hours."""
-    if not hours:
-        return None
-    local = moment.astimezone(ZoneInfo(zone))
-    for offset in range(8):
-        day = local + timedelta(days=offset)
-        span = hours.get(DAYS[day.weekday()])
-        if not span:
-            continue
-        start, end = (time.fromisoformat(part.strip()) for part in span.split("-"))
-        if offset == 0 and start <= local.time() < end:
-            return None
-        if offset > 0 or local.time() < start:
-            return DAYS[day.weekday()], start.strftime("%H:%M")
-    return None
 
 
 def placeholders(text: str) -> List[str]:

@@ -67,7 +67,7 @@ def main() -> int:
     settings = load(DeskSettings)
     key = settings.insight_key
     # The statistics count the days of the office's time zone (content/settings.yml).
-    zone = ZoneInfo(Content(settings.content_dir).office_hours()[1])
+    zone = ZoneInfo(Content(settings.content_dir).office_hours().zone)
     store = Store(settings.database, key.get_secret_value() if key else None, zone)
     if arguments.command == "export-labels":
         for language, count in export(store.labelled(), arguments.data).items():

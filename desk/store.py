@@ -21,8 +21,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from avrr.content import OFFICE_TIMEZONE
 from avrr.db import engine, forget_on_disk
+from avrr.office import OFFICE_TIMEZONE
 from avrr.vocabulary import channel_of
 from desk import insight
 

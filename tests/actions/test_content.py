@@ -12,7 +12,6 @@ from avrr.content import (
     ContentError,
     Reply,
     fill,
-    format_hours,
     placeholders,
 )
 from avrr.vocabulary import GLOSS_LANGUAGES, RIGHT_TO_LEFT, SAFETY_INTENTS
@@ -98,7 +97,7 @@ def test_operator_settings_appear_in_answers_without_a_restart(content_dir):
     assert [r.text for r in content.replies("ask_contact", "en")] == [
         "IOM's hotline is free to call and speaks many languages: 06 80 20 50 18.",
         "IOM office: Example street 1, Budapest",
-        "Opening hours (Hungarian time): Monday 09:00-12:00, Thursday 13:00-16:00",
+        "Opening hours (Hungarian time): Monday 09:00-12:00; Thursday 13:00-16:00",
         "More information: volret.hu",
     ]
 
@@ -135,14 +134,6 @@ def test_fill_refuses_a_placeholder_without_a_value():
         fill("Call {hotline}.", {"hotline": None})
     with pytest.raises(ContentError, match="fax"):
         fill("Fax {fax}.", {})
-
-
-def test_format_hours_names_days_in_week_order():
-    names = {"mon": "hétfő", "fri": "péntek"}
-    assert format_hours({"fri": "9-12", "mon": "9-16"}, names) == "hétfő 9-16, péntek 9-12"
-    assert format_hours(None, names) is None
-    with pytest.raises(ContentError, match="funday"):
-        format_hours({"funday": "9-12"}, names)
 
 
 def test_numbers_keep_their_order_in_right_to_left_answers():

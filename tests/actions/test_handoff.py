@@ -18,7 +18,6 @@ from actions.handoff import (
     urgency_of,
 )
 from actions.outbox import get_outbox, outbox
-from avrr.content import next_opening
 from tests.conftest import make_tracker, sent, user_event
 from tests.fakes.desk import FakeDesk
 
@@ -261,23 +260,46 @@ async def test_when_the_office_is_closed_the_person_learns_when_it_opens(
     assert get_content().language_file("hu")["days"]["wed"] + " 09:00" in text
 
 
-def test_next_opening_knows_days_hours_and_time_zone():
-    hours = {"mon": "09:00-16:00", "wed": "09:00-12:00"}
-    at = lambda text: datetime.fromisoformat(text)  # noqa: E731
-    assert next_opening(hours, "Europe/Budapest", at("2026-11-23T07:30:00+00:00")) == (
-        "mon",
-        "09:00",
+def with_office_hours(content_dir, lines: str) -> None:
+    settings = content_dir / "settings.yml"
+    text = settings.read_text()
+    assert "office_hours:\n  value: ~\n  closed_on: []" in text
+    settings.write_text(text.replace("office_hours:\n  value: ~\n  closed_on: []",
+                                     "office_hours:\n" + lines))
+
+
+async def test_a_closed_day_is_skipped_and_an_opening_weeks_away_has_its_date(
+    dispatcher, content_dir, monkeypatch
+):
+    with_office_hours(content_dir, '  value:\n    mon: "9-16"\n    wed: "9-12"\n'
+                      '  closed_on: ["2026-12-24..2027-01-01", "2027-01-04"]')
+    # Wednesday 23 December 2026, 17:00 in Budapest: next open on Wednesday 6 January.
+    monkeypatch.setattr(
+        actions.handoff, "now", lambda: datetime(2026, 12, 23, 16, tzinfo=timezone.utc)
     )
-    assert next_opening(hours, "Europe/Budapest", at("2026-11-23T08:00:00+00:00")) is None
-    assert next_opening(hours, "Europe/Budapest", at("2026-11-23T15:00:00+00:00")) == (
-        "wed",
-        "09:00",
+    ActionStartHandoff.tell(dispatcher, consenting_tracker(), "fr", {"queue_position": 1})
+    [(text, _)] = sent(dispatcher)
+    wednesday = get_content().language_file("fr")["days"]["wed"]
+    assert f"{wednesday} 2027-01-06 09:00" in text
+
+
+async def test_office_hours_that_cannot_be_read_promise_nothing_and_are_logged(
+    dispatcher, content_dir, monkeypatch, caplog
+):
+    with_office_hours(content_dir, '  value:\n    mon: "9 to 5"\n  closed_on: []')
+    # Tuesday 24 November 2026, 11:00 in Budapest.
+    monkeypatch.setattr(
+        actions.handoff, "now", lambda: datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
     )
-    assert next_opening(hours, "Europe/Budapest", at("2026-11-26T20:00:00+00:00")) == (
-        "mon",
-        "09:00",
-    )
-    assert next_opening(None, "Europe/Budapest", at("2026-11-26T20:00:00+00:00")) is None
+    ActionStartHandoff.tell(dispatcher, consenting_tracker(), "en", {"queue_position": 3})
+    ActionStartHandoff.tell(dispatcher, consenting_tracker(), "en", {"queue_position": 4})
+    texts = [text for text, _ in sent(dispatcher)]
+    assert len(texts) == 2 and "number 3 in the queue" in texts[0]
+    assert not any("opens" in text for text in texts)
+    assert all("Opening hours" not in r.text for r in get_content().replies("ask_contact", "en"))
+    logged = [r for r in caplog.records if "settings.yml" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["ERROR"]  # once, not at every answer
+    assert "'9 to 5' is not a span" in logged[0].getMessage()
 
 
 async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(dispatcher):

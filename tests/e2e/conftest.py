@@ -5,6 +5,7 @@ running `make run`, never collide with the tests."""
 import contextlib
 import os
 import queue
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -143,11 +144,16 @@ def launch_env(data_dir: Path, telegram_api, graph_api, ports: Ports) -> Dict[st
 
 
 @contextlib.contextmanager
-def started(data_dir: Path, telegram_api, graph_api) -> Iterator[Assistant]:
-    """`python -m bot.launch` on free ports with its data in `data_dir`, until the block ends."""
+def started(data_dir: Path, telegram_api, graph_api,
+            own_content: bool = False) -> Iterator[Assistant]:
+    """`python -m bot.launch` on free ports with its data in `data_dir`, until the block
+    ends; with `own_content`, on a copy of content/ in `data_dir` that a test may edit."""
     ports = Ports()
     log = data_dir / "servers.log"
     env = launch_env(data_dir, telegram_api, graph_api, ports)
+    if own_content:
+        shutil.copytree(ROOT / "content", data_dir / "content")
+        env["AVRR_CONTENT_DIR"] = str(data_dir / "content")
     launcher = launcher_of.start("bot.launch", env, log, "the assistant")
     try:
         yield Assistant(data_dir, log, ports, launcher)
@@ -163,9 +169,10 @@ def assistant(tmp_path_factory, telegram_api, graph_api):
 
 @pytest.fixture(scope="session")
 def isolated(tmp_path_factory, telegram_api, graph_api):
-    """A second assistant, for tests that kill its parts or fuzz it: the others' state
-    is never theirs to break."""
-    with started(tmp_path_factory.mktemp("isolated"), telegram_api, graph_api) as running:
+    """A second assistant, for tests that kill its parts, fuzz it or edit its content
+    (`data_dir / "content"`): the others' state is never theirs to break."""
+    with started(tmp_path_factory.mktemp("isolated"), telegram_api, graph_api,
+                 own_content=True) as running:
         yield running
 
 
