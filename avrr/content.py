@@ -19,6 +19,8 @@ from avrr.vocabulary import DEFAULT_LANGUAGE
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.yml"
+# What answers name without condition (`requires`): a settings.yml without them is not taken.
+REQUIRED_SETTINGS = ("hotline", "emergency_number")
 # Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
 # shown with its groups in reverse order by the Unicode bidirectional algorithm.
 LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
@@ -52,6 +54,19 @@ class Reply:
         return {"key": self.key, "part": self.part, "values": dict(self.values)}
 
 
+def _check(path: Path, data: Mapping[str, Any]) -> None:
+    """ContentError if a file read cannot be used: settings without a value every answer
+    may need, a language file without answers."""
+    if path.name == SETTINGS_FILE:
+        for name in REQUIRED_SETTINGS:
+            entry = data.get(name)
+            value = entry.get("value") if isinstance(entry, dict) else entry
+            if value is None or not str(value).strip():
+                raise ContentError(f"{name} needs a value: the answers name it")
+    elif not isinstance(data.get("answers"), dict) or not data["answers"]:
+        raise ContentError("it holds no answers")
+
+
 def _read_yaml(path: Path) -> Dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
         data = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506 - a safe loader
@@ -69,19 +84,47 @@ class Content:
         self._told: Set[str] = set()  # problems of settings.yml already logged
 
     def _load(self, path: Path) -> Dict[str, Any]:
-        mtime = path.stat().st_mtime
+        """The file, reread when it changes on disk. An edit that cannot be taken (YAML
+        that does not parse, a required setting emptied, no answers) is not: the last
+        good version stays in use, and the reason is logged once, for the operator.
+        Without a good version, the error is raised."""
         cached = self._cache.get(path)
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, _read_yaml(path))
-            self._cache[path] = cached
-        return cached[1]
+        mtime = None
+        try:
+            mtime = path.stat().st_mtime
+            if cached is not None and cached[0] == mtime:
+                return cached[1]
+            data = _read_yaml(path)
+            _check(path, data)
+        except (OSError, yaml.YAMLError, ContentError) as error:
+            if cached is None:
+                raise
+            self._tell(f"{path.name}: {error}; its last good version is used until it is "
+                       "mended")
+            if mtime is not None:  # not read again until the next edit
+                self._cache[path] = (mtime, cached[1])
+            return cached[1]
+        self._cache[path] = (mtime, data)
+        return data
+
+    def _tell(self, problem: str) -> None:
+        """Log a problem of the operator's files at ERROR, once."""
+        if problem not in self._told:
+            self._told.add(problem)
+            logger.error("%s", problem)
 
     def languages(self) -> Dict[str, str]:
-        """Codes of the languages with a content file, each with its own name."""
+        """Codes of the languages with a content file, each with its own name (a new file
+        that cannot be read is left out, and logged)."""
         found = {}
         for path in sorted(self.folder.glob("*.yml")):
-            if path.name != SETTINGS_FILE:
+            if path.name == SETTINGS_FILE:
+                continue
+            try:
                 found[path.stem] = self._load(path).get("name", path.stem)
+            except (OSError, yaml.YAMLError, ContentError) as error:
+                self._tell(f"{path.name}: {error}; the language is left out until it is "
+                           "mended")
         return found
 
     def language_file(self, language: str) -> Dict[str, Any]:
@@ -105,10 +148,8 @@ class Content:
         try:
             return read_office_hours(entry)
         except HoursError as error:
-            if str(error) not in self._told:
-                self._told.add(str(error))
-                logger.error("%s: %s; the office hours are not mentioned until it is mended",
-                             SETTINGS_FILE, error)
+            self._tell(f"{SETTINGS_FILE}: {error}; the office hours are not mentioned until "
+                       "it is mended")
             zone = entry.get("timezone") if isinstance(entry, dict) else None
             try:
                 return OfficeHours(zone=read_office_hours({"timezone": zone}).zone)

@@ -102,6 +102,57 @@ def test_operator_settings_appear_in_answers_without_a_restart(content_dir):
     ]
 
 
+def edit(path: Path, text: str) -> None:
+    """Write `text` with a new modification time, as an editor saving it later would."""
+    path.write_text(text, encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime + 5))
+
+
+@pytest.mark.parametrize("broken", [
+    "hotline: [unclosed\n",  # YAML that does not parse
+    "hotline:\n  value: ~\nemergency_number:\n  value: '112'\n",  # the hotline emptied
+    "hotline: '06 1'\nemergency_number: ' '\n",  # the emergency number emptied
+    "",
+])
+def test_a_settings_edit_that_cannot_be_taken_keeps_the_last_good_one(content_dir, caplog,
+                                                                      broken):
+    content = Content(content_dir)
+    before = [r.text for r in content.replies("report_emergency", "en")]
+    assert any("112" in text for text in before)
+
+    edit(content_dir / "settings.yml", broken)
+
+    assert [r.text for r in content.replies("report_emergency", "en")] == before
+    assert [r.text for r in content.replies("ask_contact", "en")][0] == (
+        "IOM's hotline is free to call and speaks many languages: 06 80 20 50 18.")
+    logged = [r for r in caplog.records if r.name == "avrr.content"]
+    assert [r.levelname for r in logged] == ["ERROR"]  # once
+    assert logged[0].getMessage().startswith("settings.yml: ")
+    assert logged[0].getMessage().endswith("its last good version is used until it is mended")
+
+
+def test_a_translators_broken_file_keeps_its_last_good_answers(content_dir):
+    content = Content(content_dir)
+    before = [r.text for r in content.replies("ask_cost", "fa")]
+    edit(content_dir / "fa.yml", (content_dir / "fa.yml").read_text() + "\n  - [broken\n")
+    assert [r.text for r in content.replies("ask_cost", "fa")] == before
+
+
+def test_a_new_language_file_that_cannot_be_read_is_left_out(content_dir, caplog):
+    (content_dir / "de.yml").write_text("name: Deutsch\nanswers: [\n", encoding="utf-8")
+    content = Content(content_dir)
+    assert "de" not in content.languages() and "fa" in content.languages()
+    assert content.replies("greet", "de") == content.replies("greet", DEFAULT_LANGUAGE)
+    assert any(r.getMessage().startswith("de.yml: ") for r in caplog.records)
+
+
+def test_without_a_good_version_the_error_is_raised(content_dir):
+    edit(content_dir / "settings.yml", "hotline: [unclosed\n")
+    with pytest.raises(yaml.YAMLError):
+        Content(content_dir).replies("ask_contact", "en")
+
+
 def test_an_unknown_language_gets_the_default_language():
     assert CONTENT.replies("greet", "xx") == CONTENT.replies("greet", DEFAULT_LANGUAGE)
 
