@@ -40,7 +40,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Text, Tuple
+from typing import Any, Dict, List, Optional, Set, Text, Tuple
 
 import yaml
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -77,29 +77,64 @@ def sentences(text: str) -> List[str]:
 
 
 class LexiconFiles:
-    """The union of every language's `danger_lexicon`, reread when a file changes."""
+    """The union of every language's `danger_lexicon`, reread when a file changes. A file
+    whose edit cannot be read (YAML that does not parse, a list where phrases belong)
+    keeps its last good phrases, and the reason is logged once: a translator's typo must
+    not stop the understanding of every message."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._stamp: Optional[Tuple[float, ...]] = None
+        self._stamp: Optional[Tuple[Optional[float], ...]] = None
         self._lexicon = Lexicon({})
+        self._phrases: Dict[Path, Dict[str, List[str]]] = {}
+        self._told: Set[str] = set()
 
     def _paths(self) -> List[Path]:
         return [self.folder / f"{code}.yml" for code in CODES]
 
     def lexicon(self) -> Lexicon:
-        paths = [p for p in self._paths() if p.exists()]
-        stamp = tuple(p.stat().st_mtime for p in paths)
+        paths = self._paths()
+        stamp = tuple(_mtime(p) for p in paths)
         if stamp != self._stamp:
             phrases: Dict[str, List[str]] = {}
-            for path in paths:
-                with path.open(encoding="utf-8") as handle:
-                    content = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506
-                for intent, listed in (content.get("danger_lexicon") or {}).items():
-                    phrases.setdefault(intent, []).extend(str(p) for p in listed or ())
+            for path, mtime in zip(paths, stamp, strict=True):
+                for intent, listed in (self._read(path) if mtime is not None else {}).items():
+                    phrases.setdefault(intent, []).extend(listed)
             self._lexicon = Lexicon(phrases)
             self._stamp = stamp
         return self._lexicon
+
+    def _read(self, path: Path) -> Dict[str, List[str]]:
+        """The danger phrases of one file by safety intent; its last good ones if it
+        cannot be read."""
+        try:
+            with path.open(encoding="utf-8") as handle:
+                content = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506
+            listed = content.get("danger_lexicon") or {}
+            found = {str(intent): [str(p) for p in phrases or ()]
+                     for intent, phrases in listed.items()}
+        except (OSError, yaml.YAMLError, AttributeError, TypeError) as error:
+            self._tell(f"{path.name}: its danger phrases cannot be read ({type(error).__name__}); "
+                       "its last good ones are used until it is mended")
+            return self._phrases.get(path, {})
+        for unknown in sorted(set(found) - set(SAFETY_INTENTS)):
+            self._tell(f"{path.name}: danger_lexicon names {unknown!r}, which is no safety "
+                       f"intent ({', '.join(SAFETY_INTENTS)}); its phrases are not used")
+            del found[unknown]
+        self._phrases[path] = found
+        return found
+
+    def _tell(self, problem: str) -> None:
+        if problem not in self._told:
+            self._told.add(problem)
+            logger.error("%s", problem)
+
+
+def _mtime(path: Path) -> Optional[float]:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 @DefaultV1Recipe.register(

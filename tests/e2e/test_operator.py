@@ -13,22 +13,42 @@ OFFER = "I can pass this conversation to an IOM counsellor"
 HOTLINE = "IOM's hotline is free to call and speaks many languages: 06 80 20 50 18."
 
 
+def touch(path, seconds: float) -> None:
+    """A modification time `seconds` ahead: a new one even within the file system's
+    resolution."""
+    later = time.time() + seconds
+    os.utime(path, (later, later))
+
+
 @pytest.fixture
-def settings(isolated):
-    """Writes office_hours into the running assistant's settings.yml; restores it after."""
-    path = isolated.data_dir / "content" / "settings.yml"
-    original = path.read_text(encoding="utf-8")
+def files(isolated):
+    """Edits files of the running assistant's content/; restores them after."""
+    folder = isolated.data_dir / "content"
+    originals = {}
+
+    def write(name: str, text: str) -> None:
+        path = folder / name
+        originals.setdefault(path, path.read_text(encoding="utf-8"))
+        path.write_text(text, encoding="utf-8")
+        touch(path, 2 + len(originals))
+
+    yield write
+    for path, text in originals.items():
+        path.write_text(text, encoding="utf-8")
+        touch(path, 10)
+
+
+@pytest.fixture
+def settings(isolated, files):
+    """Writes office_hours into the running assistant's settings.yml."""
+    original = (isolated.data_dir / "content" / "settings.yml").read_text(encoding="utf-8")
 
     def write(office_hours) -> None:
         data = yaml.safe_load(original)
         data["office_hours"].update(office_hours)
-        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        later = time.time() + 2  # a new mtime even within the file system's resolution
-        os.utime(path, (later, later))
+        files("settings.yml", yaml.safe_dump(data, allow_unicode=True))
 
-    yield write
-    path.write_text(original, encoding="utf-8")
-    os.utime(path, (time.time() + 4, time.time() + 4))
+    return write
 
 
 def test_a_holiday_closure_moves_the_promised_opening_to_its_date(isolated, settings):
@@ -68,3 +88,22 @@ def test_hours_that_cannot_be_read_are_left_out_and_logged_for_the_operator(isol
     assert (  # at ERROR: tests/actions/test_handoff.py
         "settings.yml: office_hours.value.mon: '9 to 5' is not a span like \"09:00-16:00\" "
         "(or \"closed\"); the office hours are not mentioned until it is mended") in written
+
+
+def test_a_broken_edit_of_a_language_file_stops_no_answer(isolated, files):
+    folder = isolated.data_dir / "content"
+    persian = (folder / "fa.yml").read_text(encoding="utf-8")
+    danger = "شوهرم مرا کتک میزند"  # "my husband beats me"
+    sender = f"broken-{uuid.uuid4().hex[:10]}"
+    first = isolated.say(sender, danger)
+    assert any("112" in text for text, _ in first)
+
+    files("fa.yml", persian + "\n  - [unclosed\n")  # a translator's typo
+    files("settings.yml", "hotline: [unclosed\n")
+
+    assert isolated.say(sender, danger) == first  # understood and answered as before
+    other = f"broken-{uuid.uuid4().hex[:10]}"
+    assert [text for text, _ in isolated.say(other, "iom phone number")][0] == HOTLINE
+    written = isolated.log.read_text(errors="replace")
+    assert "fa.yml: its danger phrases cannot be read (" in written  # Rasa
+    assert "fa.yml: " in written and "its last good version is used" in written  # actions

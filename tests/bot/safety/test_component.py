@@ -84,6 +84,40 @@ def test_an_operators_new_phrase_counts_at_once(content_dir):
     assert message.get("intent")["name"] == "report_emergency"
 
 
+def test_a_translators_broken_file_keeps_its_phrases_and_stops_nothing(content_dir, caplog):
+    component = net(content_dir)
+    danger = "my husband is beating me"
+    component.process([parsed(danger, "ask_family")])
+    persian = content_dir / "fa.yml"
+    for broken in (persian.read_text() + "\n  - [unclosed\n", "- a list\n- not a mapping\n"):
+        persian.write_text(broken)
+        stat = persian.stat()
+        os.utime(persian, (stat.st_atime, stat.st_mtime + 5))
+
+        english, farsi = parsed(danger, "ask_family"), parsed("شوهرم مرا کتک میزند", "ask_family")
+        component.process([english, farsi])
+
+        assert english.get("intent")["name"] == "report_emergency"
+        assert farsi.get("safety_net", {}).get("reason") == "lexicon"  # the last good phrases
+    problems = [r for r in caplog.records if r.name == "bot.safety.component"]
+    assert [r.levelname for r in problems] == ["ERROR", "ERROR"]
+    assert all(r.getMessage().startswith("fa.yml: its danger phrases cannot be read")
+               for r in problems)
+
+
+def test_phrases_under_a_name_that_is_no_safety_intent_are_not_used(content_dir, caplog):
+    english = content_dir / "en.yml"
+    english.write_text(english.read_text().replace(
+        "danger_lexicon:\n", "danger_lexicon:\n  report_emergncy:\n    - zorglub is here\n", 1))
+    message = parsed("the zorglub is here", "out_of_scope")
+
+    net(content_dir).process([message])
+
+    assert message.get("intent")["name"] == "out_of_scope"
+    assert any("'report_emergncy', which is no safety intent" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_danger_the_classifier_spread_over_the_safety_intents_makes_a_safety_message(
     content_dir,
 ):
