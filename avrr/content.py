@@ -54,9 +54,9 @@ class Reply:
         return {"key": self.key, "part": self.part, "values": dict(self.values)}
 
 
-def _check(path: Path, data: Mapping[str, Any]) -> None:
+def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, Any]]) -> None:
     """ContentError if a file read cannot be used: settings without a value every answer
-    may need, a language file without answers."""
+    may need, a language file without answers or (a translation) unlike `english`."""
     if path.name == SETTINGS_FILE:
         for name in REQUIRED_SETTINGS:
             entry = data.get(name)
@@ -65,6 +65,58 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
                 raise ContentError(f"{name} needs a value: the answers name it")
     elif not isinstance(data.get("answers"), dict) or not data["answers"]:
         raise ContentError("it holds no answers")
+    elif english is not None:
+        found = mismatches(data, english)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise ContentError(f"{found[0]}{more}")
+
+
+SECTIONS = ("topics", "choices", "days", "answers", "ready_replies")
+
+
+def mismatches(texts: Mapping[str, Any], english: Mapping[str, Any]) -> List[str]:
+    """Where a translation differs from English in what the code relies on: the keys of
+    each section, and in each answer the number of messages, their placeholders, buttons
+    and conditions (`requires`); each ready reply's placeholders."""
+    found = []
+    for section in SECTIONS:
+        theirs, ours = texts.get(section), english.get(section) or {}
+        if not isinstance(theirs, dict):
+            found.append(f"{section} is missing")
+            continue
+        found += [f"{section}.{key} is missing" for key in ours if key not in theirs]
+        found += [f"{section}.{key} is not in English" for key in theirs if key not in ours]
+    for key, messages in (english.get("answers") or {}).items():
+        theirs = (texts.get("answers") or {}).get(key)
+        if theirs is None:
+            continue
+        if not isinstance(theirs, list) or len(theirs) != len(messages):
+            found.append(f"answers.{key} needs {len(messages)} messages, as in English")
+            continue
+        for part, (mine, other) in enumerate(zip(messages, theirs, strict=True)):
+            where = f"answers.{key}[{part}]"
+            if not isinstance(other, dict) or not isinstance(other.get("text"), str):
+                found.append(f"{where} has no text")
+                continue
+            for name in ("buttons", "requires"):
+                if other.get(name) != mine.get(name):
+                    found.append(f"{where}: {name} differ from English")
+            found += _placeholder_mismatch(where, other["text"], mine["text"])
+    for key, text in (english.get("ready_replies") or {}).items():
+        other = (texts.get("ready_replies") or {}).get(key)
+        if other is not None:
+            found += _placeholder_mismatch(f"ready_replies.{key}", str(other), text)
+    return found
+
+
+def _placeholder_mismatch(where: str, text: str, english: str) -> List[str]:
+    try:
+        if sorted(placeholders(text)) != sorted(placeholders(english)):
+            return [f"{where}: its {{placeholders}} differ from English"]
+    except ValueError:  # "{hotline" : a brace without its pair
+        return [f"{where}: a {{ or }} without its pair"]
+    return []
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
@@ -95,7 +147,10 @@ class Content:
             if cached is not None and cached[0] == mtime:
                 return cached[1]
             data = _read_yaml(path)
-            _check(path, data)
+            english = None
+            if path.name not in (SETTINGS_FILE, f"{DEFAULT_LANGUAGE}.yml"):
+                english = self._load(self.folder / f"{DEFAULT_LANGUAGE}.yml")
+            _check(path, data, english)
         except (OSError, yaml.YAMLError, ContentError) as error:
             if cached is None:
                 raise
