@@ -65,8 +65,8 @@ def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, A
                 raise ContentError(f"{name} needs a value: the answers name it")
     elif not isinstance(data.get("answers"), dict) or not data["answers"]:
         raise ContentError("it holds no answers")
-    elif english is not None:
-        found = mismatches(data, english)
+    elif english is not None:  # an answer English has and the edit lacks is given in English
+        found = mismatches(data, english, keys=False)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise ContentError(f"{found[0]}{more}")
@@ -75,12 +75,13 @@ def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, A
 SECTIONS = ("topics", "choices", "days", "answers", "ready_replies")
 
 
-def mismatches(texts: Mapping[str, Any], english: Mapping[str, Any]) -> List[str]:
+def mismatches(texts: Mapping[str, Any], english: Mapping[str, Any],
+               keys: bool = True) -> List[str]:
     """Where a translation differs from English in what the code relies on: the keys of
-    each section, and in each answer the number of messages, their placeholders, buttons
-    and conditions (`requires`); each ready reply's placeholders."""
+    each section (unless not `keys`), and in each answer the number of messages, their
+    placeholders, buttons and conditions (`requires`); each ready reply's placeholders."""
     found = []
-    for section in SECTIONS:
+    for section in SECTIONS if keys else ():
         theirs, ours = texts.get(section), english.get(section) or {}
         if not isinstance(theirs, dict):
             found.append(f"{section} is missing")
@@ -147,8 +148,9 @@ class Content:
             if cached is not None and cached[0] == mtime:
                 return cached[1]
             data = _read_yaml(path)
-            english = None
-            if path.name not in (SETTINGS_FILE, f"{DEFAULT_LANGUAGE}.yml"):
+            english = None  # an edit is compared with English; a first reading is taken
+            if cached is not None and path.name not in (SETTINGS_FILE,
+                                                        f"{DEFAULT_LANGUAGE}.yml"):
                 english = self._load(self.folder / f"{DEFAULT_LANGUAGE}.yml")
             _check(path, data, english)
         except (OSError, yaml.YAMLError, ContentError) as error:
@@ -223,8 +225,26 @@ class Content:
     ) -> List[Reply]:
         """The messages answering `key`, with `buttons` added to the last one.
 
-        `values` fills placeholders known only when answering, like {position}.
+        `values` fills placeholders known only when answering, like {position}. An answer
+        a translation lacks or cannot fill (a file edited unlike English at a start) is
+        given in English, and logged once: never no answer.
         """
+        try:
+            return self._replies(key, language, buttons, values)
+        except (ContentError, KeyError, TypeError, ValueError) as error:
+            if language == DEFAULT_LANGUAGE:
+                raise
+            self._tell(f"{language}.yml: answers.{key} cannot be given ({error}); it is "
+                       "given in English until it is mended")
+            return self._replies(key, DEFAULT_LANGUAGE, buttons, values)
+
+    def _replies(
+        self,
+        key: str,
+        language: str,
+        buttons: Sequence[Button],
+        values: Optional[Mapping[str, str]],
+    ) -> List[Reply]:
         texts = self.language_file(language)
         answer = texts.get("answers", {}).get(key)
         if answer is None:

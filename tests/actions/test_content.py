@@ -132,14 +132,12 @@ def test_a_translators_broken_file_keeps_its_last_good_answers(content_dir):
 
 @pytest.mark.parametrize("change, reason", [
     (lambda fa: fa["answers"]["ask_cost"].pop(), "answers.ask_cost needs"),
-    (lambda fa: fa["answers"].pop("ask_cost"), "answers.ask_cost is missing"),
     (lambda fa: fa["answers"]["ask_contact"][0].update(text="{hotlin}"),
      "answers.ask_contact[0]: its {placeholders} differ"),
     (lambda fa: fa["answers"]["ask_contact"][0].update(text="{hotline"),
      "answers.ask_contact[0]: a { or } without its pair"),
     (lambda fa: fa["answers"]["out_of_scope"][0].update(buttons=["ask_nothing"]),
      "answers.out_of_scope[0]: buttons differ"),
-    (lambda fa: fa["topics"].pop("ask_cost"), "topics.ask_cost is missing"),
 ])
 def test_a_translation_unlike_english_keeps_its_last_good_version(content_dir, caplog,
                                                                   change, reason):
@@ -153,6 +151,26 @@ def test_a_translation_unlike_english_keeps_its_last_good_version(content_dir, c
     assert {key: [r.text for r in content.replies(key, "fa")] for key in before} == before
     [logged] = [r.getMessage() for r in caplog.records if r.name == "avrr.content"]
     assert logged.startswith(f"fa.yml: {reason}"), logged
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_an_answer_a_translation_lacks_or_cannot_fill_is_given_in_english(content_dir, caplog,
+                                                                          first):
+    content = Content(content_dir)
+    if not first:  # a live edit, after a good version was read
+        assert content.replies("ask_cost", "fa")
+    persian = yaml.safe_load((content_dir / "fa.yml").read_text(encoding="utf-8"))
+    del persian["answers"]["ask_cost"]
+    if first:  # a first reading is taken as it is (an edit unlike English would not be)
+        persian["answers"]["ask_contact"][0]["text"] = "{hotlin}"
+    edit(content_dir / "fa.yml", yaml.safe_dump(persian, allow_unicode=True))
+
+    assert content.replies("ask_cost", "fa") == content.replies("ask_cost", "en")
+    if first:  # the answer it cannot fill is given in English
+        assert content.replies("ask_contact", "fa") == content.replies("ask_contact", "en")
+    assert content.replies("greet", "fa") != content.replies("greet", "en")
+    assert any(r.getMessage().startswith("fa.yml: answers.ask_cost cannot be given")
+               for r in caplog.records)
 
 
 def test_a_new_language_file_that_cannot_be_read_is_left_out(content_dir, caplog):
