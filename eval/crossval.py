@@ -15,6 +15,8 @@ ranked. It takes about twenty minutes on two cores.
 `python eval/crossval.py --misses misses.tsv` also writes the training messages both nets
 miss (at the configured threshold) and the calm ones they flag, to find the kinds of
 danger the data and the lexicon still lack without looking at the held-out set.
+`--binary` adds a table comparing the belief net at lower thresholds with a second
+classifier trained on danger against the rest (README, "Not yet").
 """
 import argparse
 import csv
@@ -40,12 +42,18 @@ THRESHOLDS = (0.5, 0.4, 0.35, 0.3, 0.25)
 # For `sentence_belief`: a sentence of a message of several, ranked alone.
 SENTENCE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 FOLDS = 5
+BINARY_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 
 
-def out_of_fold(texts: Sequence[str], intents: np.ndarray) -> Tuple[List[str], np.ndarray]:
-    """The classes and each message's probabilities from the folds that did not train on it."""
+def out_of_fold(texts: Sequence[str], intents: np.ndarray, binary: bool = False
+                ) -> Tuple[List[str], np.ndarray, Optional[np.ndarray]]:
+    """The classes and each message's probabilities from the folds that did not train on
+    it; with `binary`, also each message's probability of danger from a second model
+    trained on danger (the four safety intents) against the rest, on the same features."""
     classes = sorted(set(intents))
     probabilities = np.zeros((len(texts), len(classes)))
+    danger = np.zeros(len(texts)) if binary else None
+    is_danger = np.isin(intents, list(SAFETY_INTENTS))
     folds = StratifiedKFold(FOLDS, shuffle=True, random_state=0)
     for train, test in folds.split(texts, intents):
         words = CountVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b")  # noqa: S106
@@ -57,8 +65,11 @@ def out_of_fold(texts: Sequence[str], intents: np.ndarray) -> Tuple[List[str], n
         model = LogisticRegression(max_iter=300, class_weight="balanced", random_state=42)
         model.fit(x_seen, intents[train])
         probabilities[test] = model.predict_proba(x_unseen)
+        if danger is not None:
+            second = LogisticRegression(max_iter=300, class_weight="balanced", random_state=42)
+            danger[test] = second.fit(x_seen, is_danger[train]).predict_proba(x_unseen)[:, 1]
         print(f"fold done ({len(test)} messages)", flush=True)
-    return classes, probabilities
+    return classes, probabilities, danger
 
 
 def configured_belief() -> float:
@@ -70,6 +81,8 @@ def configured_belief() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", type=Path, help="write missed and flagged messages here")
+    parser.add_argument("--binary", action="store_true",
+                        help="also a danger-or-not classifier as a further net (not used)")
     args = parser.parse_args()
     rows = [(language, intent, text) for language in CODES for intent, text in training(language)]
     languages = np.array([r[0] for r in rows])
@@ -81,7 +94,7 @@ def main() -> int:
             phrases.setdefault(intent, []).extend(p.text for p in listed)
     lexicon = Lexicon(phrases)
 
-    classes, probabilities = out_of_fold(texts, intents)
+    classes, probabilities, binary = out_of_fold(texts, intents, args.binary)
     safety = [classes.index(name) for name in SAFETY_INTENTS]
     danger = np.isin(intents, list(SAFETY_INTENTS))
     top = np.array(classes)[probabilities.argmax(1)]
@@ -105,6 +118,16 @@ def main() -> int:
     line("+ lexicon", taken | by_lexicon)
     for threshold in THRESHOLDS:
         line(f"+ lexicon + belief >= {threshold}", taken | by_lexicon | (belief >= threshold))
+    if binary is not None:
+        print("\nWithout the lexicon: the belief net at lower thresholds, against a second"
+              " classifier trained on danger or not (`--binary`)\n")
+        print("| nets | " + " | ".join(CODES) + " |")
+        print("|---" * (len(CODES) + 1) + "|")
+        for threshold in THRESHOLDS:
+            line(f"classifier + belief >= {threshold}", taken | (belief >= threshold))
+        for threshold in BINARY_THRESHOLDS:
+            line(f"classifier + belief >= {configured_belief()} + danger-or-not >= {threshold}",
+                 taken | (belief >= configured_belief()) | (binary >= threshold))
     print("\nA sentence of a message of several, ranked alone (`sentence_belief`): each"
           " training message taken as such a sentence\n")
     print("| belief | " + " | ".join(CODES) + " |")
