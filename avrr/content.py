@@ -66,22 +66,24 @@ def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, A
     elif not isinstance(data.get("answers"), dict) or not data["answers"]:
         raise ContentError("it holds no answers")
     elif english is not None:  # an answer English has and the edit lacks is given in English
-        found = mismatches(data, english, keys=False)
+        found = mismatches(data, english, keys=TITLES)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise ContentError(f"{found[0]}{more}")
 
 
 SECTIONS = ("topics", "choices", "days", "answers", "ready_replies")
+# The titles of buttons and days: an edit without one of English's is not taken.
+TITLES = ("topics", "choices", "days")
 
 
 def mismatches(texts: Mapping[str, Any], english: Mapping[str, Any],
-               keys: bool = True) -> List[str]:
+               keys: Sequence[str] = SECTIONS) -> List[str]:
     """Where a translation differs from English in what the code relies on: the keys of
-    each section (unless not `keys`), and in each answer the number of messages, their
-    placeholders, buttons and conditions (`requires`); each ready reply's placeholders."""
+    the sections `keys`, and in each answer the number of messages, their placeholders,
+    buttons and conditions (`requires`); each ready reply's placeholders."""
     found = []
-    for section in SECTIONS if keys else ():
+    for section in keys:
         theirs, ours = texts.get(section), english.get(section) or {}
         if not isinstance(theirs, dict):
             found.append(f"{section} is missing")

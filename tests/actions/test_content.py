@@ -138,6 +138,7 @@ def test_a_translators_broken_file_keeps_its_last_good_answers(content_dir):
      "answers.ask_contact[0]: a { or } without its pair"),
     (lambda fa: fa["answers"]["out_of_scope"][0].update(buttons=["ask_nothing"]),
      "answers.out_of_scope[0]: buttons differ"),
+    (lambda fa: fa["choices"].pop("not_sure"), "choices.not_sure is missing"),
 ])
 def test_a_translation_unlike_english_keeps_its_last_good_version(content_dir, caplog,
                                                                   change, reason):
