@@ -54,13 +54,17 @@ class Reply:
         return {"key": self.key, "part": self.part, "values": dict(self.values)}
 
 
+def _value(entry: Any) -> Any:
+    """A setting's value; `hotline: "06 80..."` written without `value:` is read as meant."""
+    return entry.get("value") if isinstance(entry, dict) else entry
+
+
 def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, Any]]) -> None:
     """ContentError if a file read cannot be used: settings without a value every answer
     may need, a language file without answers or (a translation) unlike `english`."""
     if path.name == SETTINGS_FILE:
         for name in REQUIRED_SETTINGS:
-            entry = data.get(name)
-            value = entry.get("value") if isinstance(entry, dict) else entry
+            value = _value(data.get(name))
             if value is None or not str(value).strip():
                 raise ContentError(f"{name} needs a value: the answers name it")
     elif not isinstance(data.get("answers"), dict) or not data["answers"]:
@@ -136,7 +140,9 @@ class Content:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: Dict[Path, Tuple[float, Dict[str, Any]]] = {}
-        self._told: Set[str] = set()  # problems of settings.yml already logged
+        self._told: Set[str] = set()  # problems of the files, logged once each
+        # The office hours of one version of settings.yml, read once.
+        self._hours: Optional[Tuple[Dict[str, Any], OfficeHours]] = None
 
     def _load(self, path: Path) -> Dict[str, Any]:
         """The file, reread when it changes on disk. An edit that cannot be taken (YAML
@@ -195,15 +201,18 @@ class Content:
     def settings(self) -> Dict[str, Any]:
         """The operator settings as {name: value}; empty values are None."""
         raw = self._load(self.folder / SETTINGS_FILE)
-        # `hotline: "06 80..."` written without `value:` is read as meant.
-        return {name: entry.get("value") if isinstance(entry, dict) else entry
-                for name, entry in raw.items()}
+        return {name: _value(entry) for name, entry in raw.items()}
 
     def office_hours(self) -> OfficeHours:
         """The office's opening hours and closed days. Hours that cannot be read are not
         mentioned at all (as if unset: no answer promises an opening), and the reason is
         logged once, for the operator."""
-        entry = self._load(self.folder / SETTINGS_FILE).get("office_hours")
+        raw = self._load(self.folder / SETTINGS_FILE)
+        if self._hours is None or self._hours[0] is not raw:  # read once per version
+            self._hours = (raw, self._read_hours(raw.get("office_hours")))
+        return self._hours[1]
+
+    def _read_hours(self, entry: Any) -> OfficeHours:
         try:
             return read_office_hours(entry)
         except HoursError as error:
