@@ -9,10 +9,11 @@ import logging
 import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from avrr.logs import Once
 from avrr.office import HoursError, OfficeHours, read_office_hours
 from avrr.vocabulary import DEFAULT_LANGUAGE
 
@@ -126,7 +127,8 @@ def _placeholder_mismatch(where: str, text: str, english: str) -> List[str]:
     return []
 
 
-def _read_yaml(path: Path) -> Dict[str, Any]:
+def read_yaml(path: Path) -> Dict[str, Any]:
+    """A content or settings file; ContentError if it holds no mapping."""
     with path.open(encoding="utf-8") as handle:
         data = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506 - a safe loader
     if not isinstance(data, dict):
@@ -140,7 +142,7 @@ class Content:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: Dict[Path, Tuple[float, Dict[str, Any]]] = {}
-        self._told: Set[str] = set()  # problems of the files, logged once each
+        self._tell = Once(logger)  # problems of the files, logged once each
         # The office hours of one version of settings.yml, read once.
         self._hours: Optional[Tuple[Dict[str, Any], OfficeHours]] = None
 
@@ -155,7 +157,7 @@ class Content:
             mtime = path.stat().st_mtime
             if cached is not None and cached[0] == mtime:
                 return cached[1]
-            data = _read_yaml(path)
+            data = read_yaml(path)
             english = None  # an edit is compared with English; a first reading is taken
             if cached is not None and path.name not in (SETTINGS_FILE,
                                                         f"{DEFAULT_LANGUAGE}.yml"):
@@ -171,12 +173,6 @@ class Content:
             return cached[1]
         self._cache[path] = (mtime, data)
         return data
-
-    def _tell(self, problem: str) -> None:
-        """Log a problem of the operator's files at ERROR, once."""
-        if problem not in self._told:
-            self._told.add(problem)
-            logger.error("%s", problem)
 
     def languages(self) -> Dict[str, str]:
         """Codes of the languages with a content file, each with its own name (a new file

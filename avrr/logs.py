@@ -3,10 +3,25 @@ import logging
 import os
 import traceback
 from pathlib import Path
+from typing import Set
 
 # Access lines carry conversation ids (a WhatsApp one is a phone number), and httpx's
 # request lines carry the Telegram bot token: neither belongs in the log.
 CHATTY = ("aiohttp.access", "httpx", "sanic.access")
+
+
+class Once:
+    """Logs each distinct problem once, at ERROR: a problem of an operator's file is met
+    at every message until it is mended, and one line says it."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.told: Set[str] = set()
+
+    def __call__(self, problem: str) -> None:
+        if problem not in self.told:
+            self.told.add(problem)
+            self.logger.error("%s", problem)
 
 
 class NoRawRequests(logging.Filter):

@@ -40,7 +40,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Text, Tuple
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 import yaml
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -50,12 +50,13 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
+from avrr.content import ContentError, read_yaml
+from avrr.logs import Once
 from avrr.vocabulary import CODES, SAFETY_INTENTS, Intents, Metadata
 from bot.safety.lexicon import PRIORITY, Lexicon
 
 logger = logging.getLogger(__name__)
 
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # On a sentence, the position of its message in the messages processed (never output).
 SENTENCE_OF = "sentence_of"
 # A sentence ends at . ! ? ; … (Latin, Arabic, Urdu) before a space, or at a line break.
@@ -77,17 +78,18 @@ def sentences(text: str) -> List[str]:
 
 
 class LexiconFiles:
-    """The union of every language's `danger_lexicon`, reread when a file changes. A file
-    whose edit cannot be read (YAML that does not parse, a list where phrases belong)
-    keeps its last good phrases, and the reason is logged once: a translator's typo must
-    not stop the understanding of every message."""
+    """The union of every language's `danger_lexicon`; a file is reread when it changes.
+    A file whose edit cannot be read (YAML that does not parse, a list where phrases
+    belong) keeps its last good phrases, and the reason is logged once: a translator's
+    typo must not stop the understanding of every message."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._stamp: Optional[Tuple[Optional[float], ...]] = None
         self._lexicon = Lexicon({})
-        self._phrases: Dict[Path, Dict[str, List[str]]] = {}
-        self._told: Set[str] = set()
+        # Each file's phrases by safety intent, with the modification time they are of.
+        self._read: Dict[Path, Tuple[float, Dict[str, List[str]]]] = {}
+        self._tell = Once(logger)
 
     def _paths(self) -> List[Path]:
         return [self.folder / f"{code}.yml" for code in CODES]
@@ -98,36 +100,34 @@ class LexiconFiles:
         if stamp != self._stamp:
             phrases: Dict[str, List[str]] = {}
             for path, mtime in zip(paths, stamp, strict=True):
-                for intent, listed in (self._read(path) if mtime is not None else {}).items():
+                if mtime is None:  # no such file
+                    continue
+                for intent, listed in self._phrases(path, mtime).items():
                     phrases.setdefault(intent, []).extend(listed)
             self._lexicon = Lexicon(phrases)
             self._stamp = stamp
         return self._lexicon
 
-    def _read(self, path: Path) -> Dict[str, List[str]]:
-        """The danger phrases of one file by safety intent; its last good ones if it
-        cannot be read."""
+    def _phrases(self, path: Path, mtime: float) -> Dict[str, List[str]]:
+        """The danger phrases of one file by safety intent, read again only when it has
+        changed; its last good ones if it cannot be read."""
+        known = self._read.get(path)
+        if known is not None and known[0] == mtime:
+            return known[1]
         try:
-            with path.open(encoding="utf-8") as handle:
-                content = yaml.load(handle, Loader=SAFE_LOADER) or {}  # noqa: S506
-            listed = content.get("danger_lexicon") or {}
+            listed = read_yaml(path).get("danger_lexicon") or {}
             found = {str(intent): [str(p) for p in phrases or ()]
                      for intent, phrases in listed.items()}
-        except (OSError, yaml.YAMLError, AttributeError, TypeError) as error:
+        except (OSError, yaml.YAMLError, ContentError, AttributeError, TypeError) as error:
             self._tell(f"{path.name}: its danger phrases cannot be read ({type(error).__name__}); "
                        "its last good ones are used until it is mended")
-            return self._phrases.get(path, {})
+            return known[1] if known is not None else {}
         for unknown in sorted(set(found) - set(SAFETY_INTENTS)):
             self._tell(f"{path.name}: danger_lexicon names {unknown!r}, which is no safety "
                        f"intent ({', '.join(SAFETY_INTENTS)}); its phrases are not used")
             del found[unknown]
-        self._phrases[path] = found
+        self._read[path] = (mtime, found)
         return found
-
-    def _tell(self, problem: str) -> None:
-        if problem not in self._told:
-            self._told.add(problem)
-            logger.error("%s", problem)
 
 
 def _mtime(path: Path) -> Optional[float]:
