@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from avrr.logs import Once
-from avrr.office import HoursError, OfficeHours, read_office_hours
+from avrr.office import DAYS, HoursError, OfficeHours, read_office_hours
 from avrr.vocabulary import DEFAULT_LANGUAGE
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,18 @@ class Content:
             except HoursError:
                 return OfficeHours()
 
+    def _entry(self, language: str, section: str, key: str) -> Any:
+        """`section.key` of the language's file; one a translation lacks is English's,
+        logged once (a title, a name, a ready reply: never an error for it). None when
+        English lacks it too."""
+        found = self.language_file(language).get(section, {}).get(key)
+        if found is None and language != DEFAULT_LANGUAGE:
+            found = self.language_file(DEFAULT_LANGUAGE).get(section, {}).get(key)
+            if found is not None:
+                self._tell(f"{language}.yml: {section}.{key} is missing; it is given in "
+                           "English until it is mended")
+        return found
+
     def has(self, key: str, language: str) -> bool:
         return key in self.language_file(language).get("answers", {})
 
@@ -257,12 +269,12 @@ class Content:
         if answer is None:
             raise ContentError(f"no answer '{key}' for language '{language}'")
         extra = tuple(sorted((values or {}).items()))
-        values = self._placeholder_values(texts, values or {})
+        values = self._placeholder_values(language, values or {})
         replies = []
         for part, message in enumerate(answer):
             if any(not values.get(name) for name in message.get("requires", ())):
                 continue
-            topic_buttons = [self._topic_button(texts, t) for t in message.get("buttons", ())]
+            topic_buttons = [self._topic_button(language, t) for t in message.get("buttons", ())]
             replies.append(
                 Reply(fill(message["text"], values), tuple(topic_buttons), key, part, extra)
             )
@@ -272,31 +284,32 @@ class Content:
 
     def ready_reply(self, key: str, language: str, values: Mapping[str, str]) -> Reply:
         """A counsellor's ready reply in `language`, its {date} and {time} from `values`."""
-        texts = self.language_file(language)
-        text = texts.get("ready_replies", {}).get(key)
+        text = self._entry(language, "ready_replies", key)
         if text is None:
-            raise ContentError(f"no ready reply '{key}' for language '{language}'")
-        filled = fill(text, self._placeholder_values(texts, values))
+            raise ContentError(f"no ready reply '{key}'")
+        filled = fill(text, self._placeholder_values(language, values))
         return Reply(filled, (), READY + key, 0, tuple(sorted(values.items())))
 
     def ready_replies(self, language: str) -> List[Dict[str, Any]]:
         """The ready replies of `language`, the operator's settings filled in, and the
         `fields` the counsellor fills (such as {date}) left as placeholders."""
         texts = self.language_file(language)
+        keys = dict.fromkeys([*self.language_file(DEFAULT_LANGUAGE).get("ready_replies", {}),
+                              *texts.get("ready_replies", {})])
         listed = []
-        for key, text in texts.get("ready_replies", {}).items():
+        for key in keys:
+            text = self._entry(language, "ready_replies", key)
             fields = self.ready_reply_fields(key, language)
-            values = dict(self._placeholder_values(texts, {}), **{f: f"{{{f}}}" for f in fields})
+            values = {**self._placeholder_values(language, {}), **{f: f"{{{f}}}" for f in fields}}
             listed.append({"key": key, "text": fill(text, values), "fields": fields})
         return listed
 
     def ready_reply_fields(self, key: str, language: str) -> List[str]:
         """The placeholders of a ready reply that the counsellor fills, not the settings."""
-        texts = self.language_file(language)
-        text = texts.get("ready_replies", {}).get(key)
+        text = self._entry(language, "ready_replies", key)
         if text is None:
             raise ContentError(f"no ready reply '{key}'")
-        known = self._placeholder_values(texts, {})
+        known = self._placeholder_values(language, {})
         return [name for name in placeholders(text) if not known.get(name)]
 
     def gloss(self, source: Mapping[str, Any], language: str) -> Optional[str]:
@@ -308,36 +321,40 @@ class Content:
                 return self.ready_reply(key[len(READY):], language, values).text
             texts = self.language_file(language)
             message = texts["answers"][key][int(source.get("part", 0))]
-            return fill(message["text"], self._placeholder_values(texts, values))
+            return fill(message["text"], self._placeholder_values(language, values))
         except (AttributeError, ContentError, KeyError, IndexError, TypeError, ValueError):
             return None
 
     def topic_name(self, intent: Optional[str], language: str) -> Optional[str]:
         """What the assistant understood, in words, in `language`."""
-        names = self.language_file(language).get("topic_names", {})
-        return names.get(intent or "", names.get("not_understood"))
+        return (self._entry(language, "topic_names", intent or "")
+                or self._entry(language, "topic_names", "not_understood"))
 
     def choice_buttons(
         self, language: str, choices: Sequence[Tuple[str, str]]
     ) -> List[Button]:
         """Buttons titled from the language's `choices`, each with its payload."""
-        titles = self.language_file(language).get("choices", {})
-        return [{"title": titles[key], "payload": payload} for key, payload in choices]
+        return [{"title": self._title(language, "choices", key), "payload": payload}
+                for key, payload in choices]
 
     def topic_buttons(self, language: str, intents: Sequence[str]) -> List[Button]:
-        texts = self.language_file(language)
-        return [self._topic_button(texts, intent) for intent in intents]
+        return [self._topic_button(language, intent) for intent in intents]
 
     def topics(self, language: str) -> List[str]:
         """Intents that have a topic button."""
         return list(self.language_file(language).get("topics", {}))
 
-    @staticmethod
-    def _topic_button(texts: Mapping[str, Any], intent: str) -> Button:
-        return {"title": texts["topics"][intent], "payload": f"/{intent}"}
+    def _topic_button(self, language: str, intent: str) -> Button:
+        return {"title": self._title(language, "topics", intent), "payload": f"/{intent}"}
+
+    def _title(self, language: str, section: str, key: str) -> str:
+        title = self._entry(language, section, key)
+        if title is None:
+            raise ContentError(f"no {section} title '{key}' in {DEFAULT_LANGUAGE}.yml")
+        return title
 
     def _placeholder_values(
-        self, texts: Mapping[str, Any], extra: Mapping[str, str]
+        self, language: str, extra: Mapping[str, str]
     ) -> Dict[str, Optional[str]]:
         settings = self.settings()
         values = {
@@ -346,12 +363,15 @@ class Content:
             if not isinstance(value, dict)
         }
         values.update(extra)
+        texts = self.language_file(language)
+        named = texts.get("days", {})
+        days = {day: named.get(day) or self._entry(language, "days", day) or day for day in DAYS}
         if "opening_day" in extra:  # when the office opens next: the day in this language,
             # its date when it is a week or more away, the time
-            day = texts.get("days", {}).get(extra["opening_day"], extra["opening_day"])
+            day = days.get(extra["opening_day"], extra["opening_day"])
             when = (day, extra.get("opening_date"), extra.get("opening_time"))
             values["opening"] = " ".join(part for part in when if part)
-        values["office_hours"] = self.office_hours().describe(texts.get("days", {}))
+        values["office_hours"] = self.office_hours().describe(days)
         if texts.get("direction") == "rtl":
             values = {
                 name: None if value is None else f"{LTR_ISOLATE}{value}{POP_ISOLATE}"

@@ -174,6 +174,38 @@ def test_an_answer_a_translation_lacks_or_cannot_fill_is_given_in_english(conten
                for r in caplog.records)
 
 
+def test_a_title_name_or_ready_reply_a_translation_lacks_is_given_in_english(content_dir,
+                                                                            caplog):
+    persian = yaml.safe_load((content_dir / "fa.yml").read_text(encoding="utf-8"))
+    for section, key in [("topics", "request_human"), ("choices", "yes"), ("days", "mon"),
+                         ("ready_replies", "received")]:
+        del persian[section][key]
+    edit(content_dir / "fa.yml", yaml.safe_dump(persian, allow_unicode=True))
+    hungarian = yaml.safe_load((content_dir / "hu.yml").read_text(encoding="utf-8"))
+    del hungarian["topic_names"]["ask_cost"]  # topic names are for the desk's languages
+    edit(content_dir / "hu.yml", yaml.safe_dump(hungarian, allow_unicode=True))
+    edit(content_dir / "settings.yml", "hotline: 06 80 200 000\nemergency_number: '112'\n"
+         "office_hours: {value: {mon: '09:00-16:00', tue: '09:00-16:00'}}\n")
+    content = Content(content_dir)  # a first reading: taken as it is
+
+    english = Content(content_dir)
+    [button] = content.replies("bot_challenge", "fa")[-1].buttons
+    assert button == english.topic_buttons("en", ["request_human"])[0]
+    assert content.replies("bot_challenge", "fa")[0].text == persian["answers"][
+        "bot_challenge"][0]["text"]  # the answer itself stays Persian
+    assert content.choice_buttons("fa", [("yes", "/affirm"), ("no", "/deny")]) == [
+        {"title": "Yes", "payload": "/affirm"}, {"title": "نه", "payload": "/deny"}]
+    assert content.ready_reply("received", "fa", {}) == english.ready_reply("received", "en", {})
+    assert "received" in [r["key"] for r in content.ready_replies("fa")]
+    assert content.topic_name("ask_cost", "hu") == english.topic_name("ask_cost", "en")
+    hours = content.replies("ask_contact", "fa")
+    assert any("Monday 09:00-16:00" in r.text and "سه‌شنبه" in r.text for r in hours)
+    logged = {r.getMessage() for r in caplog.records if r.name == "avrr.content"}
+    assert {m.split(" is missing")[0] for m in logged} == {
+        "fa.yml: topics.request_human", "fa.yml: choices.yes", "fa.yml: days.mon",
+        "fa.yml: ready_replies.received", "hu.yml: topic_names.ask_cost"}
+
+
 def test_a_new_language_file_that_cannot_be_read_is_left_out(content_dir, caplog):
     (content_dir / "de.yml").write_text("name: Deutsch\nanswers: [\n", encoding="utf-8")
     content = Content(content_dir)
