@@ -34,6 +34,8 @@ LONGEST_CLOSURE_DAYS = 366
 A_WEEK = 7
 
 Span = Tuple[time, time]
+# "24:00", the end of a day an office is open until midnight ("18:00-24:00", "0-24").
+END_OF_DAY = time.max
 
 
 class HoursError(ValueError):
@@ -98,8 +100,7 @@ class OfficeHours:
                 runs.append([day])
         parts = []
         for run in runs:
-            spans = ", ".join(f"{a.strftime('%H:%M')}-{b.strftime('%H:%M')}"
-                              for a, b in self.spans[run[0]])
+            spans = ", ".join(f"{_clock(a)}-{_clock(b)}" for a, b in self.spans[run[0]])
             if len(run) >= 3:
                 days = f"{day_names.get(run[0], run[0])}\u2013{day_names.get(run[-1], run[-1])}"
                 parts.append(f"{days} {spans}")
@@ -161,20 +162,26 @@ def _spans(day: str, written: Any) -> Tuple[Span, ...]:
         if not match:
             raise HoursError(f"office_hours.value.{day}: {piece!r} is not a span like "
                              '"09:00-16:00" (or "closed")')
-        start, end = _time(day, match.group(1), match.group(2)), _time(
-            day, match.group(3), match.group(4))
+        start = _time(day, match.group(1), match.group(2))
+        end = _time(day, match.group(3), match.group(4), ending=True)
         if start >= end:
             raise HoursError(f"office_hours.value.{day}: {piece!r} ends before it starts")
         found.append((start, end))
     return tuple(sorted(found))
 
 
-def _time(day: str, hours: str, minutes: Optional[str]) -> time:
+def _time(day: str, hours: str, minutes: Optional[str], ending: bool = False) -> time:
+    if ending and int(hours) == 24 and int(minutes or 0) == 0:
+        return END_OF_DAY
     try:
         return time(int(hours), int(minutes or 0))
     except ValueError as error:
         raise HoursError(f"office_hours.value.{day}: {hours}:{minutes or '00'} is no time "
-                         "of day (00:00 to 23:59)") from error
+                         "of day (00:00 to 23:59, or 24:00 to end a span)") from error
+
+
+def _clock(moment: time) -> str:
+    return "24:00" if moment == END_OF_DAY else moment.strftime("%H:%M")
 
 
 def _closed_days(listed: Any) -> Iterable[date]:

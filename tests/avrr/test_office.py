@@ -48,6 +48,18 @@ def test_closed_dates_are_skipped_and_a_far_opening_carries_its_date():
     assert hours.describe(NAMES) == "Monday\u2013Friday 09:00-16:00"
 
 
+def test_an_office_open_until_midnight_or_all_day_ends_at_24():
+    hours = read_office_hours({"value": {"mon": "00:00-24:00", "tue": "0-24", "wed": "18-24"}})
+    assert hours.describe(NAMES) == ("Monday 00:00-24:00; Tuesday 00:00-24:00; "
+                                     "Wednesday 18:00-24:00")
+    # Monday 23 November 2026, 23:59 in Budapest: open; Wednesday 12:00: opens at 18:00.
+    assert hours.next_opening(utc("2026-11-23T22:59")) is None
+    assert hours.next_opening(utc("2026-11-24T22:59")) is None
+    assert hours.next_opening(utc("2026-11-25T11:00")) == Opening(
+        "wed", "18:00", date(2026, 11, 25), False)
+    assert hours.next_opening(utc("2026-11-25T22:30")) is None
+
+
 @pytest.mark.parametrize("value, described", [
     ({"mon": "9-16", "tue": "9-16"}, "Monday 09:00-16:00; Tuesday 09:00-16:00"),
     ({"Monday": "9.00 \u2013 16.00", "WED": ["09:00-12:00"], "sat": "closed", "sun": None},
@@ -65,6 +77,8 @@ def test_what_an_operator_writes_is_read_as_meant(value, described):
     ({"value": {"funday": "9-12"}}, "'funday' is no day"),
     ({"value": {"mon": "16-9"}}, "ends before it starts"),
     ({"value": {"mon": "09:00-25:00"}}, "no time of day"),
+    ({"value": {"mon": "24:00-24:00"}}, "no time of day"),
+    ({"value": {"mon": "09:00-24:30"}}, "no time of day"),
     ({"value": {"mon": "9-12", "Monday": "13-16"}}, "mon twice"),
     ({"value": {"mon": "closed"}}, "opens on no day"),
     ({"value": "mon-fri 9-16"}, "must list days"),
