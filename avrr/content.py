@@ -8,8 +8,10 @@ any training.
 import logging
 import string
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -365,13 +367,15 @@ class Content:
         values.update(extra)
         texts = self.language_file(language)
         named = texts.get("days", {})
-        days = {day: named.get(day) or self._entry(language, "days", day) or day for day in DAYS}
+        days = {day: named.get(day) or self._entry(language, "days", day) or day
+                for day in (*DAYS, "closed")}
         if "opening_day" in extra:  # when the office opens next: the day in this language,
             # its date when it is a week or more away, the time
             day = days.get(extra["opening_day"], extra["opening_day"])
             when = (day, extra.get("opening_date"), extra.get("opening_time"))
             values["opening"] = " ".join(part for part in when if part)
-        values["office_hours"] = self.office_hours().describe(days)
+        hours = self.office_hours()
+        values["office_hours"] = hours.describe(days, datetime.now(ZoneInfo(hours.zone)).date())
         if texts.get("direction") == "rtl":
             values = {
                 name: None if value is None else f"{LTR_ISOLATE}{value}{POP_ISOLATE}"

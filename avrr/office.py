@@ -32,6 +32,8 @@ CLOSED_WORDS = ("", "closed", "-")
 LONGEST_CLOSURE_DAYS = 366
 # Beyond a week, a day's name alone is not enough: the date goes with it.
 A_WEEK = 7
+# The opening hours name the closures of an open day that come within this many days.
+COMING_DAYS = 31
 
 Span = Tuple[time, time]
 # "24:00", the end of a day an office is open until midnight ("18:00-24:00", "0-24").
@@ -83,9 +85,12 @@ class OfficeHours:
                                    offset >= A_WEEK)
         return None
 
-    def describe(self, day_names: Mapping[str, str]) -> Optional[str]:
+    def describe(self, day_names: Mapping[str, str], today: Optional[date] = None
+                 ) -> Optional[str]:
         """'Monday–Friday 09:00-16:00; Saturday 09:00-12:00' in the person's language
-        (three or more days in a row with the same hours go together); None if unset."""
+        (three or more days in a row with the same hours go together), then, from
+        `today`, the coming closures: '; closed 2026-12-24–2026-12-26, 2027-01-01' (the
+        word is day_names['closed']); None if unset."""
         if not self.spans:
             return None
         runs: List[List[str]] = []
@@ -106,7 +111,24 @@ class OfficeHours:
                 parts.append(f"{days} {spans}")
             else:
                 parts.extend(f"{day_names.get(day, day)} {spans}" for day in run)
+        coming = self._coming_closures(today) if today else []
+        if coming:
+            parts.append(f"{day_names.get('closed', 'closed')} {', '.join(coming)}")
         return "; ".join(parts)
+
+    def _coming_closures(self, today: date) -> List[str]:
+        """Closed dates within COMING_DAYS, days in a row as one range, each with a day
+        the office would be open ('2026-12-24–2026-12-26'; a closed Sunday alone is not
+        news)."""
+        runs: List[List[date]] = []
+        for day in sorted(d for d in self.closed if 0 <= (d - today).days < COMING_DAYS):
+            if runs and (day - runs[-1][-1]).days == 1:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        return [run[0].isoformat() if len(run) == 1
+                else f"{run[0].isoformat()}\u2013{run[-1].isoformat()}"
+                for run in runs if any(DAYS[d.weekday()] in self.spans for d in run)]
 
 
 def read_office_hours(entry: Any) -> OfficeHours:

@@ -1,7 +1,9 @@
 import os
 import re
 import unicodedata
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -91,6 +93,25 @@ def test_operator_settings_appear_in_answers_without_a_restart(content_dir):
         "Opening hours (Hungarian time): Monday 09:00-12:00; Thursday 13:00-16:00",
         "More information: volret.hu",
     ]
+
+
+@pytest.mark.parametrize("language, closed", [("en", "closed"), ("hu", "zárva"),
+                                              ("fa", "تعطیل")])
+def test_the_opening_hours_name_the_coming_closures_of_open_days(content_dir, language,
+                                                                  closed):
+    today = datetime.now(ZoneInfo("Europe/Budapest")).date()
+    soon = [today + timedelta(days=n) for n in (2, 3, 4, 40)]  # 40 days: not yet news
+    settings = yaml.safe_load((content_dir / "settings.yml").read_text())
+    settings["office_hours"]["value"] = {day: "9-16" for day in
+                                         ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    settings["office_hours"]["closed_on"] = [f"{soon[0]}..{soon[1]}", soon[2], soon[3]]
+    edit(content_dir / "settings.yml", yaml.safe_dump(settings))
+
+    names = Content(content_dir).language_file(language)["days"]
+    expected = (f"{names['mon']}\u2013{names['sun']} 09:00-16:00; "
+                f"{closed} {soon[0]}\u2013{soon[2]}")
+    assert any(expected in r.text for r in Content(content_dir).replies("ask_contact",
+                                                                         language))
 
 
 def edit(path: Path, text: str) -> None:

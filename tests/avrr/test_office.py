@@ -48,6 +48,20 @@ def test_closed_dates_are_skipped_and_a_far_opening_carries_its_date():
     assert hours.describe(NAMES) == "Monday\u2013Friday 09:00-16:00"
 
 
+def test_the_description_names_closures_of_open_days_within_a_month():
+    hours = read_office_hours({
+        "value": {day: "09:00-16:00" for day in ("mon", "tue", "wed", "thu", "fri")},
+        "closed_on": ["2026-12-24..2027-01-01", "2027-01-03", "2027-01-06", "2027-02-01"],
+    })
+    names = dict(NAMES, closed="closed")
+    # 3 January 2027 is a Sunday (closed anyway); 1 February is more than a month away.
+    assert hours.describe(names, date(2026, 12, 20)) == (
+        "Monday\u2013Friday 09:00-16:00; closed 2026-12-24\u20132027-01-01, 2027-01-06")
+    assert hours.describe(names, date(2027, 1, 7)) == (
+        "Monday\u2013Friday 09:00-16:00; closed 2027-02-01")
+    assert hours.describe(names, date(2027, 2, 2)) == "Monday\u2013Friday 09:00-16:00"
+
+
 def test_an_office_open_until_midnight_or_all_day_ends_at_24():
     hours = read_office_hours({"value": {"mon": "00:00-24:00", "tue": "0-24", "wed": "18-24"}})
     assert hours.describe(NAMES) == ("Monday 00:00-24:00; Tuesday 00:00-24:00; "
