@@ -13,6 +13,9 @@ MAX_DAYS = 366
 FIRST_YEAR, LAST_YEAR = 2020, 2100
 TOP_TOPICS = 10
 CHARTS = ("conversations", "fallback", "topics", "handoffs")
+# A viewer sees no count under this for one day, channel, language and metric, nor the
+# waits of fewer tickets: "1 deletion request in Pashto on Tuesday" points at a person.
+SMALL_COUNT = 5
 
 
 def period(first: Optional[str], last: Optional[str], today: date) -> tuple:
@@ -88,6 +91,21 @@ def summary(first: date, last: date, rows: Mapping[str, List[Dict[str, Any]]]) -
             {k: (v.isoformat() if k == "day" else v) for k, v in row.items()}
             for row in rows["counts"]
         ],
+    }
+
+
+def for_viewers(rows: Mapping[str, List[Dict[str, Any]]]) -> Dict[str, List[Dict[str, Any]]]:
+    """The rows a viewer may see: counts of SMALL_COUNT or more per day, channel, language
+    and metric, and the waits of a day, channel and language with as many tickets. What
+    is left out is left out of every total too, so that no small count can be found by
+    subtracting."""
+    groups: Dict[tuple, int] = defaultdict(int)
+    for wait in rows["waits"]:
+        groups[(wait["day"], wait["channel"], wait["language"])] += 1
+    return {
+        "counts": [row for row in rows["counts"] if row["count"] >= SMALL_COUNT],
+        "waits": [wait for wait in rows["waits"]
+                  if groups[(wait["day"], wait["channel"], wait["language"])] >= SMALL_COUNT],
     }
 
 

@@ -140,6 +140,11 @@ function render(stats) {
   $("csv-link").href = `/api/stats.csv?${query}`;
   $("csv-link").setAttribute("download", `avrr-stats-${stats.from}-${stats.to}.csv`);
   renderSummary(stats);
+  const smallest = stats.smallest_count_shown;
+  $("small-counts").hidden = !smallest;
+  $("small-counts").textContent = smallest
+    ? `Counts under ${smallest} for one day, channel and language are left out, from the totals too: they could point at a person.`
+    : "";
   renderLanguages(stats);
   renderChannels(stats);
   renderCharts(stats);

@@ -9,6 +9,8 @@ import jsonschema
 import pytest
 
 from avrr.content import Content
+from desk.app import STORE
+from desk.store import daily_counts, waits
 from tests.desk.conftest import BEARER, PASSWORD, new_ticket
 from tests.desk.test_app import response_schema
 
@@ -305,6 +307,35 @@ async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team
                  "/api/replies"):
         await vera.json("GET", path, 403)
     await vera.json("POST", "/api/stats/refresh", 403)
+
+    # One person in Pashto asked for deletion today and waited for a counsellor: a viewer
+    # sees neither, nor any total they are part of; an administrator sees everything.
+    store = client.server.app[STORE]
+    today = store.today()
+    with store.engine.begin() as db:
+        db.execute(daily_counts.insert(), [
+            {"day": today, "channel": "socketio", "language": "en", "metric": "conversations",
+             "count": 7},
+            {"day": today, "channel": "telegram", "language": "ps", "metric": "conversations",
+             "count": 3},
+            {"day": today, "channel": "telegram", "language": "ps",
+             "metric": "deletion_requests", "count": 1}])
+        db.execute(waits.insert(), [
+            {"day": today, "channel": channel, "language": language, "urgency": "normal",
+             "seconds": 60.0 * n}
+            for channel, language, many in (("socketio", "en", 5), ("telegram", "ps", 1))
+            for n in range(many)])
+    seen = await vera.json("GET", "/api/stats", 200)
+    assert (seen["totals"], seen["by_language"], seen["smallest_count_shown"]) == (
+        {"conversations": 7}, {"en": {"conversations": 7}}, 5)
+    assert seen["wait"]["count"] == 5 and list(seen["wait"]["by_language"]) == ["en"]
+    csv = await (await vera.call("GET", "/api/stats.csv")).text()
+    assert ",ps," not in csv and ",en,conversations,7" in csv
+    chart = await (await vera.call("GET", "/api/stats/charts/conversations.svg")).text()
+    assert "<!-- en -->" in chart and "<!-- ps -->" not in chart  # the legend's labels
+    everything = await amina.json("GET", "/api/stats", 200)
+    assert everything["totals"] == {"conversations": 10, "deletion_requests": 1}
+    assert everything["wait"]["count"] == 6 and "smallest_count_shown" not in everything
     await vera.session.close()
 
 
