@@ -62,6 +62,12 @@ def _value(entry: Any) -> Any:
     return entry.get("value") if isinstance(entry, dict) else entry
 
 
+def _section(texts: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A section of a content file; an empty one if it is missing or not a mapping."""
+    found = texts.get(name)
+    return found if isinstance(found, Mapping) else {}
+
+
 def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, Any]]) -> None:
     """ContentError if a file read cannot be used: settings without a value every answer
     may need, a language file without answers or (a translation) unlike `english`."""
@@ -226,16 +232,16 @@ class Content:
         """`section.key` of the language's file; one a translation lacks is English's,
         logged once (a title, a name, a ready reply: never an error for it). None when
         English lacks it too."""
-        found = self.language_file(language).get(section, {}).get(key)
+        found = _section(self.language_file(language), section).get(key)
         if found is None and language != DEFAULT_LANGUAGE:
-            found = self.language_file(DEFAULT_LANGUAGE).get(section, {}).get(key)
+            found = _section(self.language_file(DEFAULT_LANGUAGE), section).get(key)
             if found is not None:
                 self._tell(f"{language}.yml: {section}.{key} is missing; it is given in "
                            "English until it is mended")
         return found
 
     def has(self, key: str, language: str) -> bool:
-        return key in self.language_file(language).get("answers", {})
+        return key in _section(self.language_file(language), "answers")
 
     def replies(
         self,
@@ -267,7 +273,7 @@ class Content:
         values: Optional[Mapping[str, str]],
     ) -> List[Reply]:
         texts = self.language_file(language)
-        answer = texts.get("answers", {}).get(key)
+        answer = _section(texts, "answers").get(key)
         if answer is None:
             raise ContentError(f"no answer '{key}' for language '{language}'")
         extra = tuple(sorted((values or {}).items()))
@@ -296,8 +302,8 @@ class Content:
         """The ready replies of `language`, the operator's settings filled in, and the
         `fields` the counsellor fills (such as {date}) left as placeholders."""
         texts = self.language_file(language)
-        keys = dict.fromkeys([*self.language_file(DEFAULT_LANGUAGE).get("ready_replies", {}),
-                              *texts.get("ready_replies", {})])
+        keys = dict.fromkeys([*_section(self.language_file(DEFAULT_LANGUAGE), "ready_replies"),
+                              *_section(texts, "ready_replies")])
         listed = []
         for key in keys:
             text = self._entry(language, "ready_replies", key)
@@ -366,7 +372,7 @@ class Content:
         }
         values.update(extra)
         texts = self.language_file(language)
-        named = texts.get("days", {})
+        named = _section(texts, "days")
         days = {day: named.get(day) or self._entry(language, "days", day) or day
                 for day in (*DAYS, "closed")}
         if "opening_day" in extra:  # when the office opens next: the day in this language,

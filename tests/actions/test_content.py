@@ -227,6 +227,17 @@ def test_a_title_name_or_ready_reply_a_translation_lacks_is_given_in_english(con
         "fa.yml: ready_replies.received", "hu.yml: topic_names.ask_cost"}
 
 
+def test_a_section_a_translation_lacks_whole_is_given_in_english(content_dir):
+    persian = yaml.safe_load((content_dir / "fa.yml").read_text(encoding="utf-8"))
+    persian["choices"], persian["days"] = None, "Monday to Friday"
+    edit(content_dir / "fa.yml", yaml.safe_dump(persian, allow_unicode=True))
+    content = Content(content_dir)  # a first reading: taken as it is
+    assert content.choice_buttons("fa", [("no", "/deny")]) == [{"title": "No",
+                                                                 "payload": "/deny"}]
+    assert content.replies("ask_contact", "fa")[0].text == persian["answers"][
+        "ask_contact"][0]["text"].replace("{hotline}", "\u206606 80 20 50 18\u2069")
+
+
 def test_a_new_language_file_that_cannot_be_read_is_left_out(content_dir, caplog):
     (content_dir / "de.yml").write_text("name: Deutsch\nanswers: [\n", encoding="utf-8")
     content = Content(content_dir)
