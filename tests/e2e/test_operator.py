@@ -69,6 +69,11 @@ def test_a_holiday_closure_moves_the_promised_opening_to_its_date(isolated, sett
         f"{reopens.isoformat()} 09:00 (Hungarian time). A counsellor will answer you here in "
         "this chat then."
     )
+    # The opening hours the assistant lists name the closure too.
+    listed = [text for text, _ in isolated.say(f"{sender}-2", "iom phone number")]
+    assert listed[:2] == [HOTLINE, (
+        "Opening hours (Hungarian time): Monday\u2013Sunday 09:00-16:00; closed "
+        f"{today.isoformat()}\u2013{(reopens - timedelta(days=1)).isoformat()}")]
 
 
 def test_hours_that_cannot_be_read_are_left_out_and_logged_for_the_operator(isolated, settings):
