@@ -6,6 +6,7 @@ translator's edit of content/<lang>.yml shows in the next answer without a resta
 any training.
 """
 import logging
+import re
 import string
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,6 +23,8 @@ from avrr.vocabulary import DEFAULT_LANGUAGE
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.yml"
+# A language's code, as its file is named (content/fa.yml); "settings" is none.
+_CODE = re.compile(r"[a-z]{2,3}")
 # What answers name without condition (`requires`): a settings.yml without them is not taken.
 REQUIRED_SETTINGS = ("hotline", "emergency_number")
 # Left-to-right isolate: in right-to-left text, "06 80 20 50 18" would otherwise be
@@ -197,10 +200,18 @@ class Content:
         return found
 
     def language_file(self, language: str) -> Dict[str, Any]:
-        path = self.folder / f"{language}.yml"
-        if language not in self.languages():
-            path = self.folder / f"{DEFAULT_LANGUAGE}.yml"
-        return self._load(path)
+        """The language's content; English's for a language without a file that can be
+        read (one look at one file: this runs for every title of every answer)."""
+        if isinstance(language, str) and _CODE.fullmatch(language):
+            path = self.folder / f"{language}.yml"
+            try:
+                return self._load(path)
+            except FileNotFoundError:
+                pass
+            except (OSError, yaml.YAMLError, ContentError) as error:
+                self._tell(f"{path.name}: {error}; the language is left out until it is "
+                           "mended")
+        return self._load(self.folder / f"{DEFAULT_LANGUAGE}.yml")
 
     def settings(self) -> Dict[str, Any]:
         """The operator settings as {name: value}; empty values are None."""
@@ -349,8 +360,10 @@ class Content:
         return [self._topic_button(language, intent) for intent in intents]
 
     def topics(self, language: str) -> List[str]:
-        """Intents that have a topic button."""
-        return list(self.language_file(language).get("topics", {}))
+        """Intents that have a topic button (English's too: a title a translation lacks
+        is given in English)."""
+        return list(dict.fromkeys([*_section(self.language_file(DEFAULT_LANGUAGE), "topics"),
+                                   *_section(self.language_file(language), "topics")]))
 
     def _topic_button(self, language: str, intent: str) -> Button:
         return {"title": self._title(language, "topics", intent), "payload": f"/{intent}"}

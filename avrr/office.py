@@ -117,18 +117,20 @@ class OfficeHours:
         return "; ".join(parts)
 
     def _coming_closures(self, today: date) -> List[str]:
-        """Closed dates within COMING_DAYS, days in a row as one range, each with a day
-        the office would be open ('2026-12-24–2026-12-26'; a closed Sunday alone is not
-        news)."""
+        """Closures under way or beginning within COMING_DAYS, days in a row as one range
+        to its real end ('2026-12-24–2027-01-20'), each with a day the office would be
+        open (a closed Sunday alone is not news)."""
         runs: List[List[date]] = []
-        for day in sorted(d for d in self.closed if 0 <= (d - today).days < COMING_DAYS):
+        for day in sorted(self.closed):
             if runs and (day - runs[-1][-1]).days == 1:
                 runs[-1].append(day)
             else:
                 runs.append([day])
         return [run[0].isoformat() if len(run) == 1
                 else f"{run[0].isoformat()}\u2013{run[-1].isoformat()}"
-                for run in runs if any(DAYS[d.weekday()] in self.spans for d in run)]
+                for run in runs
+                if run[-1] >= today and (run[0] - today).days < COMING_DAYS
+                and any(DAYS[d.weekday()] in self.spans for d in run if d >= today)]
 
 
 def read_office_hours(entry: Any) -> OfficeHours:

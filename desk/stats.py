@@ -8,6 +8,8 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from avrr.vocabulary import SAFETY_INTENTS
+
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 FIRST_YEAR, LAST_YEAR = 2020, 2100
@@ -16,6 +18,15 @@ CHARTS = ("conversations", "fallback", "topics", "handoffs")
 # A viewer sees no count under this for one day, channel, language and metric, nor the
 # waits of fewer tickets: "1 deletion request in Pashto on Tuesday" points at a person.
 SMALL_COUNT = 5
+# Counts that are sums of others of the same day, channel and language (desk/insight.py,
+# desk/store.py): shown with all their parts but one, they would tell that one.
+PARTS: Dict[str, Callable[[str], bool]] = {
+    "messages": lambda m: m.startswith("topic:") or m == "relayed_to_counsellor",
+    "eligibility_finished": lambda m: m.startswith("eligibility:"),
+    "tickets": lambda m: m.startswith("tickets:"),
+    # and safety messages relayed to a counsellor, which are not counted apart
+    "safety_messages": lambda m: m.startswith("topic:") and m[len("topic:"):] in SAFETY_INTENTS,
+}
 
 
 def period(first: Optional[str], last: Optional[str], today: date) -> tuple:
@@ -97,15 +108,27 @@ def summary(first: date, last: date, rows: Mapping[str, List[Dict[str, Any]]]) -
 def for_viewers(rows: Mapping[str, List[Dict[str, Any]]]) -> Dict[str, List[Dict[str, Any]]]:
     """The rows a viewer may see: counts of SMALL_COUNT or more per day, channel, language
     and metric, and the waits of a day, channel and language with as many tickets. What
-    is left out is left out of every total too, so that no small count can be found by
-    subtracting."""
-    groups: Dict[tuple, int] = defaultdict(int)
+    is left out is left out of every total too, and a count that is a sum of others
+    (PARTS) is left out when it would tell a small remainder, so that no small count can
+    be found by subtracting."""
+    groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
+    for row in rows["counts"]:
+        groups[(row["day"], row["channel"], row["language"])].append(row)
+    counts = []
+    for group in groups.values():
+        shown = {row["metric"]: row["count"] for row in group if row["count"] >= SMALL_COUNT}
+        for whole, is_part in PARTS.items():
+            told = sum(n for metric, n in shown.items() if is_part(metric))
+            if whole in shown and 0 < shown[whole] - told < SMALL_COUNT:
+                del shown[whole]
+        counts += [row for row in group if row["metric"] in shown]
+    tickets: Dict[tuple, int] = defaultdict(int)
     for wait in rows["waits"]:
-        groups[(wait["day"], wait["channel"], wait["language"])] += 1
+        tickets[(wait["day"], wait["channel"], wait["language"])] += 1
     return {
-        "counts": [row for row in rows["counts"] if row["count"] >= SMALL_COUNT],
+        "counts": counts,
         "waits": [wait for wait in rows["waits"]
-                  if groups[(wait["day"], wait["channel"], wait["language"])] >= SMALL_COUNT],
+                  if tickets[(wait["day"], wait["channel"], wait["language"])] >= SMALL_COUNT],
     }
 
 

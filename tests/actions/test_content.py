@@ -229,13 +229,19 @@ def test_a_title_name_or_ready_reply_a_translation_lacks_is_given_in_english(con
 
 def test_a_section_a_translation_lacks_whole_is_given_in_english(content_dir):
     persian = yaml.safe_load((content_dir / "fa.yml").read_text(encoding="utf-8"))
-    persian["choices"], persian["days"] = None, "Monday to Friday"
+    persian["choices"], persian["days"], persian["topics"] = None, "Monday to Friday", ["x"]
     edit(content_dir / "fa.yml", yaml.safe_dump(persian, allow_unicode=True))
+    edit(content_dir / "settings.yml", "hotline: 06 80 20 50 18\nemergency_number: '112'\n"
+         "office_hours: {value: {mon: '09:00-16:00'}}\n")
     content = Content(content_dir)  # a first reading: taken as it is
     assert content.choice_buttons("fa", [("no", "/deny")]) == [{"title": "No",
                                                                  "payload": "/deny"}]
-    assert content.replies("ask_contact", "fa")[0].text == persian["answers"][
-        "ask_contact"][0]["text"].replace("{hotline}", "\u206606 80 20 50 18\u2069")
+    assert content.topics("fa") == content.topics("en")
+    assert content.topic_buttons("fa", ["ask_cost"]) == content.topic_buttons("en", ["ask_cost"])
+    [hotline, hours] = [r.text for r in content.replies("ask_contact", "fa")][:2]
+    assert hotline == persian["answers"]["ask_contact"][0]["text"].replace(
+        "{hotline}", "\u206606 80 20 50 18\u2069")  # the answer stays Persian
+    assert "\u2066Monday 09:00-16:00\u2069" in hours  # the day's name from English
 
 
 def test_a_new_language_file_that_cannot_be_read_is_left_out(content_dir, caplog):

@@ -60,6 +60,14 @@ def test_the_description_names_closures_of_open_days_within_a_month():
     assert hours.describe(names, date(2027, 1, 7)) == (
         "Monday\u2013Friday 09:00-16:00; closed 2027-02-01")
     assert hours.describe(names, date(2027, 2, 2)) == "Monday\u2013Friday 09:00-16:00"
+    # A closure beyond the month is told to its end; one under way, from its start.
+    longer = read_office_hours({"value": {"mon": "9-16"},
+                                "closed_on": ["2026-12-24..2027-01-20"]})
+    for today in (date(2026, 12, 10), date(2027, 1, 5)):
+        assert longer.describe(names, today) == (
+            "Monday 09:00-16:00; closed 2026-12-24\u20132027-01-20")
+    # Over on its last open day: no longer news.
+    assert longer.describe(names, date(2027, 1, 19)) == "Monday 09:00-16:00"
 
 
 def test_an_office_open_until_midnight_or_all_day_ends_at_24():

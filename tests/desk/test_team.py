@@ -319,7 +319,14 @@ async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team
             {"day": today, "channel": "telegram", "language": "ps", "metric": "conversations",
              "count": 3},
             {"day": today, "channel": "telegram", "language": "ps",
-             "metric": "deletion_requests", "count": 1}])
+             "metric": "deletion_requests", "count": 1}] + [
+            # 11 finished the eligibility check in English, 1 of them with fear of return:
+            # 11 beside 5 and 5 would tell that 1.
+            {"day": today, "channel": "socketio", "language": "en", "metric": metric,
+             "count": n} for metric, n in (("eligibility_finished", 11),
+                                           ("eligibility:likely", 5),
+                                           ("eligibility:counsellor_first", 5),
+                                           ("eligibility:fear", 1))])
         db.execute(waits.insert(), [
             {"day": today, "channel": channel, "language": language, "urgency": "normal",
              "seconds": 60.0 * n}
@@ -328,13 +335,16 @@ async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team
     seen = await vera.json("GET", "/api/stats", 200)
     assert (seen["totals"], seen["by_language"], seen["smallest_count_shown"]) == (
         {"conversations": 7}, {"en": {"conversations": 7}}, 5)
+    assert seen["eligibility"] == {"likely": 5, "counsellor_first": 5}
     assert seen["wait"]["count"] == 5 and list(seen["wait"]["by_language"]) == ["en"]
     csv = await (await vera.call("GET", "/api/stats.csv")).text()
     assert ",ps," not in csv and ",en,conversations,7" in csv
     chart = await (await vera.call("GET", "/api/stats/charts/conversations.svg")).text()
     assert "<!-- en -->" in chart and "<!-- ps -->" not in chart  # the legend's labels
     everything = await amina.json("GET", "/api/stats", 200)
-    assert everything["totals"] == {"conversations": 10, "deletion_requests": 1}
+    assert everything["totals"] == {"conversations": 10, "deletion_requests": 1,
+                                    "eligibility_finished": 11}
+    assert everything["eligibility"] == {"likely": 5, "counsellor_first": 5, "fear": 1}
     assert everything["wait"]["count"] == 6 and "smallest_count_shown" not in everything
     await vera.session.close()
 
