@@ -509,15 +509,14 @@ class Desk:
         except ValueError as invalid:
             raise BadRequest(f"from and to are days (YYYY-MM-DD): {invalid}") from invalid
         rows = await asyncio.to_thread(self.store.statistics, first, last)
-        who = request.get("who") or {}
-        if who.get("role") == "viewer":  # no small count: it can point at a person
+        if _viewer(request):  # no small count: it can point at a person
             rows = stats.for_viewers(rows)
         return first, last, rows
 
     async def stats(self, request: web.Request) -> web.Response:
         first, last, rows = await self._period_rows(request)
         summary = stats.summary(first, last, rows)
-        if (request.get("who") or {}).get("role") == "viewer":
+        if _viewer(request):
             summary["smallest_count_shown"] = stats.SMALL_COUNT
         return web.json_response(summary)
 
@@ -839,6 +838,10 @@ def source_field(value: Any) -> Optional[Dict[str, Any]]:
             or any(not isinstance(v, str) or len(v) > MAX_VALUE for v in values.values())):
         raise BadRequest("'content' must be {key, part, values} of an assistant's message")
     return {"key": value["key"], "part": value.get("part", 0), "values": values}
+
+
+def _viewer(request: web.Request) -> bool:
+    return (request.get("who") or {}).get("role") == "viewer"
 
 
 STORE = web.AppKey("store", Store)
