@@ -18,6 +18,7 @@ reason is logged (avrr.content.Content.office_hours).
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 from zoneinfo import ZoneInfo
 
@@ -116,21 +117,33 @@ class OfficeHours:
             parts.append(f"{day_names.get('closed', 'closed')} {', '.join(coming)}")
         return "; ".join(parts)
 
-    def _coming_closures(self, today: date) -> List[str]:
-        """Closures under way or beginning within COMING_DAYS, days in a row as one range
-        to its real end ('2026-12-24–2027-01-20'), each with a day the office would be
-        open (a closed Sunday alone is not news)."""
+    @cached_property
+    def _closures(self) -> Tuple[Tuple[date, date], ...]:
+        """The closed dates as ranges of days in a row (first, last), in order: read once
+        per version of the settings, not at every answer."""
         runs: List[List[date]] = []
         for day in sorted(self.closed):
-            if runs and (day - runs[-1][-1]).days == 1:
-                runs[-1].append(day)
+            if runs and (day - runs[-1][1]).days == 1:
+                runs[-1][1] = day
             else:
-                runs.append([day])
-        return [run[0].isoformat() if len(run) == 1
-                else f"{run[0].isoformat()}\u2013{run[-1].isoformat()}"
-                for run in runs
-                if run[-1] >= today and (run[0] - today).days < COMING_DAYS
-                and any(DAYS[d.weekday()] in self.spans for d in run if d >= today)]
+                runs.append([day, day])
+        return tuple((first, last) for first, last in runs)
+
+    def _coming_closures(self, today: date) -> List[str]:
+        """Closures under way or beginning within COMING_DAYS, each to its real end
+        ('2026-12-24–2027-01-20'), each with a day the office would be open (a closed
+        Sunday alone is not news)."""
+        return [first.isoformat() if first == last
+                else f"{first.isoformat()}\u2013{last.isoformat()}"
+                for first, last in self._closures
+                if last >= today and (first - today).days < COMING_DAYS
+                and self._opens_between(max(first, today), last)]
+
+    def _opens_between(self, first: date, last: date) -> bool:
+        """Whether a day from `first` to `last` is one the office opens on."""
+        days = min((last - first).days + 1, len(DAYS))
+        return any(DAYS[(first + timedelta(days=n)).weekday()] in self.spans
+                   for n in range(days))
 
 
 def read_office_hours(entry: Any) -> OfficeHours:
