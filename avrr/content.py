@@ -71,6 +71,11 @@ def _section(texts: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return found if isinstance(found, Mapping) else {}
 
 
+def _unfilled(text: str, known: Mapping[str, str]) -> List[str]:
+    """The placeholders of `text` that no setting fills: the counsellor fills them."""
+    return [name for name in placeholders(text) if not known.get(name)]
+
+
 def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, Any]]) -> None:
     """ContentError if a file read cannot be used: settings without a value every answer
     may need, a language file without answers or (a translation) unlike `english`."""
@@ -315,11 +320,12 @@ class Content:
         texts = self.language_file(language)
         keys = dict.fromkeys([*_section(self.language_file(DEFAULT_LANGUAGE), "ready_replies"),
                               *_section(texts, "ready_replies")])
+        known = self._placeholder_values(language, {})
         listed = []
         for key in keys:
             text = self._entry(language, "ready_replies", key)
-            fields = self.ready_reply_fields(key, language)
-            values = {**self._placeholder_values(language, {}), **{f: f"{{{f}}}" for f in fields}}
+            fields = _unfilled(text, known)
+            values = {**known, **{f: f"{{{f}}}" for f in fields}}
             listed.append({"key": key, "text": fill(text, values), "fields": fields})
         return listed
 
@@ -328,8 +334,7 @@ class Content:
         text = self._entry(language, "ready_replies", key)
         if text is None:
             raise ContentError(f"no ready reply '{key}'")
-        known = self._placeholder_values(language, {})
-        return [name for name in placeholders(text) if not known.get(name)]
+        return _unfilled(text, self._placeholder_values(language, {}))
 
     def gloss(self, source: Mapping[str, Any], language: str) -> Optional[str]:
         """The message `source` (a Reply's source()) says, in `language`; None if the
