@@ -16,13 +16,16 @@ ranked. It takes about twenty minutes on two cores.
 miss (at the configured threshold) and the calm ones they flag, to find the kinds of
 danger the data and the lexicon still lack without looking at the held-out set.
 `--binary` adds a table comparing the belief net at lower thresholds with a second
-classifier trained on danger against the rest (README, "Not yet").
+classifier trained on danger against the rest; `--windows`, one adding each run of two
+to five words, or each clause, of a message ranked alone at several beliefs, as a further
+net (README, "Not yet": neither was taken).
 """
 import argparse
 import csv
+import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -45,15 +48,47 @@ FOLDS = 5
 BINARY_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 
 
-def out_of_fold(texts: Sequence[str], intents: np.ndarray, binary: bool = False
-                ) -> Tuple[List[str], np.ndarray, Optional[np.ndarray]]:
+# For `--windows`: the parts of a message ranked alone, each run of a few words (of a
+# message of at most MAX_WINDOWED_WORDS) and each clause between commas or dashes.
+WINDOW_SIZES = (2, 3, 4, 5)
+WINDOW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+MAX_WINDOWED_WORDS = 20
+_CLAUSE_END = re.compile(r"[,،:–—]|\s-\s")
+
+
+def words_of(size: int) -> Callable[[str], List[str]]:
+    """Each run of `size` words of a message longer than that."""
+    def cut(text: str) -> List[str]:
+        words = text.split()
+        if len(words) <= size or len(words) > MAX_WINDOWED_WORDS:
+            return []
+        return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
+    return cut
+
+
+def clauses_of(text: str) -> List[str]:
+    """The clauses of a message of several (between commas, colons and dashes)."""
+    parts = [p.strip() for p in _CLAUSE_END.split(text) if p.strip()]
+    return parts if len(parts) > 1 else []
+
+
+PARTS: Dict[str, Callable[[str], List[str]]] = {
+    **{f"{size} words": words_of(size) for size in WINDOW_SIZES}, "clause": clauses_of}
+
+
+def out_of_fold(texts: Sequence[str], intents: np.ndarray, binary: bool = False,
+                windows: bool = False
+                ) -> Tuple[List[str], np.ndarray, Optional[np.ndarray], Dict[str, np.ndarray]]:
     """The classes and each message's probabilities from the folds that did not train on
     it; with `binary`, also each message's probability of danger from a second model
-    trained on danger (the four safety intents) against the rest, on the same features."""
+    trained on danger (the four safety intents) against the rest, on the same features;
+    with `windows`, for each kind of PARTS, the highest belief in the safety intents of
+    any part of each message ranked alone (0 for a message without such parts)."""
     classes = sorted(set(intents))
     probabilities = np.zeros((len(texts), len(classes)))
     danger = np.zeros(len(texts)) if binary else None
     is_danger = np.isin(intents, list(SAFETY_INTENTS))
+    parts = {name: np.zeros(len(texts)) for name in PARTS} if windows else {}
     folds = StratifiedKFold(FOLDS, shuffle=True, random_state=0)
     for train, test in folds.split(texts, intents):
         words = CountVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b")  # noqa: S106
@@ -65,11 +100,22 @@ def out_of_fold(texts: Sequence[str], intents: np.ndarray, binary: bool = False
         model = LogisticRegression(max_iter=300, class_weight="balanced", random_state=42)
         model.fit(x_seen, intents[train])
         probabilities[test] = model.predict_proba(x_unseen)
+        safety_columns = [list(model.classes_).index(name) for name in SAFETY_INTENTS]
+        for name, found in parts.items():
+            owners, pieces = [], []
+            for i in test:
+                for piece in PARTS[name](texts[i]):
+                    owners.append(i)
+                    pieces.append(piece)
+            if pieces:
+                x = hstack([words.transform(pieces), chars.transform(pieces)]).tocsr()
+                beliefs = model.predict_proba(x)[:, safety_columns].sum(1)
+                np.maximum.at(found, np.array(owners), beliefs)
         if danger is not None:
             second = LogisticRegression(max_iter=300, class_weight="balanced", random_state=42)
             danger[test] = second.fit(x_seen, is_danger[train]).predict_proba(x_unseen)[:, 1]
         print(f"fold done ({len(test)} messages)", flush=True)
-    return classes, probabilities, danger
+    return classes, probabilities, danger, parts
 
 
 def configured_belief() -> float:
@@ -81,6 +127,8 @@ def configured_belief() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", type=Path, help="write missed and flagged messages here")
+    parser.add_argument("--windows", action="store_true",
+                        help="also its runs of 2-5 words and its clauses ranked alone (not used)")
     parser.add_argument("--binary", action="store_true",
                         help="also a danger-or-not classifier as a further net (not used)")
     args = parser.parse_args()
@@ -94,7 +142,8 @@ def main() -> int:
             phrases.setdefault(intent, []).extend(p.text for p in listed)
     lexicon = Lexicon(phrases)
 
-    classes, probabilities, binary = out_of_fold(texts, intents, args.binary)
+    classes, probabilities, binary, parts = out_of_fold(texts, intents, args.binary,
+                                                        args.windows)
     safety = [classes.index(name) for name in SAFETY_INTENTS]
     danger = np.isin(intents, list(SAFETY_INTENTS))
     top = np.array(classes)[probabilities.argmax(1)]
@@ -128,6 +177,18 @@ def main() -> int:
         for threshold in BINARY_THRESHOLDS:
             line(f"classifier + belief >= {configured_belief()} + danger-or-not >= {threshold}",
                  taken | (belief >= configured_belief()) | (binary >= threshold))
+    if parts:
+        every = np.max(np.vstack(list(parts.values())), axis=0)
+        for lexicon_too in (False, True):
+            base = taken | (belief >= configured_belief()) | (by_lexicon & lexicon_too)
+            print(f"\n{'With' if lexicon_too else 'Without'} the lexicon: each run of words"
+                  " (or comma clause) ranked alone (`--windows`)\n")
+            print("| nets | " + " | ".join(CODES) + " |")
+            print("|---" * (len(CODES) + 1) + "|")
+            line(f"classifier + belief >= {configured_belief()}", base)
+            for name, values in [*parts.items(), ("any", every)]:
+                for threshold in WINDOW_THRESHOLDS:
+                    line(f"+ {name} >= {threshold}", base | (values >= threshold))
     print("\nA sentence of a message of several, ranked alone (`sentence_belief`): each"
           " training message taken as such a sentence\n")
     print("| belief | " + " | ".join(CODES) + " |")
