@@ -76,9 +76,12 @@ def _unfilled(text: str, known: Mapping[str, str]) -> List[str]:
     return [name for name in placeholders(text) if not known.get(name)]
 
 
-def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, Any]]) -> None:
+def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, Any]],
+           previous: Optional[Mapping[str, Any]] = None) -> None:
     """ContentError if a file read cannot be used: settings without a value every answer
-    may need, a language file without answers or (a translation) unlike `english`."""
+    may need, a language file without answers, a translation unlike `english`, or an
+    edit of English that lacks what its `previous` version had (`dropped`)."""
+    found: List[str] = []
     if path.name == SETTINGS_FILE:
         for name in REQUIRED_SETTINGS:
             value = _value(data.get(name))
@@ -88,9 +91,27 @@ def _check(path: Path, data: Mapping[str, Any], english: Optional[Mapping[str, A
         raise ContentError("it holds no answers")
     elif english is not None:  # an answer English has and the edit lacks is given in English
         found = mismatches(data, english, keys=TITLES)
-        if found:
-            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            raise ContentError(f"{found[0]}{more}")
+    elif previous is not None:
+        found = dropped(data, previous)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ContentError(f"{found[0]}{more}")
+
+
+def dropped(texts: Mapping[str, Any], previous: Mapping[str, Any]) -> List[str]:
+    """What an edit of English lacks that its last good version had: a key of a section
+    (every language falls back to English's), or an answer with no messages or a message
+    without its text. English may change its texts, and add keys and messages."""
+    found = []
+    for section in (*SECTIONS, "topic_names"):
+        theirs = _section(texts, section)
+        found += [f"{section}.{key} is missing" for key in _section(previous, section)
+                  if key not in theirs]
+    for key, messages in _section(texts, "answers").items():
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("text"), str) for m in messages):
+            found.append(f"answers.{key} needs messages, each with a text")
+    return found
 
 
 SECTIONS = ("topics", "choices", "days", "answers", "ready_replies")
@@ -164,8 +185,8 @@ class Content:
 
     def _load(self, path: Path) -> Dict[str, Any]:
         """The file, reread when it changes on disk. An edit that cannot be taken (YAML
-        that does not parse, a required setting emptied, no answers) is not: the last
-        good version stays in use, and the reason is logged once, for the operator.
+        that does not parse, a required setting emptied, no answers: `_check`) is not:
+        the last good version stays in use, and the reason is logged once, for the operator.
         Without a good version, the error is raised."""
         cached = self._cache.get(path)
         mtime = None
@@ -174,11 +195,14 @@ class Content:
             if cached is not None and cached[0] == mtime:
                 return cached[1]
             data = read_yaml(path)
-            english = None  # an edit is compared with English; a first reading is taken
-            if cached is not None and path.name not in (SETTINGS_FILE,
-                                                        f"{DEFAULT_LANGUAGE}.yml"):
+            # An edit is compared with English (English's with its last good version);
+            # a first reading is taken.
+            english = previous = None
+            if cached is not None and path.name == f"{DEFAULT_LANGUAGE}.yml":
+                previous = cached[1]
+            elif cached is not None and path.name != SETTINGS_FILE:
                 english = self._load(self.folder / f"{DEFAULT_LANGUAGE}.yml")
-            _check(path, data, english)
+            _check(path, data, english, previous)
         except (OSError, yaml.YAMLError, ContentError) as error:
             if cached is None:
                 raise

@@ -175,6 +175,51 @@ def test_a_translation_unlike_english_keeps_its_last_good_version(content_dir, c
     assert logged.startswith(f"fa.yml: {reason}"), logged
 
 
+@pytest.mark.parametrize("change, reason", [
+    (lambda en: en["answers"].pop("ask_cost"), "answers.ask_cost is missing"),
+    (lambda en: en["answers"].update(ask_cots=en["answers"].pop("ask_cost")),
+     "answers.ask_cost is missing"),  # a key renamed by mistake
+    (lambda en: en["answers"]["ask_contact"][0].pop("text"),
+     "answers.ask_contact needs messages, each with a text"),
+    (lambda en: en["answers"].update(ask_cost=[]), "answers.ask_cost needs messages"),
+    (lambda en: en["choices"].pop("yes"), "choices.yes is missing"),
+    (lambda en: en["topic_names"].pop("ask_cost"), "topic_names.ask_cost is missing"),
+    (lambda en: en.pop("ready_replies"), "ready_replies.received is missing"),
+])
+def test_an_english_edit_that_drops_what_every_language_falls_back_to_is_not_taken(
+        content_dir, caplog, change, reason):
+    content = Content(content_dir)
+    before = {(key, code): [r.text for r in content.replies(key, code)]
+              for key in ("ask_cost", "ask_contact") for code in ("en", "fa")}
+    english = yaml.safe_load((content_dir / "en.yml").read_text(encoding="utf-8"))
+    change(english)
+    edit(content_dir / "en.yml", yaml.safe_dump(english, allow_unicode=True))
+
+    assert {pair: [r.text for r in content.replies(*pair)] for pair in before} == before
+    assert content.choice_buttons("en", [("yes", "/affirm")])[0]["title"] == "Yes"
+    assert content.topic_name("ask_cost", "en") != content.topic_name("nothing", "en")
+    assert "received" in [r["key"] for r in content.ready_replies("en")]
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "avrr.content"]
+    assert logged.startswith(f"en.yml: {reason}"), logged
+    assert logged.endswith("its last good version is used until it is mended")
+
+
+def test_english_may_change_its_texts_and_add_answers_and_messages(content_dir, caplog):
+    content = Content(content_dir)
+    assert content.replies("ask_cost", "en")
+    english = yaml.safe_load((content_dir / "en.yml").read_text(encoding="utf-8"))
+    english["answers"]["ask_cost"][0]["text"] = "Return with IOM is free of charge."
+    english["answers"]["ask_cost"].append({"text": "Ask a counsellor about the details."})
+    english["answers"]["ask_new_topic"] = [{"text": "A new answer."}]
+    edit(content_dir / "en.yml", yaml.safe_dump(english, allow_unicode=True))
+
+    texts = [r.text for r in content.replies("ask_cost", "en")]
+    assert texts[0] == "Return with IOM is free of charge."
+    assert texts[-1] == "Ask a counsellor about the details."
+    assert [r.text for r in content.replies("ask_new_topic", "en")] == ["A new answer."]
+    assert not [r for r in caplog.records if r.name == "avrr.content"]
+
+
 @pytest.mark.parametrize("first", [True, False])
 def test_an_answer_a_translation_lacks_or_cannot_fill_is_given_in_english(content_dir, caplog,
                                                                           first):

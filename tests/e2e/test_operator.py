@@ -102,13 +102,20 @@ def test_a_broken_edit_of_a_language_file_stops_no_answer(isolated, files):
     sender = f"broken-{uuid.uuid4().hex[:10]}"
     first = isolated.say(sender, danger)
     assert any("112" in text for text, _ in first)
+    asked = [text for text, _ in isolated.say(f"broken-{uuid.uuid4().hex[:10]}",
+                                             "iom phone number")]
+    assert asked[0] == HOTLINE
 
     files("fa.yml", persian + "\n  - [unclosed\n")  # a translator's typo
     files("settings.yml", "hotline: [unclosed\n")
+    english = yaml.safe_load((folder / "en.yml").read_text(encoding="utf-8"))
+    del english["answers"]["ask_contact"]  # every language falls back to English's
+    files("en.yml", yaml.safe_dump(english, allow_unicode=True))
 
     assert isolated.say(sender, danger) == first  # understood and answered as before
     other = f"broken-{uuid.uuid4().hex[:10]}"
-    assert [text for text, _ in isolated.say(other, "iom phone number")][0] == HOTLINE
+    assert [text for text, _ in isolated.say(other, "iom phone number")] == asked
     written = isolated.log.read_text(errors="replace")
     assert "fa.yml: its danger phrases cannot be read (" in written  # Rasa
     assert "fa.yml: " in written and "its last good version is used" in written  # actions
+    assert "en.yml: answers.ask_contact is missing; its last good version" in written
