@@ -104,9 +104,7 @@ def dropped(texts: Mapping[str, Any], previous: Mapping[str, Any]) -> List[str]:
     without its text. English may change its texts, and add keys and messages."""
     found = []
     for section in (*SECTIONS, "topic_names"):
-        theirs = _section(texts, section)
-        found += [f"{section}.{key} is missing" for key in _section(previous, section)
-                  if key not in theirs]
+        found += _missing(section, _section(texts, section), _section(previous, section))
     for key, messages in _section(texts, "answers").items():
         if not isinstance(messages, list) or not messages or not all(
                 isinstance(m, dict) and isinstance(m.get("text"), str) for m in messages):
@@ -130,7 +128,7 @@ def mismatches(texts: Mapping[str, Any], english: Mapping[str, Any],
         if not isinstance(theirs, dict):
             found.append(f"{section} is missing")
             continue
-        found += [f"{section}.{key} is missing" for key in ours if key not in theirs]
+        found += _missing(section, theirs, ours)
         found += [f"{section}.{key} is not in English" for key in theirs if key not in ours]
     for key, messages in (english.get("answers") or {}).items():
         theirs = (texts.get("answers") or {}).get(key)
@@ -153,6 +151,11 @@ def mismatches(texts: Mapping[str, Any], english: Mapping[str, Any],
         if other is not None:
             found += _placeholder_mismatch(f"ready_replies.{key}", str(other), text)
     return found
+
+
+def _missing(section: str, theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> List[str]:
+    """The keys of a section that `ours` has and `theirs` lacks, each as a finding."""
+    return [f"{section}.{key} is missing" for key in ours if key not in theirs]
 
 
 def _placeholder_mismatch(where: str, text: str, english: str) -> List[str]:
