@@ -96,8 +96,14 @@ from bench.generate import percentile  # noqa: E402
 from bench.processes import BenchError  # noqa: E402
 from bench.report import MIB, fmt, machine  # noqa: E402
 from bot.launch import answers  # noqa: E402
-from tests.e2e.conftest import CHANNEL_ENV, RASA_TOKEN, Assistant  # noqa: E402
-from tests.e2e.test_faults import kill, telegram_update, user_texts  # noqa: E402
+from tests.assistant import (  # noqa: E402
+    CHANNEL_ENV,
+    RASA_TOKEN,
+    Assistant,
+    kill,
+    telegram_update,
+    user_texts,
+)
 from tests.fakes.telegram_api import FakeTelegramApi  # noqa: E402
 
 logger = logging.getLogger(__name__)

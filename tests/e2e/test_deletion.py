@@ -6,7 +6,7 @@ from contextlib import closing
 
 import requests
 
-from tests.e2e.conftest import CHANNEL_ENV
+from tests.assistant import CHANNEL_ENV
 from tests.fakes.graph_api import encode, message_payload, signed
 
 DONE = "Done: this conversation and everything stored about it are deleted."

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from actions.outbox import dead_letters
 from avrr.db import engine
-from tests.e2e.conftest import ACTION_TOKEN
+from tests.assistant import ACTION_TOKEN
 
 EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>'
 LIVE = 10_000  # ms: the console polls every 3 s

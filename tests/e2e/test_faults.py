@@ -8,7 +8,8 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.conftest import CHANNEL_ENV, Desk
+from tests.assistant import CHANNEL_ENV, kill, telegram_update, user_texts
+from tests.e2e.conftest import Desk
 from tests.fakes.graph_api import encode, message_payload, signed
 
 BACK_WITHIN_S = 60
@@ -20,13 +21,6 @@ def faulty(isolated):
     return isolated
 
 
-def kill(assistant, module: str) -> int:
-    part = assistant.part(module)
-    part.send_signal(signal.SIGKILL)
-    part.wait(timeout=10)
-    return part.pid
-
-
 def until(check, within_s: float, what: str):
     deadline = time.monotonic() + within_s
     while True:
@@ -35,15 +29,6 @@ def until(check, within_s: float, what: str):
             return found
         assert time.monotonic() < deadline, f"not {what} within {within_s} s"
         time.sleep(0.5)
-
-
-def telegram_update(chat_id: int, text: str) -> dict:
-    return {
-        "update_id": uuid.uuid4().int % 2**31,
-        "message": {"message_id": 1, "date": int(time.time()), "text": text,
-                    "from": {"id": chat_id, "is_bot": False, "first_name": "A"},
-                    "chat": {"id": chat_id, "first_name": "A", "type": "private"}},
-    }
 
 
 def post_telegram(assistant, update) -> int:
@@ -78,11 +63,6 @@ def delivered_until_taken(post, within_s: float) -> list:
             time.sleep(1)
         statuses.append(post())
     return statuses
-
-
-def user_texts(assistant, conversation):
-    events = assistant.api("GET", f"/conversations/{conversation}/tracker").json()["events"]
-    return [e["text"] for e in events if e["event"] == "user"]
 
 
 def test_with_the_action_server_killed_platforms_redeliver_and_each_message_is_answered_once(

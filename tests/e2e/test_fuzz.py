@@ -11,7 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import CHANNEL_ENV, DESK_TOKEN, WebChat
+from tests.assistant import CHANNEL_ENV, DESK_TOKEN
+from tests.e2e.conftest import WebChat
 from tests.fakes.graph_api import PHONE_NUMBER_ID, signed
 
 REST, TELEGRAM, WHATSAPP, SOCKET = 2500, 2000, 2000, 300

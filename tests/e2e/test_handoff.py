@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from actions.content import get_content
-from tests.e2e.conftest import ACTION_TOKEN
+from tests.assistant import ACTION_TOKEN
 
 OFFER = "I can pass this conversation to an IOM counsellor"
 QUEUED = "Thank you. A counsellor will answer you here in this chat. You are number"

@@ -6,7 +6,7 @@ import uuid
 
 import requests
 
-from tests.e2e.conftest import ACTION_TOKEN, CHANNEL_ENV, DESK_TOKEN, RASA_TOKEN
+from tests.assistant import ACTION_TOKEN, CHANNEL_ENV, DESK_TOKEN, RASA_TOKEN
 from tests.rawhttp import status_of_raw
 
 

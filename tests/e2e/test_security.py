@@ -7,7 +7,7 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.conftest import ACTION_TOKEN, RASA_TOKEN
+from tests.assistant import ACTION_TOKEN, RASA_TOKEN
 from tests.rawhttp import status_of_announced_body
 
 SIXTEEN_MB = 16 * 1024 * 1024
