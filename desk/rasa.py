@@ -4,6 +4,7 @@ It authenticates with a short-lived JWT signed with RASA_API_TOKEN, in the Autho
 header (the token never travels in a URL, so no log line can hold it).
 """
 
+import asyncio
 import time
 import urllib.parse
 from typing import Any, Dict, Optional
@@ -58,7 +59,9 @@ class Rasa:
                     raise ConversationGone("the conversation no longer exists")
                 if reply.status >= 300:
                     raise DeliveryError(f"Rasa answered {reply.status}")
-        except (aiohttp.ClientError, OSError, TimeoutError) as failure:
+        # On Python 3.10 a timed-out request raises asyncio.TimeoutError, not the
+        # built-in TimeoutError (they are one class from 3.11 on).
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as failure:
             raise DeliveryError(type(failure).__name__) from failure
 
     async def say(self, conversation_id: str, text: str, key: str) -> None:

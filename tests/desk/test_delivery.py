@@ -45,3 +45,44 @@ async def test_two_desks_deliver_each_reply_once(tmp_path):
         for desk in desks:
             await desk.rasa.close()
             await desk.announcer.close()
+
+
+async def test_a_rasa_that_times_out_delays_its_conversation_only(tmp_path, monkeypatch):
+    """A timeout is a failed delivery like any other: the reply stays queued for a later
+    try, and the other conversations' replies go out meanwhile."""
+    import aiohttp
+
+    from desk import rasa as rasa_client
+
+    monkeypatch.setattr(rasa_client, "TIMEOUT", aiohttp.ClientTimeout(total=0.3))
+    slow_done = asyncio.Event()
+    received = []
+
+    async def events(request: web.Request) -> web.Response:
+        if request.match_info["sender"] == "web-slow":
+            await slow_done.wait()
+        received.append(request.match_info["sender"])
+        return web.json_response({})
+
+    rasa = web.Application()
+    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
+    async with TestServer(rasa) as server:
+        settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path,
+                                rasa_url=str(server.make_url("")).rstrip("/"))
+        desk = Desk(settings, Store(settings.database))
+        replies = {}
+        for conversation in ("web-slow", "web-fast"):
+            ticket = desk.store.create_ticket(
+                {"idempotency_key": f"key-{conversation}", "conversation_id": conversation,
+                 "channel": "socketio", "language": "en", "topic": "request_human",
+                 "urgency": "normal", "consent_at": now(), "consent_language": "en"},
+                [])["ticket"]["id"]
+            replies[conversation] = desk.store.reply(ticket, "api", "hello")["id"]
+
+        await desk.deliver()  # raised asyncio.TimeoutError on Python 3.10 before
+
+        assert received == ["web-fast"]
+        assert [m["id"] for m in desk.store.undelivered()] == [replies["web-slow"]]
+        assert desk.retry_at["web-slow"] > 0
+        slow_done.set()
+        await desk.rasa.close()
