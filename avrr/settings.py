@@ -218,6 +218,9 @@ class DeskSettings(Settings):
     rasa_url: str = Field(f"http://{LOOPBACK}:5005", env="RASA_URL")
     rasa_api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
     cookie_secure: bool = Field(False, env="DESK_COOKIE_SECURE")
+    # Reverse proxies in front of the desk (1 behind nginx): the sign-in limits per
+    # address read the client's address from X-Forwarded-For, not the proxy's.
+    proxies_count: int = Field(0, env="AVRR_PROXIES_COUNT", ge=0, le=5)
     initial_password: Optional[SecretStr] = Field(None, env="DESK_INITIAL_PASSWORD")
     # `python -m desk add-counsellor`: the new account's password (else asked for).
     new_password: Optional[SecretStr] = Field(None, env="DESK_NEW_PASSWORD")

@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy import exc as database_errors
 
 from avrr import readiness
 from avrr.content import Content, ContentError
@@ -37,6 +38,7 @@ MAX_TRANSCRIPT = 500
 DELIVERY_INTERVAL_S = 2.0
 EXPIRE_EVERY_S = 3600.0  # the retention job
 MAX_RETRY_PAUSE_S = 60.0
+DATABASE_RETRY_S = 2
 LEASE_S = 60.0  # > one delivery's longest wait for Rasa (20 s)
 # Failed sign-ins allowed in LOGIN_WINDOW before the next attempt waits: per name from
 # one address (the real counsellor elsewhere is not locked out by a stranger), per
@@ -83,7 +85,7 @@ class BadRequest(Exception):
 async def body_of(request: web.Request) -> Dict[str, Any]:
     try:
         body = await request.json()
-    except (ValueError, RecursionError) as invalid:
+    except (ValueError, RecursionError, LookupError) as invalid:  # LookupError: a charset
         raise BadRequest("the body must be JSON") from invalid
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
@@ -144,6 +146,17 @@ class Desk:
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Who may do what; the API's errors as JSON; a database that fails as a 503 the
+        client can send again (its text quotes the statement's values: its type only)."""
+        try:
+            return await self._guarded(request, handler)
+        except (database_errors.DBAPIError, database_errors.TimeoutError) as fault:
+            logger.warning("database failed (%s): answered 503", type(fault).__name__)
+            answer = fail(503, "the desk's database did not answer; try again")
+            answer.headers["Retry-After"] = str(DATABASE_RETRY_S)
+            return self.secure(answer)
+
+    async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route
         public = (request.method, request.path) in PUBLIC or request.path.startswith("/static/")
         if not public and route.resource is not None:
@@ -213,26 +226,29 @@ class Desk:
         return web.json_response(document())
 
     async def login(self, request: web.Request) -> web.Response:
+        # Only a JSON body: a page elsewhere can post a form or text/plain across sites
+        # without asking (and sign the browser into an account of its choosing), JSON not.
+        if request.content_type != "application/json":
+            return fail(415, "the body must be JSON (Content-Type: application/json)")
         body = await body_of(request)
         username = text_field(body, "username", 64)
         password = text_field(body, "password", 256)
-        address = request.remote or "unknown"
+        address = self._client_address(request)
         limits = {
             f"pair:{username}|{address}": LOGIN_LIMITS["pair"],
             f"addr:{address}": LOGIN_LIMITS["addr"],
             f"name:{username}": LOGIN_LIMITS["name"],
         }
-        # Checked before any password hash is computed: a locked name costs no CPU.
-        wait = await asyncio.to_thread(self.store.login_wait, limits, LOGIN_WINDOW)
-        if wait is not None:
-            answer = fail(429, "too many failed attempts, wait a few minutes")
-            answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-            return answer
+        # Counted before any password hash is computed: a locked name costs no CPU.
+        locked = await self._attempt(limits, "too many failed attempts, wait a few minutes")
+        if locked is not None:
+            return locked
         counsellor = await asyncio.to_thread(self.store.check_password, username, password)
         if counsellor is None:
-            await asyncio.to_thread(self.store.record_login_failure, list(limits), LOGIN_WINDOW)
             return fail(401, "wrong username or password")
-        await asyncio.to_thread(self.store.clear_login_failures, [f"pair:{username}|{address}"])
+        pair = f"pair:{username}|{address}"
+        await asyncio.to_thread(
+            self.store.login_succeeded, [pair], [key for key in limits if key != pair])
         opened = await asyncio.to_thread(self.store.open_session, counsellor)
         session = await asyncio.to_thread(self.store.session, opened["token"])
         answer = web.json_response({k: session[k] for k in SESSION_FIELDS})
@@ -257,6 +273,26 @@ class Desk:
         answer.del_cookie(COOKIE, path="/")
         return answer
 
+    async def _attempt(self, limits: Dict[str, int], reason: str) -> Optional[web.Response]:
+        """A password attempt, counted: the 429 when it is one too many, else None."""
+        wait = await asyncio.to_thread(self.store.login_attempt, limits, LOGIN_WINDOW)
+        if wait is None:
+            return None
+        answer = fail(429, reason)
+        answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return answer
+
+    def _client_address(self, request: web.Request) -> str:
+        """The client's address: with AVRR_PROXIES_COUNT proxies in front (nginx), the one
+        the outermost of them wrote in X-Forwarded-For, as Rasa reads it."""
+        proxies = self.settings.proxies_count
+        if proxies:
+            forwarded = [part.strip() for part in
+                         ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+            if len(forwarded) >= proxies and forwarded[-proxies]:
+                return forwarded[-proxies]
+        return request.remote or "unknown"
+
     async def me(self, request: web.Request) -> web.Response:
         who = request["who"]
         if who["kind"] != "counsellor":
@@ -275,17 +311,14 @@ class Desk:
             raise BadRequest("the new password must differ from the old one")
         # Guessing the password from a session left open is slowed down like sign-ins.
         limits = {f"own:{who['username']}": LOGIN_LIMITS["pair"]}
-        wait = await asyncio.to_thread(self.store.login_wait, limits, LOGIN_WINDOW)
-        if wait is not None:
-            answer = fail(429, "too many wrong passwords, wait a few minutes")
-            answer.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-            return answer
+        locked = await self._attempt(limits, "too many wrong passwords, wait a few minutes")
+        if locked is not None:
+            return locked
         changed = await asyncio.to_thread(
             self.store.change_password, who["id"], old, new, who["token"])
         if not changed:
-            await asyncio.to_thread(self.store.record_login_failure, list(limits), LOGIN_WINDOW)
             return fail(403, "the old password is wrong")
-        await asyncio.to_thread(self.store.clear_login_failures, list(limits))
+        await asyncio.to_thread(self.store.login_succeeded, list(limits))
         return web.json_response({"changed": True})
 
     # Accounts (administrators and the API token).
@@ -452,20 +485,16 @@ class Desk:
     async def inbound(self, request: web.Request) -> web.Response:
         """A message the person wrote while a counsellor has the conversation."""
         body = await body_of(request)
-        ticket = await asyncio.to_thread(
-            self.store.ticket_by_key, text_field(body, "ticket_key", 128)
-        )
-        if ticket is None:
-            return fail(404, "no ticket with that key")
+        conversation = body.get("conversation_id")
+        if conversation is not None:
+            conversation = text_field(body, "conversation_id", 128)
         key = text_field(body, "idempotency_key", 160)
         text = text_field(body, "text")
         at = self._time(body.get("at"))
         message = await asyncio.to_thread(
-            self.store.add_message, ticket["id"], "person", text, at, key,
-            **understood(body),
+            self.store.inbound, text_field(body, "ticket_key", 128), conversation, key, text,
+            at, body.get("urgent") is True, **understood(body),
         )
-        if body.get("urgent") is True:
-            await asyncio.to_thread(self.store.escalate, ticket["id"])
         return web.json_response(message, status=201)
 
     async def delete_conversation(self, request: web.Request) -> web.Response:

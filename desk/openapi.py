@@ -416,6 +416,7 @@ ERRORS = {
         "(`must_change_password`: true)",
     ),
     "413": _json(ERROR, "the body is larger than 1 MiB"),
+    "503": _json(ERROR, "the desk's database did not answer: send again after Retry-After"),
 }
 TICKET_ID = [{"name": "ticket_id", "in": "path", "required": True, "schema": ID}]
 USERNAME = [{"name": "username", "in": "path", "required": True, "schema": text(64)}]
@@ -546,6 +547,7 @@ def document() -> Dict[str, Any]:
                         "200": _json(ME),
                         "400": ERRORS["400"],
                         "401": ERRORS["401"],
+                        "415": _json(ERROR, "the body is not application/json"),
                         "429": _json(ERROR, "too many failed attempts"),
                     },
                 }
@@ -1105,6 +1107,9 @@ def document() -> Dict[str, Any]:
                             "required": ["ticket_key", "idempotency_key", "text"],
                             "properties": {
                                 "ticket_key": text(128),
+                                "conversation_id": dict(text(128), description=(
+                                    "the person's conversation: its open ticket takes the "
+                                    "message when ticket_key is unknown or closed")),
                                 "idempotency_key": text(160),
                                 "text": text(4096),
                                 "at": TIME,
@@ -1119,6 +1124,8 @@ def document() -> Dict[str, Any]:
                     "responses": {
                         "201": _json(MESSAGE),
                         "404": _json(ERROR, "no ticket with that key"),
+                        "409": _json(ERROR, "the ticket is closed (and the conversation has "
+                                            "no open one)"),
                         **ERRORS,
                     },
                 }

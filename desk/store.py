@@ -239,7 +239,7 @@ def parse_time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError("a time must be an ISO-8601 string")
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _hash_token(token: str) -> str:
@@ -476,43 +476,44 @@ class Store:
             return None
         return None if row.disabled else row.id
 
-    def login_wait(
-        self, limits: Dict[str, int], window: timedelta
-    ) -> Optional[float]:
-        """Seconds to wait before another sign-in for these keys (None: go ahead).
-
-        `limits` maps each key (e.g. "name:amina") to the failures it may have in `window`.
-        """
+    def login_attempt(self, limits: Dict[str, int], window: timedelta) -> Optional[float]:
+        """Count one sign-in attempt for each key of `limits` (e.g. "name:amina" -> the
+        attempts it may have in `window`); seconds to wait when it is one too many for a
+        key (None: go ahead). Counted in one transaction before the password is checked,
+        so that attempts made at once cannot all pass; a success is taken back
+        (`login_succeeded`)."""
         moment = now()
-        with self.engine.connect() as db:
-            rows = db.execute(
-                sa.select(login_failures).where(login_failures.c.key.in_(list(limits)))
-            ).fetchall()
-        waits = [
-            (parse_time(iso(row.window_start)) + window - moment).total_seconds()
-            for row in rows
-            if row.count >= limits[row.key]
-            and parse_time(iso(row.window_start)) > moment - window
-        ]
-        return max(waits) if waits else None
-
-    def record_login_failure(self, keys: Sequence[str], window: timedelta) -> None:
-        moment = now()
-        expired = login_failures.c.window_start < moment - window
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as db:
+            expired = login_failures.c.window_start < moment - window
             db.execute(login_failures.delete().where(expired))
-            for key in keys:
+            for key in sorted(limits):  # one order of row locks for every transaction
                 insert = dialect.insert(login_failures).values(
                     key=key, count=1, window_start=moment)
                 db.execute(insert.on_conflict_do_update(
                     index_elements=[login_failures.c.key],
                     set_={"count": login_failures.c.count + 1},
                 ))
+            rows = db.execute(
+                sa.select(login_failures).where(login_failures.c.key.in_(list(limits)))
+            ).fetchall()
+        waits = [
+            (parse_time(iso(row.window_start)) + window - moment).total_seconds()
+            for row in rows
+            if row.count > limits[row.key]
+        ]
+        return max(waits) if waits else None
 
-    def clear_login_failures(self, keys: Sequence[str]) -> None:
+    def login_succeeded(self, forget: Sequence[str], keep: Sequence[str] = ()) -> None:
+        """A successful attempt: the `forget` keys start again, the `keep` keys (shared
+        with others: an address, a name from anywhere) no longer count this attempt."""
         with self.engine.begin() as db:
-            db.execute(login_failures.delete().where(login_failures.c.key.in_(list(keys))))
+            db.execute(login_failures.delete().where(login_failures.c.key.in_(list(forget))))
+            db.execute(
+                login_failures.update()
+                .where(login_failures.c.key.in_(list(keep)), login_failures.c.count > 0)
+                .values(count=login_failures.c.count - 1)
+            )
 
     def open_session(self, counsellor_id: int) -> Dict[str, str]:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -657,10 +658,32 @@ class Store:
                     .order_by(audit.c.id))]
         return found
 
-    def ticket_by_key(self, key: str) -> Optional[Dict[str, Any]]:
-        with self.engine.connect() as db:
-            row = db.execute(sa.select(tickets).where(tickets.c.idempotency_key == key)).first()
-            return self._ticket(db, row) if row else None
+    def inbound(self, ticket_key: str, conversation_id: Optional[str], key: str, text: str,
+                at: datetime, urgent: bool = False, **annotations: Any) -> Dict[str, Any]:
+        """A message of the person to their counsellor, once per idempotency key: on the
+        ticket of `ticket_key`, or, when that one is unknown or closed, on the open ticket
+        of `conversation_id` (the key the assistant holds may be a consent sent twice's,
+        for which the desk answered with the ticket it had). NotFound when there is no
+        such ticket; Conflict when it is closed: nobody would read the message there.
+        `urgent`: the ticket becomes urgent (a message about danger)."""
+        with self.engine.begin() as db:
+            row = db.execute(
+                sa.select(tickets).where(tickets.c.idempotency_key == ticket_key)).first()
+            if (row is None or row.status != "open") and conversation_id:
+                row = db.execute(sa.select(tickets).where(
+                    tickets.c.conversation_id == conversation_id, tickets.c.status == "open",
+                )).first() or row
+            if row is None:
+                raise NotFound("no ticket with that key")
+            found = db.execute(sa.select(messages).where(messages.c.idempotency_key == key)).first()
+            if found is not None:  # sent again: the message is there, whatever came since
+                return _message(found)
+            _lock(db, row.id)  # a close waits for this message, or comes first
+            if self._row(db, row.id).status != "open":
+                raise Conflict("the ticket is closed")
+            if urgent:
+                db.execute(tickets.update().where(tickets.c.id == row.id).values(urgency="urgent"))
+            return self._add_message(db, row.id, "person", text, at, key, **annotations)
 
     def add_message(
         self,
@@ -674,27 +697,28 @@ class Store:
         """A message on the ticket, once per idempotency key. `annotations`: the
         `intent` and `confidence` of a message of the person."""
         with self.engine.begin() as db:
-            if key is not None:
-                row = db.execute(
-                    sa.select(messages).where(messages.c.idempotency_key == key)
-                ).first()
-                if row is not None:
-                    return _message(row)
-            message_id = db.execute(
-                messages.insert().values(
-                    ticket_id=ticket_id,
-                    idempotency_key=key,
-                    sender=sender,
-                    text=text,
-                    at=at,
-                    delivered=None,
-                    **annotations,
-                )
-            ).inserted_primary_key[0]
-            db.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now()))
-            return _message(
-                db.execute(sa.select(messages).where(messages.c.id == message_id)).first()
+            return self._add_message(db, ticket_id, sender, text, at, key, **annotations)
+
+    @staticmethod
+    def _add_message(db: Any, ticket_id: int, sender: str, text: str, at: datetime,
+                     key: Optional[str], **annotations: Any) -> Dict[str, Any]:
+        if key is not None:
+            row = db.execute(sa.select(messages).where(messages.c.idempotency_key == key)).first()
+            if row is not None:
+                return _message(row)
+        message_id = db.execute(
+            messages.insert().values(
+                ticket_id=ticket_id,
+                idempotency_key=key,
+                sender=sender,
+                text=text,
+                at=at,
+                delivered=None,
+                **annotations,
             )
+        ).inserted_primary_key[0]
+        db.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now()))
+        return _message(db.execute(sa.select(messages).where(messages.c.id == message_id)).first())
 
     def reply(
         self, ticket_id: int, actor: str, text: str, content: Optional[Dict[str, Any]] = None
@@ -764,10 +788,6 @@ class Store:
                        .values(assignee=username))
             _record(db, ticket_id, actor, "assigned", username)
             return self._ticket(db, self._row(db, ticket_id))
-
-    def escalate(self, ticket_id: int) -> None:
-        with self.engine.begin() as db:
-            db.execute(tickets.update().where(tickets.c.id == ticket_id).values(urgency="urgent"))
 
     def close(self, ticket_id: int, actor: str = API_ACTOR) -> Dict[str, Any]:
         """Close an open ticket; by its holder (or anyone when nobody holds it) or the API.

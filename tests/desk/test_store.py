@@ -118,3 +118,13 @@ def test_two_requests_for_one_conversation_at_once_make_one_ticket(tmp_path):
                 idempotency_key="key-direct", conversation_id="web-same", channel="rest",
                 language="en", topic="x", urgency="normal", status="open", created_at=now(),
                 updated_at=now(), consent_at=now(), consent_language="en", handed_back=False))
+
+
+def test_a_time_with_an_offset_is_the_same_moment_in_utc():
+    from datetime import datetime, timezone
+
+    from desk.store import parse_time
+
+    assert parse_time("2026-11-24T10:00:00+02:00") == datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
+    assert parse_time("2026-11-24T10:00:00+02:00").utcoffset() == timedelta(0)
+    assert parse_time("2026-11-24T10:00:00") == datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
