@@ -1,8 +1,8 @@
 """A durable outbox from the action server to the counsellor desk (and back to Rasa).
 
-Every request to the desk (a new ticket, a message during the handoff, a deletion) is
-first committed with an idempotency key, then sent; the desk treats a repeated key as
-the same request, so nothing is lost and nothing doubled. It cannot be poisoned:
+Every request to the desk (a new ticket, a message during the handoff) is first
+committed with an idempotency key, then sent; the desk treats a repeated key as the same
+request, so nothing is lost and nothing doubled. It cannot be poisoned:
 - order is kept per conversation (and target), not globally: a conversation whose
   request keeps failing delays nobody else;
 - a failure is retried with backoff, up to a cap; what keeps failing, or what the desk
@@ -20,6 +20,13 @@ the same request, so nothing is lost and nothing doubled. It cannot be poisoned:
 Sending happens outside any transaction; a request being sent is leased, so the action
 and the delivery thread (or two replicas) never send it both. Delivered requests keep
 only their key and the desk's answer, for an hour: no text and no conversation id.
+
+Deleting a conversation (`delete_conversation`) is sent at once, with its key, and kept
+nowhere: the person is told the truth now. First every waiting request of the
+conversation is leased, after the one being sent (if any) is done, so none can reach the
+desk after its DELETE; the requests are dropped (dead letters too) only when the desk
+confirmed the deletion; otherwise they are released and sent as before: a failed
+deletion loses nothing, not even a handoff the person was promised.
 """
 import argparse
 import json
@@ -51,6 +58,12 @@ MAX_BACKOFF_S = 300.0
 MAX_ATTEMPTS = 40  # about three hours of retries at most
 MAX_MISSING_TICKET_ATTEMPTS = 5
 KEEP_DELIVERED_S = 3600
+# How long a deletion waits for a request of its conversation being sent: a send takes at
+# most a connection and an answer, TIMEOUT_S each.
+WAIT_S = 2 * TIMEOUT_S
+# How long a deletion holds its conversation's requests: the wait, then its own DELETE,
+# with room to spare; if the action server dies meanwhile, they go again after it.
+HOLD_S = WAIT_S + LEASE_S
 DESK, RASA = "desk", "rasa"
 PENDING, DELIVERED = "pending", "delivered"
 TICKETS_PATH = "/api/tickets"
@@ -227,14 +240,14 @@ class Outbox:
         with self.engine.connect() as db:
             return db.execute(query.order_by(outbox.c.id).limit(64)).fetchall()
 
-    def _lease(self, row_id: int) -> bool:
+    def _lease(self, row_id: int, seconds: float = LEASE_S) -> bool:
         now = self.clock()
         with self.engine.begin() as db:
             return db.execute(
                 outbox.update()
                 .where(outbox.c.id == row_id, outbox.c.state == PENDING,
                        sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now))
-                .values(lease_until=now + LEASE_S)
+                .values(lease_until=now + seconds)
             ).rowcount == 1
 
     def flush(self, conversation_id: Optional[str] = None,
@@ -369,6 +382,58 @@ class Outbox:
                     method=row.method, path=row.path, body=row.body, state=PENDING,
                     attempts=0, next_at=now, created_at=row.created_at))
         return len(rows)
+
+    def delete_conversation(self, conversation_id: str, key: str, path: str,
+                            wait_s: float = WAIT_S) -> bool:
+        """DELETE `path` at the desk at once, then forget the conversation here; whether
+        both are done (see the module docstring for why in this order).
+
+        Its requests are held first: one being sent could otherwise reach the desk after
+        the DELETE and bring the conversation back. If the desk does not confirm, or a
+        send does not end within `wait_s`, they are released (and sent later), and nothing
+        is deleted here.
+        """
+        start = self.clock()
+        held = self._hold(conversation_id, wait_s)
+        deleted = False
+        if held is not None:
+            status = self.send_now(key, "DELETE", path)
+            # A hold that lapsed (a DELETE slower than HOLD_S) may have let a request go.
+            deleted = status is not None and status < 300 and self.clock() < start + HOLD_S
+        if deleted:
+            self.forget(conversation_id)
+        elif held:
+            self._release(held)
+        return deleted
+
+    def _hold(self, conversation_id: str, wait_s: float) -> Optional[List[int]]:
+        """Lease every waiting request of the conversation, for HOLD_S: the ids, or None if
+        one stays leased by a sender for `wait_s` (its lease is left alone; ours are
+        released). A request put meanwhile (a notice for a refused ticket) is leased too."""
+        held: List[int] = []
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self.engine.connect() as db:
+                rows = db.execute(sa.select(outbox.c.id).where(
+                    outbox.c.conversation_id == conversation_id,
+                    outbox.c.state == PENDING)).fetchall()
+            busy = [row.id for row in rows
+                    if row.id not in held and not self._lease(row.id, HOLD_S)]
+            held += [row.id for row in rows if row.id not in held and row.id not in busy]
+            if not busy:
+                return held
+            if time.monotonic() >= deadline:
+                logger.warning("a deletion waited %.0f s for a request being sent; not now",
+                               wait_s)
+                self._release(held)
+                return None
+            time.sleep(0.05)
+
+    def _release(self, held: List[int]) -> None:
+        """The held requests may be sent again, now."""
+        with self.engine.begin() as db:
+            db.execute(outbox.update().where(outbox.c.id.in_(held), outbox.c.state == PENDING)
+                       .values(lease_until=None))
 
     def forget(self, conversation_id: str) -> None:
         """Delete every request of a conversation whose data the person deleted."""

@@ -1,11 +1,15 @@
 """Deleting a person's conversation on request, and saying so only when it is done.
 
-`action_delete_my_data` deletes, in order, what the action server keeps (the outbox's
-requests) and the person's tickets at the desk (at once, not through the outbox: the
-person is told the truth now). Only when both succeeded does it set `data_deleted`, and
-the Rasa server then deletes its part as it saves the conversation (the channels'
-records, then every stored event: bot/tracker_store.py). If a step fails, the person is
-told that nothing is deleted yet and can ask again; every step is idempotent. A typed
+`action_delete_my_data` deletes the person's tickets at the desk (at once, not through the
+outbox: the person is told the truth now), then what the action server keeps (the
+outbox's requests, which hold what the person wrote). The requests are held from before
+the DELETE (one being sent is waited for), so none reaches the desk after it, and dropped
+only once the desk confirmed: if the desk fails, they are still sent, and a handoff the
+person was promised still happens (actions/outbox.py, `delete_conversation`). Only when
+both succeeded does it set `data_deleted`, and the Rasa server then deletes its part as
+it saves the conversation (the channels' records, then every stored event:
+bot/tracker_store.py). If a step fails, the person is told that nothing is deleted yet
+and can ask again; every step is idempotent. A typed
 "yes" the classifier is unsure of (`SURE_YES`, actions/answers.py) deletes nothing: the
 question is asked again.
 """
@@ -64,13 +68,12 @@ class ActionDeleteMyData(Action):
     ) -> List[Dict[Text, Any]]:
         if unsure_yes(tracker):
             return [FollowupAction(Actions.CONFIRM_DELETE)]
-        outbox = get_outbox()
-        await asyncio.to_thread(outbox.forget, tracker.sender_id)
         # The language only counts the request in the desk's statistics.
         path = (f"/api/conversations/{urllib.parse.quote(tracker.sender_id, safe='')}"
                 f"?language={language_of(tracker)}")
-        status = await asyncio.to_thread(outbox.send_now, message_key(tracker), "DELETE", path)
-        if status is None or status >= 300:
+        deleted = await asyncio.to_thread(
+            get_outbox().delete_conversation, tracker.sender_id, message_key(tracker), path)
+        if not deleted:
             send(dispatcher, tracker, "delete_failed")
             return language_events(tracker)
         send(dispatcher, tracker, "delete_done")

@@ -1,5 +1,7 @@
 """The outbox against a real HTTP server on loopback standing in for the desk and Rasa."""
 
+import http.server
+import threading
 import time
 
 import pytest
@@ -39,6 +41,44 @@ def box(tmp_path, server, clock):
 
 def keys():
     return [key for _, _, key, _, _ in Server.received]
+
+
+class SlowTickets(Server):
+    """A desk slow to create a ticket: the ticket lands (is recorded) when its answer goes."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        if self.path == "/api/tickets":
+            time.sleep(0.5)
+        self._answer()
+
+
+class SlowDesk(FakeDesk):
+    """The fake desk, slow to create tickets."""
+
+    def __init__(self) -> None:
+        Server.answers, Server.received = {}, []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowTickets)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def slow_desk():
+    desk = SlowDesk()
+    yield desk.url
+    desk.stop()
+
+
+def sending(box, key):
+    """Flush in a thread, as the delivery thread does, once it is sending `key`."""
+    sender = threading.Thread(target=box.flush)
+    sender.start()
+    for _ in range(200):
+        with box.engine.connect() as db:
+            if db.execute(sa.select(outbox.c.lease_until).where(outbox.c.key == key)).scalar():
+                return sender
+        time.sleep(0.01)
+    raise AssertionError(f"{key} is not being sent")
 
 
 def later(clock, seconds=400.0):
@@ -236,6 +276,58 @@ def test_a_deletion_is_sent_at_once_and_kept_nowhere(box):
     assert Server.received[-1][:3] == ("DELETE", "/api/conversations/web-abc", "d1")
     assert box.counts() == {"pending": 0, "dead": 0}
     assert Outbox(box.engine, "http://127.0.0.1:9", "t").send_now("d2", "DELETE", "/x") is None
+
+
+def test_a_deletion_waits_for_the_request_being_sent_so_the_desk_deletes_it_too(
+        tmp_path, clock, slow_desk):
+    """A ticket the delivery thread is sending must not land after the DELETE: it would
+    bring the whole transcript back to the desk after the person was told "Done"."""
+    box = Outbox(engine(f"sqlite:///{tmp_path / 'o.db'}"), slow_desk, "desk-token", clock=clock)
+    box.put("t1", "c1", "POST", "/api/tickets", {"text": "my name is Zorana"})
+    box.put("m1", "c1", "POST", "/api/inbound", {"text": "my number is"})
+    sender = sending(box, "t1")
+
+    assert box.delete_conversation("c1", "d1", "/api/conversations/c1") is True
+    sender.join()
+
+    assert [(method, path) for method, path, _, _, _ in Server.received] == [
+        ("POST", "/api/tickets"), ("DELETE", "/api/conversations/c1")]  # m1 never went
+    with box.engine.connect() as db:
+        rows = db.execute(sa.select(outbox.c.key, outbox.c.body, outbox.c.conversation_id))
+        assert rows.fetchall() == [("t1", None, None)]  # delivered: its key, nothing of c1
+        assert db.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar() == 0
+
+
+@pytest.mark.parametrize("answer", [500, 401])
+def test_a_failed_deletion_keeps_every_request_and_they_are_sent_later(box, answer):
+    Server.answers = {"/api/tickets": [400], "/api/conversations/c1": [answer]}
+    box.put("t0", "c1", "POST", "/api/tickets", {"n": 0})
+    box.flush("c1", waiting="t0")  # a dead letter
+    Server.answers["/api/tickets"] = []
+    box.put("t1", "c1", "POST", "/api/tickets", {"n": 1})
+    box.put("m1", "c1", "POST", "/api/inbound", {"n": 2})
+
+    assert box.delete_conversation("c1", "d1", "/api/conversations/c1") is False
+
+    assert (box.state("t0"), box.state("t1"), box.state("m1")) == ("dead", "pending", "pending")
+    box.flush()  # released at once: the handoff the person was promised still happens
+    assert keys() == ["t0", "d1", "t1", "m1"]
+    assert (box.state("t1"), box.state("m1")) == ("delivered", "delivered")
+
+
+def test_a_deletion_gives_up_when_a_send_does_not_end_and_deletes_nothing(box):
+    box.put("t1", "c1", "POST", "/api/tickets", {"n": 1})
+    box.put("m1", "c1", "POST", "/api/inbound", {"n": 2})
+    with box.engine.connect() as db:
+        ticket = db.execute(sa.select(outbox.c.id).where(outbox.c.key == "t1")).scalar()
+    assert box._lease(ticket)  # a sender that does not finish (the clock stands still)
+
+    assert box.delete_conversation("c1", "d1", "/api/conversations/c1", wait_s=0.2) is False
+
+    assert Server.received == []  # no DELETE: the ticket could still land after it
+    with box.engine.connect() as db:
+        leases = dict(db.execute(sa.select(outbox.c.key, outbox.c.lease_until)).fetchall())
+    assert leases["t1"] is not None and leases["m1"] is None  # its lease kept, ours released
 
 
 def test_delivered_answers_and_old_dead_letters_are_pruned(box, clock):

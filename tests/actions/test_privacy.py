@@ -5,6 +5,7 @@ from rasa_sdk.events import FollowupAction, SlotSet
 
 from actions.outbox import get_outbox, outbox
 from actions.privacy import ActionCancelDelete, ActionConfirmDelete, ActionDeleteMyData
+from tests.actions.test_outbox import SlowDesk, sending
 from tests.conftest import forget_settings, make_tracker, sent
 from tests.fakes.desk import FakeDesk
 
@@ -88,6 +89,59 @@ async def test_an_unreachable_desk_deletes_nothing_either(dispatcher):
 
     assert sent(dispatcher) == [(FAILED, [])]
     assert events == []
+
+
+@pytest.fixture
+def slow_desk(monkeypatch):
+    desk = SlowDesk()
+    monkeypatch.setenv("DESK_URL", desk.url)
+    forget_settings()
+    yield desk
+    desk.stop()
+
+
+@pytest.mark.parametrize("answer", [None, 500])
+async def test_a_failed_deletion_keeps_the_waiting_handoff_and_it_still_happens(
+    dispatcher, desk, monkeypatch, answer
+):
+    """The person was told their handoff is saved; "nothing is deleted yet" must stay true."""
+    if answer is None:  # the desk is down, else it refuses the deletion
+        monkeypatch.setenv("DESK_URL", "http://127.0.0.1:9")
+        forget_settings()
+    desk.answers["/api/conversations/test-sender"] = [answer or 201]
+    get_outbox().put("t1", "test-sender", "POST", "/api/tickets", {"transcript": "I need help"})
+    get_outbox().put("m1", "test-sender", "POST", "/api/inbound", {"text": "my number is"})
+
+    events = await ActionDeleteMyData().run(dispatcher, make_tracker("affirm"), {})
+
+    assert sent(dispatcher) == [(FAILED, [])]
+    assert events == []
+    monkeypatch.setenv("DESK_URL", desk.url)  # the desk is back
+    forget_settings()
+    assert get_outbox().flush() == 2
+    assert [(m, p) for m, p, _, _, _ in desk.received if m == "POST"] == [
+        ("POST", "/api/tickets"), ("POST", "/api/inbound")]
+
+
+async def test_a_ticket_being_sent_when_the_person_deletes_is_deleted_at_the_desk_too(
+    dispatcher, slow_desk
+):
+    """The delivery thread is sending the ticket to a slow desk as the person says yes: the
+    DELETE must come after it lands, or the transcript stays at the desk after "Done"."""
+    box = get_outbox()
+    box.put("t1", "test-sender", "POST", "/api/tickets", {"transcript": "I need help"})
+    sender = sending(box, "t1")
+
+    events = await ActionDeleteMyData().run(dispatcher, make_tracker("affirm"), {})
+    sender.join()
+
+    assert sent(dispatcher) == [(DONE, [])]
+    assert events == [SlotSet("data_deleted", True)]
+    assert [(m, p) for m, p, _, _, _ in slow_desk.received] == [
+        ("POST", "/api/tickets"), ("DELETE", "/api/conversations/test-sender?language=en")]
+    with box.engine.connect() as db:
+        assert db.execute(sa.select(outbox.c.id).where(
+            sa.or_(outbox.c.conversation_id.isnot(None), outbox.c.body.isnot(None)))).all() == []
 
 
 async def test_cancel_says_nothing_was_deleted(dispatcher):
