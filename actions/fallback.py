@@ -1,14 +1,16 @@
 """What to do with a message that was not understood.
 
 First miss: ask which topic the person means, with buttons of the likely ones. Second
-miss in a row: say so, and offer a counsellor (actions/handoff.py). Either way, if
-danger is among the likely meanings, the safety answer comes first.
+miss in a row: say so, end the eligibility check if it is under way, and offer a
+counsellor (actions/handoff.py). Either way, if danger is among the likely meanings, the
+safety answer comes first.
 """
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import FollowupAction
+from rasa_sdk.events import ActiveLoop, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import REQUESTED_SLOT
 from rasa_sdk.types import DomainDict
 
 from actions.answers import language_events, language_of, send
@@ -64,7 +66,12 @@ class ActionClarify(Action):
             send(dispatcher, tracker, danger)
         if consecutive_misses(tracker.events) >= 2:
             send(dispatcher, tracker, "clarify_again")
-            return language_events(tracker) + [FollowupAction(Actions.OFFER_HANDOFF)]
+            offer = [FollowupAction(Actions.OFFER_HANDOFF)]
+            if tracker.active_loop_name:
+                # The form's next question would follow the counsellor's promise: it ends
+                # here, as when the person asks for a counsellor during it.
+                offer = [ActiveLoop(None), SlotSet(REQUESTED_SLOT, None)] + offer
+            return language_events(tracker) + offer
         language = language_of(tracker)
         content = get_content()
         topics = likely_topics(ranking, content.topics(language)) or list(DEFAULT_TOPICS)

@@ -2,7 +2,8 @@
 
 1. `action_offer_handoff` says what the counsellor will see and asks for consent. It
    follows request_human, the safety answers (danger and exploitation: urgent; fear of
-   return: legal) and a second message in a row that was not understood.
+   return: legal) and a second message in a row that was not understood (as urgent as
+   the safety answer it got first, if any).
 2. Yes: `action_handoff_start` records the consent (time, language) and opens a ticket
    at the desk through the durable outbox; the person learns their place in the queue,
    or when the office opens; if the desk refuses the ticket for good, that it could not
@@ -19,6 +20,7 @@
 
 import asyncio
 import hashlib
+import json
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text
 
@@ -36,6 +38,7 @@ from actions.answers import (
     utter,
 )
 from actions.content import get_content
+from actions.fallback import possible_danger
 from actions.outbox import INBOUND_PATH, TICKETS_PATH, get_outbox
 from avrr.vocabulary import (
     LEGAL_INTENTS,
@@ -54,9 +57,10 @@ SPEAKERS = {"user": "person", "bot": "assistant"}
 # What the counsellor is told beside the text: what the assistant understood of the
 # person's message (intent, confidence), and which content each reply says.
 ANNOTATIONS = ("intent", "confidence", "content")
-# The desk takes at most 500 transcript entries in a body of at most 1 MiB.
+# The desk takes at most 500 transcript entries in a body of at most 1 MiB
+# (desk/app.py MAX_BODY_BYTES); the ticket's other fields take far less than the rest.
 MAX_TRANSCRIPT_ENTRIES = 200
-MAX_TRANSCRIPT_CHARS = 200_000
+MAX_TRANSCRIPT_BYTES = 1_000_000
 HANDOFF_SLOTS = (Slots.HANDOFF_TICKET, Slots.HANDOFF_ACKNOWLEDGED, Slots.HANDOFF_URGENCY,
                  Slots.HANDOFF_TOPIC)
 
@@ -84,8 +88,10 @@ def transcript(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         for line in history(events, annotate=True)
         if line["text"]
     ][-MAX_TRANSCRIPT_ENTRIES:]
-    while sum(len(line["text"]) for line in lines) > MAX_TRANSCRIPT_CHARS:
-        lines = lines[1:]
+    # Measured as the outbox encodes it: JSON escapes a non-ASCII character to 6 bytes.
+    sizes = [len(json.dumps(line)) + len(", ") for line in lines]
+    while sum(sizes) > MAX_TRANSCRIPT_BYTES:
+        lines, sizes = lines[1:], sizes[1:]
     return lines
 
 
@@ -121,12 +127,16 @@ class ActionOfferHandoff(Action):
         intent = latest_intent(tracker)
         if tracker.latest_action_name == Actions.ELIGIBILITY_RESULT:
             intent = Intents.EXPRESS_FEAR_OF_RETURN  # its only reason to offer a counsellor
+        # Not understood twice, but maybe about danger: as urgent as the safety answer
+        # that actions/fallback.py gave first.
+        ranking = tracker.latest_message.get("intent_ranking") or []
+        danger = possible_danger(ranking) if intent == Intents.NLU_FALLBACK else None
         buttons = get_content().choice_buttons(language_of(tracker), (HANDOFF_YES, HANDOFF_NO))
         send(dispatcher, tracker, "handoff_offer", buttons)
         if tracker.latest_action_name == Actions.HANDOFF_START:
             return language_events(tracker)  # asked again: the reason is the first one's
         return language_events(tracker) + [
-            SlotSet(Slots.HANDOFF_URGENCY, urgency_of(intent)),
+            SlotSet(Slots.HANDOFF_URGENCY, urgency_of(danger or intent)),
             SlotSet(Slots.HANDOFF_TOPIC, topic_of(intent)),
         ]
 
@@ -233,6 +243,9 @@ class ActionRelayToCounsellor(Action):
                 INBOUND_PATH,
                 {
                     "ticket_key": tracker.get_slot(Slots.HANDOFF_TICKET),
+                    # A re-sent "yes" without a message id opens the ticket under a key
+                    # the desk does not know: it then finds the conversation's open one.
+                    "conversation_id": tracker.sender_id,
                     "idempotency_key": key,
                     "text": text,
                     "at": iso(None),
@@ -270,15 +283,15 @@ class ActionEndHandoff(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
+        # Rasa's /execute runs this action alone: the assistant then waits for the
+        # person, as after any turn, so that rules apply to their next message; also when
+        # a repeated notice (the desk's retry after a lost answer) finds nothing to end.
+        listen = [ActionExecuted(Actions.LISTEN)]
         if not tracker.get_slot(Slots.HANDOFF_TICKET):
-            return []
+            return listen
         send(dispatcher, tracker, self.answer)
         cleared = [SlotSet(slot, None) for slot in HANDOFF_SLOTS] if self.ends else []
-        return cleared + [
-            # Rasa's /execute runs this action alone: the assistant then waits for the
-            # person, as after any turn, so that rules apply to their next message.
-            ActionExecuted(Actions.LISTEN)
-        ]
+        return cleared + listen
 
 
 class ActionHandoffFailed(ActionEndHandoff):

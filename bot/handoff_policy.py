@@ -2,9 +2,10 @@
 
 When the slot `handoff_ticket` holds a ticket, every message of the person is passed to
 the counsellor by `action_handoff_relay` (which acknowledges at most once), whatever
-NLU made of it. Only the person's request to delete their data, with its confirmation,
-still reaches the assistant. The desk's hand-back runs `action_handoff_end` through
-Rasa's HTTP API.
+NLU made of it. Only the person's request to delete their data, with its confirmation
+(a yes or a no to the question), still reaches the assistant: any other answer to the
+question goes to the counsellor too, and a safety message is answered and marked urgent
+there. The desk's hand-back runs `action_handoff_end` through Rasa's HTTP API.
 
 With confidence 1 and a priority above RulePolicy's (6), this prediction wins.
 """
@@ -29,19 +30,22 @@ RELAY = Actions.HANDOFF_RELAY
 PASS_THROUGH_INTENTS = (Intents.DELETE_MY_DATA,)
 # After these the assistant waits for the person, whatever else is predicted.
 LISTEN_AFTER = (RELAY, Actions.OFFER_HANDOFF)
-PASS_THROUGH_AFTER = (Actions.CONFIRM_DELETE,)
+# The answers to the deletion's confirmation question that still reach the assistant.
+CONFIRMATION_ANSWERS = (Intents.AFFIRM, Intents.DENY)
 
 
 def relays(tracker: DialogueStateTracker) -> bool:
     """Whether the person's latest message goes to the counsellor."""
     if not tracker.get_slot(HANDOFF_SLOT) or tracker.latest_action_name != ACTION_LISTEN_NAME:
         return False
-    if (tracker.latest_message.intent or {}).get("name") in PASS_THROUGH_INTENTS:
+    intent = (tracker.latest_message.intent or {}).get("name")
+    if intent in PASS_THROUGH_INTENTS:
         return False
     previous = tracker.get_last_event_for(
         ActionExecuted, action_names_to_exclude=[ACTION_LISTEN_NAME]
     )
-    return previous is None or previous.action_name not in PASS_THROUGH_AFTER
+    asked = previous is not None and previous.action_name == Actions.CONFIRM_DELETE
+    return not (asked and intent in CONFIRMATION_ANSWERS)
 
 
 @DefaultV1Recipe.register(

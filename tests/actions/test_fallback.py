@@ -1,4 +1,4 @@
-from rasa_sdk.events import FollowupAction
+from rasa_sdk.events import ActiveLoop, FollowupAction, SlotSet
 
 from actions.fallback import ActionClarify, consecutive_misses, likely_topics, possible_danger
 from tests.conftest import make_tracker, sent, user_event
@@ -63,6 +63,20 @@ async def test_second_miss_says_so_and_goes_on_to_offer_a_counsellor(dispatcher)
             "hotline 06 80 20 50 18. Or write your question in other words.",
             [],
         )
+    ]
+
+
+async def test_a_second_miss_in_the_eligibility_check_ends_it_before_the_offer(dispatcher):
+    events = [user_event("nlu_fallback"), {"event": "bot"}, user_event("nlu_fallback")]
+    tracker = make_tracker(
+        "nlu_fallback", events=events, ranking=RANKING, active_loop="eligibility_form"
+    )
+
+    # Else its next question follows the promise that a counsellor will answer.
+    assert await ActionClarify().run(dispatcher, tracker, {}) == [
+        ActiveLoop(None),
+        SlotSet("requested_slot", None),
+        FollowupAction("action_offer_handoff"),
     ]
 
 

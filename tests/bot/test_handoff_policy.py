@@ -73,11 +73,31 @@ def test_a_request_to_delete_ones_data_still_reaches_the_assistant(policy, domai
         said("delete_my_data"),
     )
     assert predicted(policy, domain, asking) is None
-    confirming = tracker(
+    for answer in ("affirm", "deny"):
+        confirming = tracker(
+            domain,
+            SlotSet("handoff_ticket", "k"),
+            ActionExecuted("action_confirm_delete"),
+            ActionExecuted("action_listen"),
+            said(answer),
+        )
+        assert predicted(policy, domain, confirming) is None
+
+
+@pytest.mark.parametrize(
+    "intent", ["report_emergency", "report_exploitation", "ask_cost", "nlu_fallback"]
+)
+def test_any_other_answer_to_the_deletion_question_goes_to_the_counsellor(
+    policy, domain, intent
+):
+    # The relay answers a safety message at once and marks it urgent at the desk.
+    current = tracker(
         domain,
         SlotSet("handoff_ticket", "k"),
+        ActionExecuted("action_listen"),
+        said("delete_my_data"),
         ActionExecuted("action_confirm_delete"),
         ActionExecuted("action_listen"),
-        said("affirm"),
+        said(intent),
     )
-    assert predicted(policy, domain, confirming) is None
+    assert predicted(policy, domain, current) == "action_handoff_relay"
