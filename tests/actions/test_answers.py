@@ -100,7 +100,7 @@ async def test_exploitation_gets_the_specialised_support_answer(dispatcher):
         "What you describe may be exploitation or human trafficking. It is not your fault."
     )
     assert "call 112" in texts[1]
-    assert "Victims of trafficking can get special support" in texts[2]
+    assert "also meant for victims of human trafficking" in texts[2]
 
 
 async def test_answer_during_the_check_uses_the_in_form_variant(dispatcher):
