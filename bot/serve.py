@@ -37,6 +37,10 @@
    does not otherwise: a container's health check, or a load balancer's, reads it.
 10. A Content-Length that is not a number of bytes is refused (bot/sanic_http.py): a
     negative one made Sanic read for ever, at full CPU, from one request without a token.
+11. Without a model loaded (at start-up, or a model that failed to load), Rasa's agent
+    returns from handling a message as if it had handled it: every channel answered 200
+    and the message was lost. Here it raises AgentNotReady, so the channel answers 503
+    (the widget gets `message_failed`) and the message is sent again.
 """
 import asyncio
 import hmac
@@ -52,6 +56,8 @@ import rasa.core.run
 import rasa.server
 from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.agent import Agent
+from rasa.core.channels.channel import UserMessage
+from rasa.core.exceptions import AgentNotReady
 from rasa.core.lock_store import LockStore
 from rasa.core.processor import MessageProcessor
 from rasa.core.tracker_store import InMemoryTrackerStore, TrackerStore
@@ -263,13 +269,15 @@ _error_response_init = rasa.server.ErrorResponse.__init__
 
 
 class QuietRefusals(logging.Filter):
-    """Rasa logs the message of every error answer at ERROR, a caller's mistake too (each
-    request without the token: "User is not authenticated."): anyone could fill the
-    operator's log with errors. `retryable_error` logs a refusal at INFO instead."""
+    """Rasa logs the message of every error answer at ERROR: a caller's mistake too (each
+    request without the token: "User is not authenticated."), so that anyone could fill
+    the operator's log with errors; and a fault's, which quotes the exception (a database
+    error's quotes the conversation id and the person's words). `retryable_error` logs
+    each answer by its reason instead: a refusal at INFO, a fault at ERROR."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.refusing: set = set()  # the ids of the messages being refused now
+        self.refusing: set = set()  # the ids of the messages being answered now
 
     def filter(self, record: logging.LogRecord) -> bool:
         return id(record.msg) not in self.refusing
@@ -280,20 +288,37 @@ QUIET_REFUSALS = QuietRefusals()
 
 def retryable_error(self: Any, status: int, reason: str, message: str, *args: Any,
                     **kwargs: Any) -> None:
-    """Rasa's error answer, a 503 when what failed was a message not confirmed yet; a 4xx
-    is logged at INFO, by its reason only (its message may quote the request)."""
-    if status == 500 and isinstance(sys.exc_info()[1], NotYetSent):
+    """Rasa's error answer, a 503 when what failed was a message not confirmed yet. It is
+    logged by its reason only, with the type of a fault: its message may quote the
+    request or the exception. A 4xx is logged at INFO."""
+    failure = sys.exc_info()[1]
+    if status == 500 and isinstance(failure, NotYetSent):
         status, reason = 503, "NotYetSent"
         message = "The channel has the message but the platform has not confirmed it yet."
     if int(status) >= 500:
-        _error_response_init(self, status, reason, message, *args, **kwargs)
-        return
-    logger.info("the HTTP API refused a request: %s (%d)", reason, int(status))
+        logger.error("the HTTP API failed a request: %s (%d, %s)", reason, int(status),
+                     type(failure).__name__ if failure is not None else "no exception")
+    else:
+        logger.info("the HTTP API refused a request: %s (%d)", reason, int(status))
+    logger.debug("the HTTP API's error answer: %s", message)
     QUIET_REFUSALS.refusing.add(id(message))
     try:
         _error_response_init(self, status, reason, message, *args, **kwargs)
     finally:
         QUIET_REFUSALS.refusing.discard(id(message))
+
+
+_handle_message = Agent.handle_message
+
+
+async def handle_message_when_ready(
+    self: Agent, message: UserMessage
+) -> Optional[List[Dict[str, Any]]]:
+    """Agent.handle_message, failing without a model: Rasa's only logs at INFO and returns,
+    and the channel cannot tell that from a message handled (see the docstring, 11)."""
+    if not self.is_ready():
+        raise AgentNotReady("no model is loaded: the message is not handled")
+    return await _handle_message(self, message)
 
 
 _create_lock_store = LockStore.create
@@ -309,6 +334,7 @@ def configured_lock_store(configured: Any) -> LockStore:
 def mend_rasa() -> None:
     sanic_http.refuse_bad_lengths()
     Agent._create_tracker_store = staticmethod(durable_tracker_store)
+    Agent.handle_message = handle_message_when_ready
     LockStore.create = staticmethod(configured_lock_store)
     MessageProcessor._run_action = run_action_or_fail
     RemoteAction._validate_action_result = validate_action_result

@@ -4,9 +4,10 @@ the once-only handling of the platforms' deliveries, and the durable output chan
 A messaging platform (Telegram, WhatsApp) delivers a webhook again when it gets no 200 in
 time, even while the first delivery is still being handled. `once` handles each delivery
 exactly once: a new one is handled; one in hand answers 503 (the platform tries again
-later, by which time it is done or released); one done answers 200; a failure releases
-the claim and answers 503, so the platform's retry is handled. The replies are queued in
-the same transaction that marks the delivery done, and sent by `bot.channels.delivery`.
+later, by which time it is done or released), however long its handling takes (the claim
+is renewed meanwhile); one done answers 200; a failure releases the claim and answers
+503, so the platform's retry is handled. The replies are queued in the same transaction
+that marks the delivery done, and sent by `bot.channels.delivery`.
 """
 import asyncio
 import contextlib
@@ -24,7 +25,7 @@ from avrr.settings import Settings, load
 from avrr.vocabulary import CODES, Metadata, platform_id, primary_language
 from bot import runtime
 from bot.channels.delivery import Deliverer
-from bot.channels.records import ChannelRecords, Claim
+from bot.channels.records import CLAIM_RENEW_S, ChannelRecords, Claim
 from bot.text import disarm_command, offered_payloads
 
 logger = logging.getLogger(__name__)
@@ -117,12 +118,23 @@ class Turn:
         self.window_until = window_until
 
 
+async def keep_claimed(records: ChannelRecords, channel: str, key: str) -> None:
+    """Renew the claim on `key` until cancelled: it expires only if this process stops."""
+    while True:
+        await asyncio.sleep(CLAIM_RENEW_S)
+        try:
+            await asyncio.to_thread(records.renew, channel, key)
+        except Exception as failure:  # noqa: BLE001 - renewed at the next beat, or expires
+            logger.warning("%s claim not renewed: %s", channel, type(failure).__name__)
+
+
 @contextlib.asynccontextmanager
 async def once(records: ChannelRecords, channel: str, key: str) -> AsyncIterator[Turn]:
     """Handle the delivery `key` of `channel` once; see the module docstring.
 
-    Raises AlreadyHandled or InHand instead of entering; releases the claim when the
-    block fails; marks it done and queues the turn's replies when the block succeeds.
+    Raises AlreadyHandled or InHand instead of entering; keeps the claim while the block
+    runs; releases it when the block fails; marks it done and queues the turn's replies
+    when the block succeeds.
     """
     claim = await asyncio.to_thread(records.claim, channel, key)
     if claim is Claim.DONE:
@@ -130,13 +142,16 @@ async def once(records: ChannelRecords, channel: str, key: str) -> AsyncIterator
     if claim is Claim.IN_HAND:
         raise InHand(key)
     turn = Turn()
+    renewing = asyncio.create_task(keep_claimed(records, channel, key))
     try:
         yield turn
     except BaseException:
+        renewing.cancel()
         # If even the release fails, the claim expires (records.CLAIM_TIMEOUT_S).
         with contextlib.suppress(Exception):
             await asyncio.to_thread(records.release, channel, key)
         raise
+    renewing.cancel()
     await asyncio.to_thread(
         records.finish, channel, key, turn.conversation or "", turn.payloads, turn.window_until
     )

@@ -34,6 +34,10 @@ from avrr.db import forget_on_disk
 # A claim left pending by a crash expires: the platform's next delivery is handled. On
 # the machine that made it, at once when its process is gone (the Rasa server restarted).
 CLAIM_TIMEOUT_S = 120.0
+# A claim is renewed this often while its delivery is handled, so it expires only once
+# its owner stopped: one message may take far longer than the timeout (Rasa waits up to
+# 300 s for each action it calls), and a redelivery meanwhile must not run it again.
+CLAIM_RENEW_S = CLAIM_TIMEOUT_S / 4
 # Meta retries a webhook for up to 7 days; Telegram for far less.
 REDELIVERY_HORIZON_S = 8 * 24 * 3600
 LEASE_S = 60.0
@@ -194,14 +198,27 @@ class ChannelRecords:
             ).rowcount
             return Claim.NEW if taken else Claim.IN_HAND
 
+    def renew(self, channel: str, key: str) -> None:
+        """Still handling `key`: its claim, if still ours, expires CLAIM_TIMEOUT_S from now."""
+        with self.engine.begin() as db:
+            db.execute(
+                processed.update()
+                .where(processed.c.channel == channel,
+                       processed.c.key_hash == key_hash(channel, key),
+                       processed.c.done.is_(False), processed.c.owner == self.owner)
+                .values(at=self.clock())
+            )
+
     def release(self, channel: str, key: str) -> None:
-        """Handling failed: the platform's next delivery of `key` is handled again."""
+        """Handling failed: the platform's next delivery of `key` is handled again. Only
+        our own claim: one taken over meanwhile is its new owner's."""
         with self.engine.begin() as db:
             db.execute(
                 processed.delete().where(
                     processed.c.channel == channel,
                     processed.c.key_hash == key_hash(channel, key),
                     processed.c.done.is_(False),
+                    processed.c.owner == self.owner,
                 )
             )
 

@@ -102,7 +102,7 @@ def test_a_refused_request_is_logged_at_info_by_its_reason_a_fault_stays_an_erro
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", "the HTTP API refused a request: NotAuthenticated (401)"),
         ("INFO", "the HTTP API refused a request: NotFound (404)"),
-        ("ERROR", "An unexpected error occurred."),
+        ("ERROR", "the HTTP API failed a request: ConversationError (500, no exception)"),
     ]
     assert QUIET_REFUSALS.refusing == set()
 
@@ -202,3 +202,58 @@ def test_with_redis_the_rasa_server_takes_the_atomic_lock_store_on_it(monkeypatc
     monkeypatch.setenv("AVRR_LOCK_STORE", "memory")  # the cluster's control case
     forget_settings()
     assert type(configured_lock_store(None)).__name__ == "InMemoryLockStore"
+
+
+@pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning")
+async def test_a_message_that_reaches_no_model_is_a_503_to_retry_not_lost(
+    monkeypatch, tmp_path, caplog
+):
+    """Rasa's agent without a model returned as if it had handled the message (a 200)."""
+    import copy
+    import logging
+
+    from rasa.core.agent import Agent
+
+    from avrr.settings import TelegramSettings
+    from bot.channels.records import HELD, QUEUED, Claim
+    from bot.channels.rest import GuardedRestInput
+    from bot.channels.telegram.channel import CHANNEL, TelegramInput
+    from bot.serve import handle_message_when_ready
+    from tests.bot.channels.harness import Rasa, mounted, new_records
+    from tests.bot.channels.telegram.updates import TEXT_UPDATE
+    from tests.fakes.telegram_api import FakeTelegramApi
+
+    monkeypatch.setattr(Agent, "handle_message", handle_message_when_ready)
+    unready = Rasa()
+    unready.handle = Agent().handle_message
+    caplog.set_level(logging.INFO)
+
+    async with mounted(GuardedRestInput(token=None), unready, monkeypatch) as client:
+        rest = await client.post("/webhooks/rest/webhook",
+                                 json={"sender": "u2", "message": "help"})
+    assert (rest.status_code, rest.json()) == (
+        503, {"error": "the message could not be processed, please send it again"})
+
+    records = new_records(tmp_path)
+    secret, api = "telegram-test-secret", FakeTelegramApi(token="123456:TEST-TOKEN")
+    api.start()
+    try:
+        settings = TelegramSettings(bot_token=api.token, webhook_secret=secret,
+                                    api_base_url=api.url)
+        async with mounted(TelegramInput(settings, records=records), unready,
+                           monkeypatch) as client:
+            telegram = await client.post(
+                "/webhooks/telegram/webhook", json=copy.deepcopy(TEXT_UPDATE),
+                headers={"X-Telegram-Bot-Api-Secret-Token": secret})
+    finally:
+        api.stop()
+    assert (telegram.status_code, telegram.json()) == (
+        503, {"error": "the update could not be processed, please deliver it again"})
+    assert records.pending(CHANNEL) == {QUEUED: 0, HELD: 0}
+    assert records.claim(CHANNEL, str(TEXT_UPDATE["update_id"])) is Claim.NEW  # released
+
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+            if r.levelno >= logging.WARNING] == [
+        ("bot.channels.rest", "ERROR", "REST message could not be processed: AgentNotReady"),
+        ("bot.channels.base", "ERROR", "telegram delivery could not be handled: AgentNotReady"),
+    ]

@@ -107,6 +107,27 @@ def test_a_claim_whose_owner_may_be_alive_waits_for_the_timeout(tmp_path, clock,
     assert records.claim("telegram", "7") is Claim.NEW
 
 
+def test_a_claim_renewed_by_its_owner_stays_in_hand_past_the_timeout(tmp_path, clock):
+    """Rasa may wait minutes for the action server: a redelivery meanwhile waits."""
+    url = f"sqlite:///{tmp_path / 'channels.db'}"
+    owner = ChannelRecords(engine(url), clock, owner="a-host 10 ab")
+    owner.create_schema()
+    other = ChannelRecords(engine(url), clock, owner="b-host 20 cd")
+    assert owner.claim("telegram", "7") is Claim.NEW
+
+    for _ in range(5):
+        clock.now += CLAIM_TIMEOUT_S - 1
+        owner.renew("telegram", "7")
+        assert other.claim("telegram", "7") is Claim.IN_HAND
+
+    clock.now += CLAIM_TIMEOUT_S  # its owner stopped renewing it: taken over
+    assert other.claim("telegram", "7") is Claim.NEW
+    owner.renew("telegram", "7")  # the former owner neither takes it back
+    owner.release("telegram", "7")  # nor releases it
+    clock.now += CLAIM_TIMEOUT_S - 1
+    assert owner.claim("telegram", "7") is Claim.IN_HAND
+
+
 def test_this_process_restarted_with_the_same_pid_is_another_owner():
     assert not gone(this_process())
     host, pid, _ = this_process().split(" ")

@@ -8,8 +8,10 @@ import logging
 import pytest
 from rasa.shared.core.events import BotUttered
 
+from avrr.db import engine
 from avrr.settings import TelegramSettings
-from bot.channels.records import HELD, QUEUED, Claim
+from bot.channels import base
+from bot.channels.records import HELD, QUEUED, ChannelRecords, Claim
 from bot.channels.telegram.channel import CHANNEL, TelegramInput, TelegramOutput
 from tests.bot.channels.harness import Rasa, Tracker, mounted, new_records, settle
 from tests.bot.channels.telegram.updates import (
@@ -153,6 +155,42 @@ async def test_a_redelivery_while_the_first_is_in_hand_is_a_503(webhook):
     assert len(webhook.rasa.received) == 1
     assert (await webhook.post(copy.deepcopy(TEXT_UPDATE))).status_code == 200
     assert len(webhook.rasa.received) == 1
+
+
+async def test_a_redelivery_minutes_later_while_rasa_still_handles_the_first_is_a_503(
+    settings, tmp_path, monkeypatch
+):
+    """Rasa waits up to 300 s for each action: the claim is kept meanwhile, so Telegram's
+    redelivery is not handled a second time alongside the first."""
+    monkeypatch.setattr(base, "CLAIM_RENEW_S", 0.01)
+    clock = [1_000_000.0]
+    records = ChannelRecords(engine(f"sqlite:///{tmp_path / 'c.db'}"), lambda: clock[0])
+    records.create_schema()
+    rasa, reached, answer = Rasa(), asyncio.Event(), asyncio.Event()
+
+    async def waiting_for_the_action_server(message):
+        if not reached.is_set():  # the first delivery only
+            reached.set()
+            await answer.wait()
+        await Rasa.handle(rasa, message)
+
+    rasa.handle = waiting_for_the_action_server
+    async with mounted(TelegramInput(settings, records=records), rasa, monkeypatch) as client:
+        hook = Webhook(None, rasa, client)
+        first = asyncio.create_task(hook.post(copy.deepcopy(TEXT_UPDATE)))
+        await reached.wait()
+        for _ in range(4):  # 200 s go by, renewed every few seconds
+            clock[0] += 50
+            await asyncio.sleep(0.1)
+        during = await hook.post(copy.deepcopy(TEXT_UPDATE))
+        answer.set()
+        first = await first
+        after = await hook.post(copy.deepcopy(TEXT_UPDATE))
+
+    assert (first.status_code, during.status_code, after.status_code) == (200, 503, 200)
+    assert during.json() == {"error": "the update could not be processed, please deliver it again"}
+    assert rasa.texts() == ["Hello"]
+    assert records.pending(CHANNEL) == {QUEUED: 2, HELD: 0}
 
 
 async def test_when_the_first_attempt_fails_telegrams_redelivery_is_handled(webhook, api, caplog):
