@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
-from rasa.core.tracker_store import SQLTrackerStore
+from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -67,10 +67,20 @@ class PrivacySQLTrackerStore(SQLTrackerStore):
             event_broker=event_broker,
             query=dict(url.query) or None,
         )
+        self._hide_parameters()
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", sqlite_pragmas)
-            self.engine.dispose()  # connections opened so far lack the pragmas
             self._never_reuse_ids()
+
+    def _hide_parameters(self) -> None:
+        """Rebuild Rasa's engine with `hide_parameters`: a failed statement's error quotes
+        its values (the conversation id, the person's words in the event), and Rasa's HTTP
+        API puts that text in its answer and its log."""
+        made = self.engine
+        self.engine = sa.create_engine(made.url, hide_parameters=True,
+                                       **create_engine_kwargs(made.url))
+        self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
+        made.dispose()
 
     def _never_reuse_ids(self) -> None:
         """Make SQLite number events like a sequence: without AUTOINCREMENT it gives a new

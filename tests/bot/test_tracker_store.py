@@ -56,6 +56,45 @@ def conversation(sender_id, *events, tracker=None):
     return tracker
 
 
+async def test_a_failed_write_logs_neither_the_conversation_nor_the_words(
+    store, monkeypatch, caplog
+):
+    """A database error quoted its statement's values, and Rasa's HTTP API logged it."""
+    import logging
+
+    import rasa.server
+    import sqlalchemy as sa
+    from rasa.server import ErrorResponse
+
+    from bot.serve import QUIET_REFUSALS, retryable_error
+
+    with sqlite3.connect(store.engine.url.database) as db:
+        db.execute("CREATE TRIGGER full BEFORE INSERT ON events "
+                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    monkeypatch.setattr(ErrorResponse, "__init__", retryable_error)
+    rasa.server.logger.addFilter(QUIET_REFUSALS)
+    caplog.set_level(logging.INFO)
+    tracker = conversation("whatsapp:36201234567", UserUttered("my husband beats me"))
+    try:
+        with pytest.raises(sa.exc.IntegrityError) as failed:
+            await store.save(tracker)
+        try:
+            raise failed.value
+        except sa.exc.IntegrityError as e:  # as rasa.server answers a failed write
+            answer = ErrorResponse(500, "ConversationError",
+                                   f"An unexpected error occurred. Error: {e}")
+    finally:
+        rasa.server.logger.removeFilter(QUIET_REFUSALS)
+
+    assert "[SQL parameters hidden due to hide_parameters=True]" in str(failed.value)
+    assert "36201234567" not in str(failed.value) and "husband" not in str(failed.value)
+    assert answer.status == 500
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("bot.serve", "ERROR", "the HTTP API failed a request: ConversationError (500, "
+                               "IntegrityError)"),
+    ]
+
+
 async def test_saves_like_the_sql_store(store):
     tracker = conversation("alice", UserUttered("hello my name is Alice"), BotUttered("hi"))
 
