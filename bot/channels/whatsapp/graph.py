@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 # Graph API error codes with a meaning here.
 REENGAGEMENT_REQUIRED = 131047  # free-form message outside the 24-hour window
 TEMPLATE_TRANSLATION_MISSING = 132001
+# Meta's rate limits, told by code and often with an HTTP 400: the app's API calls (4),
+# the business account's (80007), the phone number's throughput (130429), and messages
+# to one person (131056, about one every 6 s). The same message goes through later.
+RATE_LIMITED = frozenset({4, 80007, 130429, 131056})
 
 
 class GraphError(Exception):
@@ -32,7 +36,8 @@ class GraphError(Exception):
     @property
     def transient(self) -> bool:
         """Whether the same message may go through later (rate limit, outage, network)."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        return (self.status is None or self.status == 429 or self.status >= 500
+                or self.code in RATE_LIMITED)
 
     @property
     def configuration(self) -> bool:

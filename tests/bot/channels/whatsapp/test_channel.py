@@ -575,6 +575,24 @@ async def test_a_429_is_tried_again_and_the_message_delivered_once(webhook, late
     assert graph.refused[-1][0] == f"/v21.0/{PHONE_NUMBER_ID}/messages"
 
 
+@pytest.mark.parametrize("code", [4, 80007, 130429, 131056])
+async def test_a_rate_limit_meta_answers_with_a_400_is_tried_again_not_dropped(
+    webhook, later, records, graph, code
+):
+    wa_id = new_wa_id()
+    records.wrote(conversation(wa_id))
+    graph.fail_next(status=400, code=code)
+
+    await later.send_response(conversation(wa_id), {"text": "Hello"})
+    await webhook.settle()
+    assert graph.sent_to(wa_id) == [] and records.pending() == {QUEUED: 1, HELD: 0}
+    await asyncio.to_thread(_due_now, records)
+    await webhook.settle()
+
+    assert [shown_text(m) for m in graph.sent_to(wa_id)] == ["Hello"]
+    assert records.pending() == {QUEUED: 0, HELD: 0}
+
+
 def _due_now(records) -> None:
     """Move every queued message's next attempt to now (instead of waiting its backoff)."""
     from bot.channels.records import outgoing
