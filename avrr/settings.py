@@ -33,6 +33,15 @@ def _origin_list(value: Any) -> List[str]:
     return list(value)
 
 
+def _some_origins(value: Any) -> List[str]:
+    """The origins given, refused when there are none (only commas or spaces): the web
+    chat's server (python-engineio) reads an empty list as "accept every origin"."""
+    origins = _origin_list(value)
+    if not origins:
+        raise ValueError("names no origin: give at least one (or * for every origin)")
+    return origins
+
+
 class SettingsError(SystemExit):
     """The settings are not usable; the message says which and why."""
 
@@ -107,7 +116,7 @@ class RasaSettings(Settings):
     # "memory" keeps Rasa's in-process lock store even with Redis (a test's control case).
     lock_store: Optional[Literal["memory", "redis"]] = Field(None, env="AVRR_LOCK_STORE")
 
-    _origins = validator("widget_origins", pre=True, allow_reuse=True)(_origin_list)
+    _origins = validator("widget_origins", pre=True, allow_reuse=True)(_some_origins)
 
     @validator("api_token", "rest_channel_token", "socket_session_secret")
     def _long_enough(cls, value: Optional[SecretStr], field: Any) -> Optional[SecretStr]:  # noqa: N805

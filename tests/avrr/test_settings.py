@@ -88,6 +88,18 @@ def test_origins_are_written_comma_separated(env):
     assert load(RasaSettings).widget_origins == ["https://partner.example", "http://127.0.0.1:8080"]
 
 
+@pytest.mark.parametrize("origins", [",", " , ,", "  ,"])
+def test_origins_given_but_naming_none_are_refused_not_every_origin(env, origins):
+    env(WIDGET_ORIGINS=origins)
+
+    with pytest.raises(SettingsError) as stopped:
+        load(RasaSettings)
+
+    assert str(stopped.value) == (
+        "RasaSettings cannot start: WIDGET_ORIGINS: names no origin: give at least one "
+        "(or * for every origin) (see .env.example)")
+
+
 @pytest.mark.parametrize(
     "kind, values, message",
     [
