@@ -13,6 +13,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Half of an emoji (JSON's "\ud83d" alone, or a client that cut a message inside one):
 # not text, and no database, desk or platform downstream takes it.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Bidirectional embeddings, overrides and isolates reorder how the text after them shows
+# (to a counsellor at the desk too) and say nothing. Direction marks (U+200E/U+200F) and
+# the joiners (ZWNJ/ZWJ, which Persian is spelt with) stay.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _SENDER = re.compile(r"^[A-Za-z0-9_.:@+=-]+$")
 
 
@@ -24,15 +28,23 @@ class InvalidMessage(ValueError):
         self.status = status
 
 
+def _invisible(text: str) -> bool:
+    """Whether nothing of `text` shows: white space and format characters (zero-width
+    space, byte order mark, direction marks, joiners) only, or nothing at all."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
+
+
 def clean_text(text: Any, cut: bool = False) -> str:
-    """The text as NLU should see it: NFC, no control characters nor halves of emoji,
-    trimmed. Longer than MAX_MESSAGE_CHARS, refused; or, with `cut` (a message Telegram
-    or WhatsApp has delivered already, which must be answered), its beginning."""
+    """The text as NLU should see it: NFC, no control characters, bidirectional
+    embeddings nor halves of emoji, trimmed; refused if nothing of it shows. Longer than
+    MAX_MESSAGE_CHARS, refused; or, with `cut` (a message Telegram or WhatsApp has
+    delivered already, which must be answered), its beginning."""
     if not isinstance(text, str):
         raise InvalidMessage("'message' must be a string")
     whole = _LONE_SURROGATE.sub("\ufffd", text)
-    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", whole)).strip()
-    if not cleaned:
+    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", whole))
+    cleaned = _BIDI_CONTROL.sub("", cleaned).strip()
+    if _invisible(cleaned):
         raise InvalidMessage("'message' is empty")
     if len(cleaned) > MAX_MESSAGE_CHARS and cut:
         return cleaned[:MAX_MESSAGE_CHARS].rstrip()

@@ -9,6 +9,10 @@ from bot.text import (
     offered_payloads,
 )
 
+SALAM = "\u0633\u0644\u0627\u0645"
+I_WANT = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # Persian, with a ZWNJ
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji, joined by ZWJs
+
 
 @pytest.mark.parametrize(
     "raw, cleaned",
@@ -20,6 +24,12 @@ from bot.text import (
         ("cafe\u0301", "café"),
         ("cost \ud83d", "cost \ufffd"),  # half an emoji: the desk could not take it
         ("\ude00 ok \ud83d\ude00", "\ufffd ok \ufffd\ufffd"),
+        # Embeddings, overrides and isolates go; marks and Persian's joiners stay.
+        ("\u202eevil.exe\u202c", "evil.exe"),
+        (f"\u2067 {SALAM} \u2069 ok \u202a\u202b\u202d", f"{SALAM}  ok"),
+        (I_WANT, I_WANT),
+        ("\u200fhello\u200e", "\u200fhello\u200e"),
+        (FAMILY, FAMILY),
     ],
 )
 def test_clean_text(raw, cleaned):
@@ -32,6 +42,11 @@ def test_clean_text(raw, cleaned):
         ("", "'message' is empty", 400),
         (" \t\n ", "'message' is empty", 400),
         ("\x00\x07", "'message' is empty", 400),
+        # Nothing that shows: format characters (Unicode's Cf) and white space only.
+        ("\u200b\u200f", "'message' is empty", 400),
+        ("\ufeff \u200e\n\u200b", "'message' is empty", 400),
+        ("\u202e\u2066\u2069\u202c", "'message' is empty", 400),
+        ("\u200c\u200d\u00ad", "'message' is empty", 400),
         (None, "'message' must be a string", 400),
         (42, "'message' must be a string", 400),
         ("a" * (MAX_MESSAGE_CHARS + 1), "'message' is longer than 4096 characters", 413),
