@@ -1,6 +1,7 @@
 """Logging for every process: what libraries may write above DEBUG."""
 import logging
 import os
+import re
 import traceback
 from pathlib import Path
 from typing import Set
@@ -58,6 +59,20 @@ class MalformedPackets(logging.Filter):
         return True
 
 
+class NoSenderIds(logging.Filter):
+    """Rasa's processor names the conversation when it stops a loop of predictions
+    ("Circuit breaker tripped ... for sender 'whatsapp:36…'"): a WhatsApp one is a phone
+    number. The line stays, without it."""
+
+    SENDER = re.compile(r"sender '[^']*'")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.SENDER.search(message):
+            record.msg, record.args = self.SENDER.sub("a sender", message), ()
+        return True
+
+
 _ROOT = Path(__file__).resolve().parent.parent
 OUR_CODE = tuple(f"{_ROOT / package}{os.sep}" for package in ("actions", "avrr", "bot", "desk"))
 MALFORMED_PACKETS = MalformedPackets()
@@ -69,3 +84,4 @@ def configure(name: str) -> None:
     for chatty in CHATTY:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(NoRawRequests())
+    logging.getLogger("rasa.core.processor").addFilter(NoSenderIds())

@@ -3,7 +3,7 @@ import sys
 
 from aiohttp.http_exceptions import BadHttpMessage
 
-from avrr.logs import MalformedPackets, NoRawRequests
+from avrr.logs import MalformedPackets, NoRawRequests, NoSenderIds
 
 
 def record_of(failure: BaseException) -> logging.LogRecord:
@@ -54,3 +54,24 @@ def test_a_failure_in_our_handlers_keeps_its_traceback():
 
     assert MalformedPackets().filter(record)
     assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+def test_rasa_stopping_a_loop_of_predictions_does_not_name_the_conversation():
+    sender = "whatsapp:36201234567"
+    record = logging.LogRecord(
+        "rasa.core.processor", logging.WARNING, __file__, 1,
+        f"Circuit breaker tripped. Stopped predicting more actions for sender '{sender}'.",
+        (), None)
+    assert NoSenderIds().filter(record)
+    assert record.getMessage() == (
+        "Circuit breaker tripped. Stopped predicting more actions for a sender.")
+
+
+def test_every_process_filters_rasas_processor(caplog):
+    from avrr.logs import configure
+
+    configure("test")
+    logging.getLogger("rasa.core.processor").warning(
+        "Circuit breaker tripped. Stopped predicting more actions for sender '%s'.",
+        "whatsapp:36201234567")
+    assert "36201234567" not in caplog.text and "for a sender" in caplog.text
