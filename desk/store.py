@@ -665,7 +665,8 @@ class Store:
         of `conversation_id` (the key the assistant holds may be a consent sent twice's,
         for which the desk answered with the ticket it had). NotFound when there is no
         such ticket; Conflict when it is closed: nobody would read the message there.
-        `urgent`: the ticket becomes urgent (a message about danger)."""
+        `urgent`: the ticket becomes urgent (a message about danger); `annotations`: what
+        the assistant understood of it (`intent`, `confidence`)."""
         with self.engine.begin() as db:
             row = db.execute(
                 sa.select(tickets).where(tickets.c.idempotency_key == ticket_key)).first()
@@ -683,40 +684,14 @@ class Store:
                 raise Conflict("the ticket is closed")
             if urgent:
                 db.execute(tickets.update().where(tickets.c.id == row.id).values(urgency="urgent"))
-            return self._add_message(db, row.id, "person", text, at, key, **annotations)
-
-    def add_message(
-        self,
-        ticket_id: int,
-        sender: str,
-        text: str,
-        at: datetime,
-        key: Optional[str] = None,
-        **annotations: Any,
-    ) -> Dict[str, Any]:
-        """A message on the ticket, once per idempotency key. `annotations`: the
-        `intent` and `confidence` of a message of the person."""
-        with self.engine.begin() as db:
-            return self._add_message(db, ticket_id, sender, text, at, key, **annotations)
+            return self._insert_message(db, row.id, idempotency_key=key, sender="person",
+                                        text=text, at=at, delivered=None, **annotations)
 
     @staticmethod
-    def _add_message(db: Any, ticket_id: int, sender: str, text: str, at: datetime,
-                     key: Optional[str], **annotations: Any) -> Dict[str, Any]:
-        if key is not None:
-            row = db.execute(sa.select(messages).where(messages.c.idempotency_key == key)).first()
-            if row is not None:
-                return _message(row)
+    def _insert_message(db: Any, ticket_id: int, **values: Any) -> Dict[str, Any]:
+        """A new message on the ticket, which it brings up to date."""
         message_id = db.execute(
-            messages.insert().values(
-                ticket_id=ticket_id,
-                idempotency_key=key,
-                sender=sender,
-                text=text,
-                at=at,
-                delivered=None,
-                **annotations,
-            )
-        ).inserted_primary_key[0]
+            messages.insert().values(ticket_id=ticket_id, **values)).inserted_primary_key[0]
         db.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now()))
         return _message(db.execute(sa.select(messages).where(messages.c.id == message_id)).first())
 
@@ -739,18 +714,12 @@ class Store:
                     day=insight.day_of(parse_time(iso(row.created_at)).timestamp(), self.zone),
                     channel=row.channel,
                     language=row.language, urgency=row.urgency, seconds=max(0.0, waited)))
-            message_id = db.execute(
-                messages.insert().values(
-                    ticket_id=ticket_id, sender="counsellor", text=text, at=now(),
-                    delivered=False, author=actor, content=_json(content),
-                )
-            ).inserted_primary_key[0]
-            db.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now()))
+            message = self._insert_message(
+                db, ticket_id, sender="counsellor", text=text, at=now(), delivered=False,
+                author=actor, content=_json(content))
             detail = f"ready reply {content['key']}" if content else "free text"
             _record(db, ticket_id, actor, "replied", detail)
-            return _message(
-                db.execute(sa.select(messages).where(messages.c.id == message_id)).first()
-            )
+            return message
 
     def claim(self, ticket_id: int, username: str) -> Dict[str, Any]:
         """Give an open ticket to `username`; Conflict if someone else holds it."""
