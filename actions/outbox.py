@@ -417,10 +417,10 @@ class Outbox:
                 rows = db.execute(sa.select(outbox.c.id).where(
                     outbox.c.conversation_id == conversation_id,
                     outbox.c.state == PENDING)).fetchall()
-            busy = [row.id for row in rows
-                    if row.id not in held and not self._lease(row.id, HOLD_S)]
-            held += [row.id for row in rows if row.id not in held and row.id not in busy]
-            if not busy:
+            waiting = [row.id for row in rows if row.id not in held]
+            taken = [row_id for row_id in waiting if self._lease(row_id, HOLD_S)]
+            held += taken
+            if len(taken) == len(waiting):  # none is being sent by another
                 return held
             if time.monotonic() >= deadline:
                 logger.warning("a deletion waited %.0f s for a request being sent; not now",
