@@ -123,6 +123,8 @@ class Desk:
         # Per conversation: failed delivery attempts in a row, and when to try again.
         self.failures: Dict[str, int] = {}
         self.retry_at: Dict[str, float] = {}
+        # A conversation's replies go out one at a time, in order, whoever sends them.
+        self.delivering: Dict[str, List[Any]] = {}
 
     # Authentication.
 
@@ -433,7 +435,7 @@ class Desk:
             text = text_field(body, "text")
         message = await asyncio.to_thread(
             self.store.reply, ticket_id, request["who"]["username"], text, content)
-        await self.deliver()
+        await self.deliver(ticket["conversation_id"])
         stored = await asyncio.to_thread(self.store.ticket, ticket_id, True)
         mine = next((m for m in (stored or {}).get("messages", []) if m["id"] == message["id"]),
                     None)
@@ -444,7 +446,7 @@ class Desk:
     async def close(self, request: web.Request) -> web.Response:
         closed = await asyncio.to_thread(
             self.store.close, self._ticket_id(request), request["who"]["username"])
-        await self.deliver()
+        await self.deliver(closed["conversation_id"])
         return web.json_response(closed)
 
     async def claim(self, request: web.Request) -> web.Response:
@@ -614,56 +616,83 @@ class Desk:
 
     # Delivery to the person, through Rasa.
 
-    async def deliver(self) -> None:
-        """Send what is waiting, oldest first. A conversation whose delivery fails keeps
-        the rest of its messages (their order matters) for a later try, after a pause that
-        grows while it keeps failing; the other conversations go on. A reply is marked
-        delivered only once the channel confirmed it; a REST conversation, or one the
-        person deleted, can never receive it, and the reply says so."""
+    async def deliver(self, conversation: Optional[str] = None) -> None:
+        """Send what is waiting, oldest conversation first; with `conversation`, only its
+        replies (a counsellor's send or close waits for those, not for anyone else's). A
+        conversation whose delivery fails keeps the rest of its messages (their order
+        matters) for a later try, after a pause that grows while it keeps failing; the
+        other conversations go on. A reply is marked delivered only once the channel
+        confirmed it; a REST conversation, or one the person deleted, can never receive
+        it, and the reply says so."""
+        if conversation is not None:
+            await self._deliver_to(conversation)
+            return
         async with self.delivery_lock:
-            stuck = set()
-            now = asyncio.get_running_loop().time()
-            for message in await asyncio.to_thread(self.store.undelivered):
-                if not await self._deliverer():
+            waiting = [m["conversation_id"] for m in
+                       await asyncio.to_thread(self.store.undelivered)]
+            waiting += [t["conversation_id"] for t in
+                        await asyncio.to_thread(self.store.pending_hand_backs)]
+            # A conversation with nothing left to send (delivered, deleted, expired)
+            # leaves no trace here.
+            for gone in set(self.retry_at) - set(waiting):
+                self.failures.pop(gone, None)
+                self.retry_at.pop(gone, None)
+            for each in dict.fromkeys(waiting):
+                if not await self._deliver_to(each):
                     return  # another desk delivers; this one's replies are in its queue
-                conversation = message["conversation_id"]
-                if conversation in stuck or self.retry_at.get(conversation, 0) > now:
-                    stuck.add(conversation)
-                    continue
-                if channel_of(conversation) == Channel.REST:
-                    await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
-                                            "the REST channel cannot deliver a later message")
-                    continue
-                try:
-                    await self.rasa.say(conversation, message["text"], f"desk-{message['id']}")
-                except ConversationGone:
-                    await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
-                                            "the person deleted the conversation")
-                    continue
-                except DeliveryError as failure:
-                    self.failures[conversation] = self.failures.get(conversation, 0) + 1
-                    pause = min(MAX_RETRY_PAUSE_S, 2.0 ** self.failures[conversation])
-                    self.retry_at[conversation] = now + pause
-                    logger.warning("reply %d not delivered yet (%s): again in %.0f s",
-                                   message["id"], failure, pause)
-                    stuck.add(conversation)
-                    continue
-                self.failures.pop(conversation, None)
-                self.retry_at.pop(conversation, None)
-                await asyncio.to_thread(self.store.mark_delivered, message["id"])
-            for ticket in await asyncio.to_thread(self.store.pending_hand_backs):
-                if ticket["conversation_id"] in stuck:
-                    continue
-                if not await self._deliverer():
-                    return
-                try:
-                    await self.rasa.hand_back(ticket["conversation_id"])
-                except ConversationGone:
-                    pass  # nobody to hand back to
-                except DeliveryError as failure:
-                    logger.warning("ticket %d not handed back yet: %s", ticket["id"], failure)
-                    continue
-                await asyncio.to_thread(self.store.mark_handed_back, ticket["id"])
+
+    async def _deliver_to(self, conversation: str) -> bool:
+        """One conversation's replies, then its hand-back once they are all out. False
+        when another desk holds the delivery lease."""
+        # The lock, and how many wait for it or hold it: the last one out removes it.
+        turn = self.delivering.setdefault(conversation, [asyncio.Lock(), 0])
+        turn[1] += 1
+        try:
+            async with turn[0]:
+                return await self._send_waiting(conversation)
+        finally:
+            turn[1] -= 1
+            if not turn[1]:
+                del self.delivering[conversation]
+
+    async def _send_waiting(self, conversation: str) -> bool:
+        if self.retry_at.get(conversation, 0) > asyncio.get_running_loop().time():
+            return True
+        for message in await asyncio.to_thread(self.store.undelivered, conversation):
+            if not await self._deliverer():
+                return False
+            if channel_of(conversation) == Channel.REST:
+                await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
+                                        "the REST channel cannot deliver a later message")
+                continue
+            try:
+                await self.rasa.say(conversation, message["text"], f"desk-{message['id']}")
+            except ConversationGone:
+                await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
+                                        "the person deleted the conversation")
+                continue
+            except DeliveryError as failure:
+                self.failures[conversation] = self.failures.get(conversation, 0) + 1
+                pause = min(MAX_RETRY_PAUSE_S, 2.0 ** self.failures[conversation])
+                self.retry_at[conversation] = asyncio.get_running_loop().time() + pause
+                logger.warning("reply %d not delivered yet (%s): again in %.0f s",
+                               message["id"], failure, pause)
+                return True
+            self.failures.pop(conversation, None)
+            self.retry_at.pop(conversation, None)
+            await asyncio.to_thread(self.store.mark_delivered, message["id"])
+        for ticket in await asyncio.to_thread(self.store.pending_hand_backs, conversation):
+            if not await self._deliverer():
+                return False
+            try:
+                await self.rasa.hand_back(conversation)
+            except ConversationGone:
+                pass  # nobody to hand back to
+            except DeliveryError as failure:
+                logger.warning("ticket %d not handed back yet: %s", ticket["id"], failure)
+                continue
+            await asyncio.to_thread(self.store.mark_handed_back, ticket["id"])
+        return True
 
     async def _deliverer(self) -> bool:
         """Whether this desk delivers now: the lease is taken (or renewed) before each

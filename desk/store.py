@@ -1001,15 +1001,19 @@ class Store:
 
     # The outbox towards Rasa.
 
-    def undelivered(self) -> List[Dict[str, Any]]:
-        """Counsellor replies not yet delivered, oldest first, with their conversation."""
+    def undelivered(self, conversation_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Counsellor replies not yet delivered (to one conversation, or to any), oldest
+        first, with their conversation."""
+        query = (
+            sa.select(messages, tickets.c.conversation_id)
+            .join(tickets, tickets.c.id == messages.c.ticket_id)
+            .where(messages.c.delivered.is_(False), messages.c.undeliverable.is_(None))
+            .order_by(messages.c.id)
+        )
+        if conversation_id is not None:
+            query = query.where(tickets.c.conversation_id == conversation_id)
         with self.engine.connect() as db:
-            rows = db.execute(
-                sa.select(messages, tickets.c.conversation_id)
-                .join(tickets, tickets.c.id == messages.c.ticket_id)
-                .where(messages.c.delivered.is_(False), messages.c.undeliverable.is_(None))
-                .order_by(messages.c.id)
-            ).fetchall()
+            rows = db.execute(query).fetchall()
         return [
             dict(_message(r), ticket_id=r.ticket_id, conversation_id=r.conversation_id)
             for r in rows
@@ -1025,13 +1029,16 @@ class Store:
         with self.engine.begin() as db:
             db.execute(messages.update().where(messages.c.id == message_id).values(delivered=True))
 
-    def pending_hand_backs(self) -> List[Dict[str, Any]]:
+    def pending_hand_backs(self, conversation_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        query = (
+            sa.select(tickets.c.id, tickets.c.conversation_id, tickets.c.idempotency_key)
+            .where(tickets.c.status == "closed", tickets.c.handed_back.is_(False))
+            .order_by(tickets.c.id)
+        )
+        if conversation_id is not None:
+            query = query.where(tickets.c.conversation_id == conversation_id)
         with self.engine.connect() as db:
-            rows = db.execute(
-                sa.select(tickets.c.id, tickets.c.conversation_id, tickets.c.idempotency_key)
-                .where(tickets.c.status == "closed", tickets.c.handed_back.is_(False))
-                .order_by(tickets.c.id)
-            ).fetchall()
+            rows = db.execute(query).fetchall()
         return [dict(r._mapping) for r in rows]
 
     def mark_handed_back(self, ticket_id: int) -> None:

@@ -3,12 +3,13 @@ import asyncio
 from collections import Counter
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from avrr.settings import DeskSettings
-from desk.app import Desk
+from avrr.vocabulary import Actions
+from desk.app import Desk, create_app
 from desk.store import Store, now
-from tests.desk.conftest import TOKEN
+from tests.desk.conftest import BEARER, TOKEN
 
 
 async def test_two_desks_deliver_each_reply_once(tmp_path):
@@ -38,7 +39,9 @@ async def test_two_desks_deliver_each_reply_once(tmp_path):
             for text in ("first", "second"):
                 keys.append(f"desk-{store.reply(ticket, 'api', text)['id']}")
 
-        await asyncio.gather(*(desk.deliver() for desk in desks for _ in range(3)))
+        # Each desk's loop, and counsellors' sends to each conversation, all at once.
+        await asyncio.gather(*(desk.deliver() for desk in desks for _ in range(3)),
+                             *(desk.deliver(f"web-{n}") for desk in desks for n in range(5)))
 
         assert received == Counter({key: 1 for key in keys})
         assert store.undelivered() == []
@@ -85,4 +88,69 @@ async def test_a_rasa_that_times_out_delays_its_conversation_only(tmp_path, monk
         assert [m["id"] for m in desk.store.undelivered()] == [replies["web-slow"]]
         assert desk.retry_at["web-slow"] > 0
         slow_done.set()
+
+        # The person deletes the conversation: the desk keeps no trace of its id.
+        desk.store.delete_conversation("web-slow", "en")
+        await desk.deliver()
+        assert desk.retry_at == {} and desk.failures == {} and desk.delivering == {}
         await desk.rasa.close()
+
+
+async def test_a_counsellor_s_send_and_close_wait_for_their_own_conversation_only(
+    tmp_path, monkeypatch
+):
+    """While the delivery loop waits on a conversation whose platform hangs, another
+    counsellor's reply and close go out at once, and the hand-back follows its reply."""
+    import aiohttp
+
+    from desk import rasa as rasa_client
+
+    # Rasa's own limit is far away: before, the send waited for it (20 s per stall).
+    monkeypatch.setattr(rasa_client, "TIMEOUT", aiohttp.ClientTimeout(total=600))
+    hanging = asyncio.Event()
+    release = asyncio.Event()
+    received = []
+
+    async def events(request: web.Request) -> web.Response:
+        sender = request.match_info["sender"]
+        if sender == "web-stalled":
+            hanging.set()
+            await release.wait()
+        received.append((sender, (await request.json())["text"]))
+        return web.json_response({})
+
+    async def execute(request: web.Request) -> web.Response:
+        received.append((request.match_info["sender"], (await request.json())["name"]))
+        return web.json_response({})
+
+    rasa = web.Application()
+    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
+    rasa.router.add_post("/conversations/{sender}/execute", execute)
+    async with TestServer(rasa) as server:
+        settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path,
+                                rasa_url=str(server.make_url("")).rstrip("/"))
+        store = Store(settings.database)
+        tickets = {}
+        for conversation in ("web-stalled", "web-other"):
+            tickets[conversation] = store.create_ticket(
+                {"idempotency_key": f"key-{conversation}", "conversation_id": conversation,
+                 "channel": "socketio", "language": "en", "topic": "request_human",
+                 "urgency": "normal", "consent_at": now(), "consent_language": "en"},
+                [])["ticket"]["id"]
+        store.reply(tickets["web-stalled"], "api", "waiting for the platform")
+        async with TestClient(TestServer(create_app(settings, store))) as client:
+            await asyncio.wait_for(hanging.wait(), 10)  # the loop is stuck on web-stalled
+
+            other = tickets["web-other"]
+            reply = await asyncio.wait_for(client.post(
+                f"/api/tickets/{other}/messages", headers=BEARER,
+                json={"text": "we can meet on Tuesday"}), 30)
+            assert reply.status == 201 and (await reply.json())["delivered"] is True
+            close = await asyncio.wait_for(
+                client.post(f"/api/tickets/{other}/close", headers=BEARER), 30)
+            assert close.status == 200
+
+            assert received == [("web-other", "we can meet on Tuesday"),
+                                ("web-other", Actions.HANDOFF_END)]
+            assert [m["conversation_id"] for m in store.undelivered()] == ["web-stalled"]
+            release.set()
