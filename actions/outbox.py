@@ -236,7 +236,11 @@ class Outbox:
             sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
         )
         if conversation_id is not None:
-            query = query.where(outbox.c.conversation_id == conversation_id)
+            # An action flushes its own conversation while Rasa holds that conversation's
+            # lock: a notice to Rasa would wait for it (and time out). The delivery
+            # thread sends notices.
+            query = query.where(outbox.c.conversation_id == conversation_id,
+                                outbox.c.target == DESK)
         with self.engine.connect() as db:
             return db.execute(query.order_by(outbox.c.id).limit(64)).fetchall()
 
@@ -254,9 +258,10 @@ class Outbox:
               waiting: Optional[str] = None) -> int:
         """Send what is due, oldest first per conversation; how many were delivered.
 
-        With `conversation_id`, only that conversation's requests, until one must wait.
-        A ticket or a message refused for good is told to the person through Rasa, except
-        the request `waiting`: the action waiting for its answer tells them itself.
+        With `conversation_id` (an action's flush), only that conversation's requests to
+        the desk, until one must wait. A ticket or a message refused for good is told to
+        the person through Rasa, except the request `waiting`: the action waiting for its
+        answer tells them itself.
         """
         delivered, progressed = 0, True
         while progressed:  # a request done (or dead) lets its conversation's next one go

@@ -358,3 +358,22 @@ def test_answers_are_classified(status, path, attempts, delivered, retry):
     verdict = classify(status, path, attempts)
 
     assert (verdict.delivered, verdict.retry) == (delivered, retry)
+
+
+def test_an_action_s_flush_leaves_the_notice_to_the_delivery_thread(box):
+    """An action runs while Rasa holds its conversation's lock: a notice it sent to Rasa
+    itself would wait for that lock. The delivery thread sends it after."""
+    Server.answers = {"/api/inbound": [422]}
+    box.put("m1", "web-abc", "POST", "/api/inbound", {"text": "are you there?"})
+    box.put("m2", "web-abc", "POST", "/api/inbound", {"text": "hello?"})
+
+    box.flush("web-abc", waiting="m2")  # m1 is refused: the person must be told
+
+    assert (box.state("m1"), box.state("m2")) == ("dead", "delivered")
+    assert [path for _, path, _, _, _ in Server.received] == ["/api/inbound"] * 2
+    assert box.state("m1:refused") == "pending"
+    box.flush()
+    assert Server.received[-1][1:4] == (
+        "/conversations/web-abc/execute?output_channel=latest", "m1:refused",
+        {"name": "action_relay_failed"})
+    assert box.state("m1:refused") == "delivered"
