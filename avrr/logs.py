@@ -41,6 +41,11 @@ class NoRawRequests(logging.Filter):
         return True
 
 
+class RefusedPacket(ValueError):
+    """A socket.io packet our code refuses on purpose (bot.channels.socketio.TextPackets);
+    its one argument says why, in words that quote nothing of the packet."""
+
+
 class MalformedPackets(logging.Filter):
     """python-socketio logs a packet it cannot decode (bad JSON, an event that is no name)
     at ERROR with a traceback: anyone who can open a socket could fill the log with them.
@@ -49,11 +54,12 @@ class MalformedPackets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         failure = record.exc_info[1] if record.exc_info else None
-        if isinstance(failure, ValueError | KeyError | TypeError | IndexError) and not any(
+        malformed = ValueError | KeyError | TypeError | IndexError | RecursionError
+        if isinstance(failure, RefusedPacket) or isinstance(failure, malformed) and not any(
                 frame.filename.startswith(OUR_CODE)
                 for frame in traceback.extract_tb(failure.__traceback__)):
-            record.msg, record.args = "refused a malformed socket.io packet (%s)", (
-                type(failure).__name__,)
+            what = failure.args[0] if isinstance(failure, RefusedPacket) else type(failure).__name__
+            record.msg, record.args = "refused a malformed socket.io packet (%s)", (what,)
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -29,7 +29,11 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
 - a longer polling POST is a 413 at once (python-engineio 4 closed the session and then
   waited for a poll that never came: the request hung until Sanic's timeout), a request
   for a session closing meanwhile a 400 (it was a 500), and a malformed packet one INFO
-  line (avrr.logs.MalformedPackets; it was an ERROR with a traceback).
+  line (avrr.logs.MalformedPackets; it was an ERROR with a traceback);
+- a packet with binary attachments is refused (TextPackets): the widget sends none, and
+  python-socketio 5.8 kept every attachment a client announced, however many, in memory
+  for good;
+- `forget_session` counts against the same limits as a message: each is two turns.
 
 Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
 `bot_uttered`, so third-party Rasa widgets still work.
@@ -50,8 +54,9 @@ from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncRedisManager, AsyncServer
+from socketio import packet as socketio_packet
 
-from avrr.logs import MALFORMED_PACKETS
+from avrr.logs import MALFORMED_PACKETS, RefusedPacket
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
 from bot.channels.base import add_health, client_address, disarm, language_hint
@@ -106,6 +111,24 @@ class Sessions:
         )
 
 
+class TextPackets(socketio_packet.Packet):
+    """socket.io packets without binary attachments. python-socketio 5.8 keeps the binary
+    frames a packet announces (up to 10 digits' worth of them) until they have all come,
+    even after the socket closed: a stranger could fill the server's memory."""
+
+    def decode(self, encoded_packet: Any) -> int:
+        if not isinstance(encoded_packet, str):
+            raise RefusedPacket("binary frame")
+        try:
+            attachments = super().decode(encoded_packet)
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError) as malformed:
+            raise RefusedPacket(type(malformed).__name__) from None
+        binary = (socketio_packet.BINARY_EVENT, socketio_packet.BINARY_ACK)
+        if attachments or self.packet_type in binary:
+            raise RefusedPacket("binary attachments")
+        return attachments
+
+
 def hint_of(metadata: Any) -> Dict[str, str]:
     """Only the client's language hint (rasa-webchat calls it `language`)."""
     if isinstance(metadata, dict):
@@ -117,7 +140,9 @@ def answering_what_engineio_mishandles(
     handle: Callable[[Request], Awaitable[HTTPResponse]],
 ) -> Callable[[Request], Awaitable[HTTPResponse]]:
     """engine.io's request handler, with a 413 for a polling POST over MAX_PAYLOAD_BYTES
-    before engine.io sees it, and a 400 for a session that closed meanwhile."""
+    before engine.io sees it, and a 400 for a session that closed meanwhile or a
+    websocket frame engine.io cannot decode (it raised it to Sanic: a traceback in the
+    log for every such frame)."""
 
     async def handle_request(request: Request) -> HTTPResponse:
         if (request.method == "POST"
@@ -127,6 +152,12 @@ def answering_what_engineio_mishandles(
             return await handle(request)
         except KeyError:  # engine.io's "Session is disconnected"
             return response.text("Invalid session", status=400)
+        except ValueError as malformed:
+            logger.info("refused a malformed engine.io packet (%s)", type(malformed).__name__)
+            websocket = getattr(request.transport.get_protocol(), "websocket", None)
+            if websocket is not None:  # a websocket's frame: the socket is closed
+                await websocket.close(1003, "malformed packet")
+            return response.text("Malformed packet", status=400)
 
     return handle_request
 
@@ -190,6 +221,7 @@ class GuardedSocketIOInput(InputChannel):
             async_mode="sanic",
             cors_allowed_origins="*" if self.origins == ["*"] else self.origins,
             max_http_buffer_size=MAX_PAYLOAD_BYTES,
+            serializer=TextPackets,
             client_manager=AsyncRedisManager(shared.get_secret_value()) if shared else None,
         )
         per_session = rate_limits("socketio-session", settings.rate_per_sender)
@@ -252,11 +284,23 @@ class GuardedSocketIOInput(InputChannel):
                 shown = []
             await sio.emit("session_history", {"messages": shown}, room=sid)
 
+        async def refused(sid: str, sender_id: str) -> bool:
+            """Whether this address or this session sent too much: it is told so."""
+            wait = await per_address.wait_for(addresses.get(sid, "unknown"))
+            if wait is None:
+                wait = await per_session.wait_for(sender_id)
+            if wait is not None:
+                await sio.emit("message_refused", {
+                    "error": "too many messages, please wait", "retry_after": wait}, room=sid)
+            return wait is not None
+
         @sio.on("forget_session")
         async def forget_session(sid: str, data: Any = None, *_: Any) -> None:
             sender_id = senders.get(sid)
             if sender_id is None:
                 await sio.emit("session_invalid", {"error": "send session_request first"}, room=sid)
+                return
+            if await refused(sid, sender_id):
                 return
             replies: List[Dict[str, Any]] = []
             try:
@@ -298,12 +342,7 @@ class GuardedSocketIOInput(InputChannel):
             except InvalidMessage as invalid:
                 await sio.emit("message_refused", {"error": str(invalid)}, room=sid)
                 return
-            wait = await per_address.wait_for(addresses.get(sid, "unknown"))
-            if wait is None:
-                wait = await per_session.wait_for(sender_id)
-            if wait is not None:
-                await sio.emit("message_refused", {
-                    "error": "too many messages, please wait", "retry_after": wait}, room=sid)
+            if await refused(sid, sender_id):
                 return
             metadata = hint_of(data.get("metadata") or data.get("customData"))
             collector = CollectingOutputChannel()

@@ -8,11 +8,13 @@ from types import SimpleNamespace
 from sanic import Sanic, response
 from sanic.request import Request
 
+from avrr.logs import configure
 from bot.channels.socketio import GuardedSocketIOInput
 from tests.bot.channels.harness import Rasa
 
 
 def main(port: int) -> None:
+    configure("replica")  # as the Rasa server logs
     app = Sanic("socketio_replica", configure_logging=False)
     rasa = Rasa()
     app.ctx.agent = SimpleNamespace(tracker_store=rasa)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -222,11 +223,15 @@ async def _stop_listening(sio) -> None:
 class _Replica:
     """tests/bot/channels/socketio_replica.py in a process of its own, on Redis."""
 
-    def __init__(self, port: int, redis_url: str, origins: str, log: Path) -> None:
+    def __init__(self, port: int, redis_url: Optional[str], origins: str, log: Path,
+                 **settings: str) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        env = dict(os.environ, AVRR_REDIS_URL=redis_url, SOCKET_SESSION_SECRET=SHARED_SECRET,
-                   WIDGET_ORIGINS=origins, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, SOCKET_SESSION_SECRET=SHARED_SECRET, WIDGET_ORIGINS=origins,
+                   PYTHONPATH=str(ROOT), **settings)
+        env.pop("AVRR_REDIS_URL", None)
+        if redis_url is not None:
+            env["AVRR_REDIS_URL"] = redis_url
         with open(log, "wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.bot.channels.socketio_replica", str(port)],
@@ -314,3 +319,67 @@ def test_the_web_chat_on_two_replicas_shares_its_rooms_and_sessions_through_redi
             someone.client.disconnect()
         for replica in replicas:
             replica.stop()
+
+
+def test_a_stranger_s_socket_holds_no_attachments_and_forgets_within_the_limits(tmp_path):
+    """One socket, no session: python-socketio kept every binary frame a packet announced
+    (up to 10 digits' worth) in memory for good; a malformed frame, or JSON nested too
+    deep, was an ERROR with a traceback. And `forget_session`, two turns each, escaped
+    the limits that hold for a message."""
+    import websocket
+
+    from tests.bot.channels.harness import GREETING
+
+    port = free_port()
+    replica = _Replica(port, None, f"http://127.0.0.1:{port}", tmp_path / "replica.log",
+                       RATE_LIMIT_PER_SENDER="2")
+    people = []
+    try:
+        replica.wait_until_up(time.monotonic() + 60)
+
+        def raw() -> websocket.WebSocket:
+            ws = websocket.create_connection(
+                f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", timeout=10)
+            assert ws.recv().startswith("0{")  # engine.io's open
+            ws.send("40")
+            assert ws.recv().startswith("40{")  # socket.io's connect
+            return ws
+
+        ws = raw()
+        ws.send('451000000-["user_uttered",{"_placeholder":true,"num":0}]')
+        ws.send_binary(b"\0" * 60000)
+        ws.send('42["session_request",{}]')  # not taken for an attachment
+        assert ws.recv().startswith('42["session_confirm","web-')
+        ws.close()
+        ws = raw()
+        ws.send('42["user_uttered",' + "[" * 5000 + "]" * 5000 + "]")
+        ws.send('42["session_request",{}]')  # answered after the frame before it
+        assert ws.recv().startswith('42["session_confirm","web-')
+        ws.send("\x00")  # no engine.io packet at all: the socket is closed, 1003
+        opcode, frame = ws.recv_data_frame(True)
+        while opcode != websocket.ABNF.OPCODE_CLOSE:  # an engine.io ping may come first
+            opcode, frame = ws.recv_data_frame(True)
+        assert frame.data[:2] == (1003).to_bytes(2, "big")
+
+        person = _Person(replica.url)
+        people.append(person)
+        answers: queue.Queue = queue.Queue()
+        person.client.on("session_forgotten", lambda data: answers.put(("forgotten", data)))
+        person.client.on("message_refused", lambda data: answers.put(("refused", data)))
+        for _ in range(3):
+            person.client.emit("forget_session", {})
+        said = f"{GREETING} What would you like to know?"
+        assert [answers.get(timeout=10) for _ in range(3)] == [
+            ("forgotten", {"deleted": False, "text": said}),
+            ("forgotten", {"deleted": False, "text": said}),
+            ("refused", {"error": "too many messages, please wait", "retry_after": ANY}),
+        ]
+        written = replica.log.read_text(errors="replace")
+    finally:
+        for someone in people:
+            someone.client.disconnect()
+        replica.stop()
+    assert "Traceback" not in written and "handler error" not in written, written
+    for why in ("binary attachments", "binary frame", "RecursionError"):
+        assert f"refused a malformed socket.io packet ({why})" in written
+    assert "refused a malformed engine.io packet (ValueError)" in written
