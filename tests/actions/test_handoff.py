@@ -396,7 +396,7 @@ async def test_messages_during_the_handoff_go_to_the_ticket_acknowledged_once(di
         "key": "handoff_relayed", "part": 0, "values": {}}
     assert sent(dispatcher) == [
         (
-            "I have passed your message to the counsellor. They will answer you here. I will not "
+            "Your message will reach the counsellor. They will answer you here. I will not "
             "answer while the counsellor is with you.",
             [],
         )
@@ -464,7 +464,7 @@ async def test_danger_during_the_handoff_is_answered_at_once_and_relayed_as_urge
     assert texts[: len(get_content().replies(intent, "en"))] == [
         r.text for r in get_content().replies(intent, "en")]
     assert texts[-1] == (
-        "I have passed your message to the counsellor as urgent. Please do not wait for the "
+        "Your message will reach the counsellor, marked as urgent. Please do not wait for the "
         "answer if you are in danger: call 112 now.")
     assert any("112" in text for text in texts[:-1])
     assert events == [SlotSet("handoff_acknowledged", True)]

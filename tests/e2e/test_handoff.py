@@ -12,7 +12,7 @@ from tests.assistant import ACTION_TOKEN
 
 OFFER = "I can pass this conversation to an IOM counsellor"
 QUEUED = "Thank you. A counsellor will answer you here in this chat. You are number"
-RELAYED = "I have passed your message to the counsellor."
+RELAYED = "Your message will reach the counsellor."
 ENDED = "The counsellor has ended the conversation."
 
 
@@ -145,7 +145,7 @@ def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(
     answer = texts(chat.say_and_wait("my husband is beating me right now"))
 
     assert "112" in answer[0]
-    assert answer[-1].startswith("I have passed your message to the counsellor as urgent.")
+    assert answer[-1].startswith("Your message will reach the counsellor, marked as urgent.")
     detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
     assert detail["urgency"] == "urgent"
     assert detail["messages"][-1]["text"] == "my husband is beating me right now"
