@@ -160,7 +160,18 @@ async def once(records: ChannelRecords, channel: str, key: str) -> AsyncIterator
 async def handled_once(
     records: ChannelRecords, channel: str, key: str, work: Callable[[Turn], Awaitable[None]]
 ) -> int:
-    """The HTTP status for the platform after handling `key` once with `work`."""
+    """The HTTP status for the platform after handling `key` once with `work`.
+
+    Sanic cancels a request's handler when the client hangs up (a platform that waited
+    too long): the turn would stop half done, after an action's side effect, and its
+    replies would be lost. It runs in a task of its own, to its end; the platform's
+    redelivery meanwhile finds it in hand, and afterwards done."""
+    return await asyncio.shield(asyncio.ensure_future(_handle_once(records, channel, key, work)))
+
+
+async def _handle_once(
+    records: ChannelRecords, channel: str, key: str, work: Callable[[Turn], Awaitable[None]]
+) -> int:
     try:
         async with once(records, channel, key) as turn:
             await work(turn)

@@ -72,6 +72,31 @@ async def test_a_delivery_in_hand_is_a_503_and_a_failure_releases_it(records):
     assert records.pending() == {QUEUED: 0, HELD: 0}
 
 
+async def test_a_platform_that_hangs_up_does_not_stop_the_turn_half_done(records):
+    """Sanic cancels the request's handler when the platform hangs up: the turn goes on
+    to its end, its replies queued and the delivery done, and the redelivery is a 200."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def work(turn):
+        started.set()
+        await finish.wait()
+        turn.reply("whatsapp:36201234567", [{"text": "hi"}])
+
+    request = asyncio.create_task(handled_once(records, "whatsapp", "wamid.2", work))
+    await started.wait()
+    [turn] = [task for task in asyncio.all_tasks()
+              if task.get_coro().__qualname__ == "_handle_once"]
+    request.cancel()  # as Sanic does on connection_lost
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert await handled_once(records, "whatsapp", "wamid.2", _unreachable) == 503  # in hand
+    finish.set()
+    assert await turn == 200
+
+    assert await handled_once(records, "whatsapp", "wamid.2", _unreachable) == 200
+    assert [m.payload for m in records.due("whatsapp")] == [{"text": "hi"}]
+
+
 @pytest.mark.parametrize(
     "tag, hint",
     [("en", {"language_hint": "en"}), ("pt-br", {"language_hint": "pt"}),
