@@ -25,6 +25,7 @@ import yaml
 
 from avrr.content import READY
 from avrr.settings import ROOT
+from avrr.sheets import cell
 from avrr.vocabulary import CODES, DEFAULT_LANGUAGE, RIGHT_TO_LEFT
 
 CONTENT = ROOT / "content"
@@ -100,7 +101,8 @@ def write_sheet(language: str, out: Path, folder: Path = CONTENT) -> Tuple[Path,
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in found:
-            writer.writerow({**row, "reviewer_notes": ""})
+            writer.writerow({**{name: cell(str(value)) for name, value in row.items()},
+                             "reviewer_notes": ""})
     direction = "rtl" if language in RIGHT_TO_LEFT else "ltr"
     name = load(language, folder).get("name", language)
     lines = [
@@ -119,13 +121,13 @@ def write_sheet(language: str, out: Path, folder: Path = CONTENT) -> Tuple[Path,
     ]
     for row in found:
         cells = [
-            html.escape(row["key"]), row["sensitivity"], row["status"],
+            html.escape(row["key"]), html.escape(row["sensitivity"]), html.escape(row["status"]),
             html.escape(row["english"]),
             f'<div dir="{direction}" lang="{language}">{html.escape(row["translation"])}</div>',
             html.escape(row["sources"]), html.escape(row["reviewed_by"]),
             html.escape(row["reviewed_at"]), '<div class="notes" contenteditable="true"></div>',
         ]
-        lines.append(f'<tr class="{row["sensitivity"]}">'
+        lines.append(f'<tr class="{html.escape(row["sensitivity"])}">'
                      + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     lines += ["</table></body></html>"]
     html_path = out / f"{language}.html"

@@ -63,6 +63,8 @@ def clean_sender(sender: Any) -> str:
         )
     if len(sender) > MAX_SENDER_CHARS:
         raise InvalidMessage(f"'sender' is longer than {MAX_SENDER_CHARS} characters")
+    if not sender.strip("."):  # "." and ".." are path steps in every URL that names it
+        raise InvalidMessage("'sender' must not be only dots")
     return sender
 
 

@@ -541,7 +541,7 @@ class Desk:
             raise BadRequest(f"from and to are days (YYYY-MM-DD): {invalid}") from invalid
         rows = await asyncio.to_thread(self.store.statistics, first, last)
         if _viewer(request):  # no small count: it can point at a person
-            rows = stats.for_viewers(rows)
+            rows = stats.for_viewers(stats.finished_days(rows, self.store.today()))
         return first, last, rows
 
     async def stats(self, request: web.Request) -> web.Response:

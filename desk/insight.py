@@ -37,7 +37,15 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import sqlalchemy as sa
 
 from avrr.db import engine
-from avrr.vocabulary import DEFAULT_LANGUAGE, SAFETY_INTENTS, Actions, Intents, Slots, channel_of
+from avrr.vocabulary import (
+    CODES,
+    DEFAULT_LANGUAGE,
+    SAFETY_INTENTS,
+    Actions,
+    Intents,
+    Slots,
+    channel_of,
+)
 
 logger = logging.getLogger(__name__)
 BATCH = 2000  # events per transaction
@@ -72,6 +80,11 @@ SEPARATORS = (r"[\s().\-/,_\u2010-\u2015\u2212"
               r"\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")  # and invisible marks
 PHONE = re.compile(rf"\(?\+?\(?\d(?:{SEPARATORS}{{0,4}}\d){{6,}}")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An account on a messenger names a person as a phone number does: "@ahmad_k",
+# "t.me/ahmad_k", "wa.me/3630…".
+ACCOUNT = re.compile(
+    r"(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|wa\.me|instagram\.com|facebook\.com|"
+    r"fb\.com)/[\w.+-]+|(?<![\w.@])@\w{3,}", re.IGNORECASE)
 
 # The Rasa server's events, as its SQLTrackerStore stores them (read only).
 source_metadata = sa.MetaData()
@@ -89,11 +102,12 @@ source_events = sa.Table(
 
 
 def redact(text: str) -> str:
-    """`text` with e-mail addresses and phone numbers replaced, and what is not Unicode
-    text (a lone surrogate, which JSON lets a sender write as "\\ud800") as "?": the
-    database cannot store it, and one such message stopped every count after it."""
+    """`text` with e-mail addresses, messenger accounts and phone numbers replaced, and
+    what is not Unicode text (a lone surrogate, which JSON lets a sender write as
+    "\\ud800") as "?": the database cannot store it, and one such message stopped every
+    count after it."""
     valid = text.encode("utf-8", "replace").decode("utf-8")
-    return PHONE.sub("[phone]", EMAIL.sub("[e-mail]", valid))
+    return PHONE.sub("[phone]", ACCOUNT.sub("[account]", EMAIL.sub("[e-mail]", valid)))
 
 
 def owner_of(key: bytes, conversation_id: str) -> str:
@@ -136,8 +150,9 @@ class Tally:
         language = state["language"] or DEFAULT_LANGUAGE
         if kind == "session_started":
             state["pending"] = True
-        elif kind == "slot" and data.get("name") == Slots.LANGUAGE and data.get("value"):
-            state["language"] = str(data["value"])[:8]
+        elif kind == "slot" and data.get("name") == Slots.LANGUAGE and data.get("value") in CODES:
+            # Only ours: a label of anyone's choosing would be drawn in the charts.
+            state["language"] = data["value"]
         elif kind == "slot" and data.get("name") == Slots.HANDOFF_TICKET:
             state["handoff"] = bool(data.get("value"))  # a counsellor has the conversation
         elif kind == "user":
@@ -165,6 +180,7 @@ class Tally:
         parse = data.get("parse_data") or {}
         intent = (parse.get("intent") or {}).get("name") or Intents.NLU_FALLBACK
         detected = (parse.get("language_detection") or {}).get("language")
+        detected = detected if detected in CODES else None
         language = detected or state["language"] or DEFAULT_LANGUAGE
         if detected:
             state["language"] = detected

@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from avrr.sheets import cell
 from avrr.vocabulary import SAFETY_INTENTS
 
 DEFAULT_DAYS = 30
@@ -105,6 +106,13 @@ def summary(first: date, last: date, rows: Mapping[str, List[Dict[str, Any]]]) -
     }
 
 
+def finished_days(rows: Mapping[str, List[Dict[str, Any]]],
+                  today: date) -> Dict[str, List[Dict[str, Any]]]:
+    """The rows of the days before `today`. Today's counts grow while a viewer looks:
+    read twice, a count going from 5 to 6 would tell one new safety message."""
+    return {kind: [row for row in found if row["day"] < today] for kind, found in rows.items()}
+
+
 def for_viewers(rows: Mapping[str, List[Dict[str, Any]]]) -> Dict[str, List[Dict[str, Any]]]:
     """The rows a viewer may see: counts of SMALL_COUNT or more per day, channel, language
     and metric, and the waits of a day, channel and language with as many tickets. What
@@ -121,6 +129,8 @@ def for_viewers(rows: Mapping[str, List[Dict[str, Any]]]) -> Dict[str, List[Dict
             told = sum(n for metric, n in shown.items() if is_part(metric))
             if whole in shown and 0 < shown[whole] - told < SMALL_COUNT:
                 del shown[whole]
+        if "messages" not in shown:  # a share of messages without its messages is wrong
+            shown.pop("not_understood", None)
         counts += [row for row in group if row["metric"] in shown]
     tickets: Dict[tuple, int] = defaultdict(int)
     for wait in rows["waits"]:
@@ -130,11 +140,6 @@ def for_viewers(rows: Mapping[str, List[Dict[str, Any]]]) -> Dict[str, List[Dict
         "waits": [wait for wait in rows["waits"]
                   if tickets[(wait["day"], wait["channel"], wait["language"])] >= SMALL_COUNT],
     }
-
-
-def cell(value: str) -> str:
-    """A text cell a spreadsheet will not run as a formula."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def as_csv(rows: Mapping[str, List[Dict[str, Any]]]) -> str:

@@ -602,7 +602,8 @@ class Store:
                     )
                 )
             row = db.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).first()
-            where = (moment.date(), fields["channel"][:32], fields["language"][:8])
+            day = insight.day_of(moment.timestamp(), self.zone)  # the office's day, as waits
+            where = (day, fields["channel"][:32], fields["language"][:8])
             _add_counts(db, {where + ("tickets",): 1, where + (f"tickets:{fields['urgency']}",): 1})
             return {"ticket": self._ticket(db, row), "created": True}
 

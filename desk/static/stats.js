@@ -143,7 +143,7 @@ function render(stats) {
   const smallest = stats.smallest_count_shown;
   $("small-counts").hidden = !smallest;
   $("small-counts").textContent = smallest
-    ? `Counts under ${smallest} for one day, channel and language are left out, from the totals too: they could point at a person.`
+    ? `Counts under ${smallest} for one day, channel and language are left out, from the totals too: they could point at a person. Today is shown from tomorrow on.`
     : "";
   renderLanguages(stats);
   renderChannels(stats);

@@ -5,6 +5,7 @@ import datetime
 import shutil
 
 import pytest
+import yaml
 
 from avrr import review
 from avrr.settings import ROOT
@@ -75,3 +76,22 @@ def test_the_sheet_of_every_language_is_written(folder, tmp_path, language):
     assert page.count("<tr") == len(sheet) + 1
     if language in ("ar", "fa", "ps", "ur"):
         assert 'dir="rtl"' in page
+
+
+
+def test_no_cell_of_the_sheet_is_a_formula_in_a_spreadsheet(folder, tmp_path):
+    """Translators supply the text: a translation starting with "=" (or a phone number's
+    "+") must reach the reviewer as text, not run as a formula."""
+    arabic = folder / "ar.yml"
+    content = yaml.safe_load(arabic.read_text(encoding="utf-8"))
+    content["answers"]["ask_cost"][0]["text"] = '=HYPERLINK("http://x.example")'
+    arabic.write_text(yaml.safe_dump(content, allow_unicode=True, sort_keys=False),
+                      encoding="utf-8")
+    csv_path, _ = review.write_sheet("ar", tmp_path / "review", folder)
+
+    with csv_path.open(encoding="utf-8") as handle:
+        sheet = list(csv.DictReader(handle))
+    cost = next(row for row in sheet if row["key"] == "ask_cost")
+    assert cost["translation"].startswith("'=HYPERLINK(")
+    assert not [value for row in sheet for value in row.values()
+                if value.startswith(("=", "+", "-", "@"))]

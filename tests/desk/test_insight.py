@@ -215,6 +215,10 @@ def test_two_desks_counting_at_once_count_each_event_once(tmp_path):
     ("شماره‌ام ۰۹۱۲\u200e ۳۴۵\u200e ۶۷۸۹ است", "شماره‌ام [phone] است"),  # Persian, with LRMs
     ("ring 06–30–123–4567", "ring [phone]"),  # en dashes
     ("I am 25 years old and came in 2019", "I am 25 years old and came in 2019"),
+    ("my telegram is @ahmad_k92, write", "my telegram is [account], write"),
+    ("https://t.me/ahmad_k or wa.me/36301234567", "[account] or [account]"),
+    ("find me on facebook.com/amina.k.77", "find me on [account]"),
+    ("meet me @ 5 at the station", "meet me @ 5 at the station"),
 ])
 def test_phone_numbers_and_addresses_are_redacted(text, redacted):
     assert redact(text) == redacted
@@ -270,7 +274,7 @@ async def test_what_a_person_writes_to_a_counsellor_stays_out_of_the_inbox(clien
 
 
 def test_no_csv_cell_is_read_as_a_formula():
-    from desk.stats import cell
+    from avrr.sheets import cell
 
     assert [cell(v) for v in ("=cmd", "+1", "-2", "@x", "en", "topic:ask_cost")] == [
         "'=cmd", "'+1", "'-2", "'@x", "en", "topic:ask_cost"]
@@ -308,6 +312,22 @@ async def test_an_event_of_an_unknown_shape_is_skipped_and_counting_goes_on(
     await refresh(client)
     stats = await (await client.get("/api/stats", headers=BEARER)).json()
     assert stats["topics"]["en"] == {"greet": 1, "ask_cost": 1}
+
+
+
+async def test_a_language_of_anyone_s_choosing_is_counted_as_none_of_ours(
+    client, conversations
+):
+    """A language label reaches the charts' legends (matplotlib reads "$...$" as maths:
+    a 500); only the twelve codes are counted as languages."""
+    await save(conversations, "rest-x", [
+        *started(), heard("hello", "greet", "$\\frac$"), SlotSet("language", "$\\frac$"),
+        said("greet"), heard("how much", "ask_cost", "en")])
+    await refresh(client)
+    stats = await (await client.get("/api/stats", headers=BEARER)).json()
+    assert stats["topics"] == {"en": {"greet": 1, "ask_cost": 1}}
+    chart = await client.get("/api/stats/charts/conversations.svg", headers=BEARER)
+    assert chart.status == 200
 
 
 @pytest.mark.integration

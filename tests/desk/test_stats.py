@@ -1,6 +1,6 @@
-from datetime import date
+from datetime import date, timedelta
 
-from desk.stats import SMALL_COUNT, for_viewers
+from desk.stats import SMALL_COUNT, finished_days, for_viewers, summary
 
 DAY = date(2026, 12, 1)
 
@@ -36,3 +36,22 @@ def test_a_viewer_sees_no_wait_of_fewer_tickets_than_the_smallest_count():
              for _ in range(n)]
     assert {w["language"] for w in for_viewers({"counts": [], "waits": waits})["waits"]} == {
         "en"}
+
+
+def test_a_viewer_s_share_not_understood_is_of_the_messages_shown():
+    # Telegram: 7 messages (2 greetings hidden, so the 7 are hidden too), 5 not understood;
+    # WhatsApp: 5 understood. A share of 5 over WhatsApp's 5 alone said 1.0.
+    rows = counts(messages=7, topic__nlu_fallback=5, not_understood=5, topic__greet=2) + [
+        dict(row, channel="whatsapp") for row in counts(messages=5, topic__ask_cost=5)]
+    seen = summary(DAY, DAY, for_viewers({"counts": rows, "waits": []}))
+    assert seen["fallback_rate"] == {"ps": 0.0}
+    assert "not_understood" not in seen["totals"]
+
+
+def test_a_viewer_sees_finished_days_only():
+    rows = {"counts": counts(messages=6) + [dict(row, day=DAY + timedelta(days=1))
+                                             for row in counts(messages=5)],
+            "waits": [{"day": DAY + timedelta(days=1), "channel": "telegram",
+                       "language": "ps", "urgency": "normal", "seconds": 60.0}]}
+    assert finished_days(rows, DAY + timedelta(days=1)) == {
+        "counts": counts(messages=6), "waits": []}

@@ -128,3 +128,24 @@ def test_a_time_with_an_offset_is_the_same_moment_in_utc():
     assert parse_time("2026-11-24T10:00:00+02:00") == datetime(2026, 11, 24, 8, tzinfo=timezone.utc)
     assert parse_time("2026-11-24T10:00:00+02:00").utcoffset() == timedelta(0)
     assert parse_time("2026-11-24T10:00:00") == datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+
+
+def test_a_ticket_is_counted_on_the_day_in_hungary_as_its_wait_is(tmp_path, monkeypatch):
+    from datetime import date, datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    import desk.store
+
+    moment = datetime(2026, 12, 1, 23, 30, tzinfo=timezone.utc)  # 00:30 in Budapest
+    monkeypatch.setattr(desk.store, "now", lambda: moment)
+    store = Store(f"sqlite:///{tmp_path / 'desk.db'}", zone=ZoneInfo("Europe/Budapest"))
+    ticket = store.create_ticket(
+        {"idempotency_key": "key-00000001", "conversation_id": "telegram:1",
+         "channel": "telegram", "language": "ps", "topic": "request_human",
+         "urgency": "urgent", "consent_at": moment, "consent_language": "ps"}, [])["ticket"]
+    store.reply(ticket["id"], "api", "hello")
+
+    rows = store.statistics(date(2026, 11, 30), date(2026, 12, 3))
+    assert {w["day"] for w in rows["waits"]} == {date(2026, 12, 2)}
+    assert {(r["day"], r["metric"]) for r in rows["counts"]} == {
+        (date(2026, 12, 2), "tickets"), (date(2026, 12, 2), "tickets:urgent")}

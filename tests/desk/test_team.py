@@ -1,6 +1,7 @@
 """The desk for a team, over real HTTP on loopback: who holds a ticket, accounts and roles,
 conversations readable in the counsellor's language, ready replies in the person's."""
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict
 
@@ -308,11 +309,15 @@ async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team
         await vera.json("GET", path, 403)
     await vera.json("POST", "/api/stats/refresh", 403)
 
-    # One person in Pashto asked for deletion today and waited for a counsellor: a viewer
-    # sees neither, nor any total they are part of; an administrator sees everything.
+    # One person in Pashto asked for deletion yesterday and waited for a counsellor: a
+    # viewer sees neither, nor any total they are part of; an administrator sees
+    # everything. Nor does a viewer see today, whose counts grow while they look.
     store = client.server.app[STORE]
-    today = store.today()
+    today = store.today() - timedelta(days=1)
     with store.engine.begin() as db:
+        db.execute(daily_counts.insert(), [
+            {"day": store.today(), "channel": "socketio", "language": "en",
+             "metric": "conversations", "count": 6}])
         db.execute(daily_counts.insert(), [
             {"day": today, "channel": "socketio", "language": "en", "metric": "conversations",
              "count": 7},
@@ -342,7 +347,7 @@ async def test_a_viewer_sees_the_statistics_and_nothing_of_a_person(client, team
     chart = await (await vera.call("GET", "/api/stats/charts/conversations.svg")).text()
     assert "<!-- en -->" in chart and "<!-- ps -->" not in chart  # the legend's labels
     everything = await amina.json("GET", "/api/stats", 200)
-    assert everything["totals"] == {"conversations": 10, "deletion_requests": 1,
+    assert everything["totals"] == {"conversations": 16, "deletion_requests": 1,
                                     "eligibility_finished": 11}
     assert everything["eligibility"] == {"likely": 5, "counsellor_first": 5, "fear": 1}
     assert everything["wait"]["count"] == 6 and "smallest_count_shown" not in everything
