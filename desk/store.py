@@ -839,8 +839,9 @@ class Store:
         Questions in the inbox go after the same time, the job's per-conversation state
         too, and the list of deleted conversations after a week."""
         cutoff = now() - retention
+        last_day = insight.day_of(cutoff.timestamp(), self.zone)  # the inbox's days are Hungary's
         with self.engine.begin() as db:
-            db.execute(unanswered.delete().where(unanswered.c.day < cutoff.date()))
+            db.execute(unanswered.delete().where(unanswered.c.day < last_day))
             db.execute(insight_state.delete().where(insight_state.c.updated_at < cutoff))
             db.execute(forgotten.delete().where(forgotten.c.at < now() - FORGOTTEN_FOR))
             ids = [r.id for r in db.execute(sa.select(tickets.c.id).where(
