@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Type
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Set, Type
 
 from rasa.core.channels.channel import InputChannel, OutputChannel
 from sanic import Blueprint, Sanic, response
@@ -29,6 +29,9 @@ from bot.channels.records import CLAIM_RENEW_S, ChannelRecords, Claim
 from bot.text import disarm_command, offered_payloads
 
 logger = logging.getLogger(__name__)
+
+# Turns whose platform hung up: held here, as asyncio keeps only a weak reference to a task.
+_RUNNING: Set["asyncio.Task[int]"] = set()
 
 # A counsellor's reply is confirmed sent within this time, or the desk tries again later.
 CONFIRM_TIMEOUT_S = 10.0
@@ -166,7 +169,10 @@ async def handled_once(
     too long): the turn would stop half done, after an action's side effect, and its
     replies would be lost. It runs in a task of its own, to its end; the platform's
     redelivery meanwhile finds it in hand, and afterwards done."""
-    return await asyncio.shield(asyncio.ensure_future(_handle_once(records, channel, key, work)))
+    turn = asyncio.ensure_future(_handle_once(records, channel, key, work))
+    _RUNNING.add(turn)
+    turn.add_done_callback(_RUNNING.discard)
+    return await asyncio.shield(turn)
 
 
 async def _handle_once(
