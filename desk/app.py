@@ -658,6 +658,9 @@ class Desk:
     async def _send_waiting(self, conversation: str) -> bool:
         if self.retry_at.get(conversation, 0) > asyncio.get_running_loop().time():
             return True
+        # The tickets closed before the replies are read: a reply written meanwhile, and
+        # its ticket closed after it, waits for the next turn with its hand-back.
+        closed = await asyncio.to_thread(self.store.pending_hand_backs, conversation)
         for message in await asyncio.to_thread(self.store.undelivered, conversation):
             if not await self._deliverer():
                 return False
@@ -681,7 +684,7 @@ class Desk:
             self.failures.pop(conversation, None)
             self.retry_at.pop(conversation, None)
             await asyncio.to_thread(self.store.mark_delivered, message["id"])
-        for ticket in await asyncio.to_thread(self.store.pending_hand_backs, conversation):
+        for ticket in closed:
             if not await self._deliverer():
                 return False
             try:

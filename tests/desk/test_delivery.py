@@ -154,3 +154,49 @@ async def test_a_counsellor_s_send_and_close_wait_for_their_own_conversation_onl
                                 ("web-other", Actions.HANDOFF_END)]
             assert [m["conversation_id"] for m in store.undelivered()] == ["web-stalled"]
             release.set()
+
+
+async def test_a_reply_written_while_another_is_in_flight_goes_out_before_the_hand_back(
+    tmp_path
+):
+    """A counsellor sends while the previous reply is still on its way, then closes: the
+    person reads the reply, then that the counsellor has left, never the other way."""
+    received, first_in, release = [], asyncio.Event(), asyncio.Event()
+
+    async def events(request: web.Request) -> web.Response:
+        text = (await request.json())["text"]
+        if text == "first":
+            first_in.set()
+            await release.wait()
+        received.append(text)
+        return web.json_response({})
+
+    async def execute(request: web.Request) -> web.Response:
+        received.append((await request.json())["name"])
+        return web.json_response({})
+
+    rasa = web.Application()
+    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
+    rasa.router.add_post("/conversations/{sender}/execute", execute)
+    async with TestServer(rasa) as server:
+        settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path,
+                                rasa_url=str(server.make_url("")).rstrip("/"))
+        desk = Desk(settings, Store(settings.database))
+        ticket = desk.store.create_ticket(
+            {"idempotency_key": "key-00000001", "conversation_id": "web-x",
+             "channel": "socketio", "language": "en", "topic": "request_human",
+             "urgency": "normal", "consent_at": now(), "consent_language": "en"},
+            [])["ticket"]["id"]
+        desk.store.reply(ticket, "api", "first")
+        sending = [asyncio.create_task(desk.deliver("web-x"))]
+        await first_in.wait()
+        desk.store.reply(ticket, "api", "second")
+        sending.append(asyncio.create_task(desk.deliver("web-x")))
+        desk.store.close(ticket, "api")
+        sending.append(asyncio.create_task(desk.deliver("web-x")))
+        release.set()
+        await asyncio.gather(*sending)
+
+        assert received == ["first", "second", Actions.HANDOFF_END]
+        await desk.rasa.close()
+        await desk.announcer.close()
