@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import List
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -280,3 +281,55 @@ def test_end_and_forget_asks_first_and_does_nothing_when_cancelled(assistant, op
 
     assert widget.token == conversation
     assert conversation_id_of(assistant, marker) == conversation
+
+
+def test_messages_refused_for_a_while_are_sent_again_in_order_and_none_is_lost(
+    browser: Browser, tmp_path
+):
+    """Over the limit of messages a minute, the server refuses a message for a few seconds
+    (`message_refused` with `retry_after`): the widget keeps it, shows it waiting, and
+    sends it again. Against the channel alone (tests/bot/channels/socketio_replica.py,
+    whose stand-in for Rasa answers at once), so that 25 messages outrun 20 a minute."""
+    import http.server
+    import threading
+
+    from tests.bot.channels.socketio_replica import Replica
+    from tests.ports import free_port
+
+    replica_port = free_port()
+    (tmp_path / "index.html").write_text(
+        f'<!doctype html><script src="/w.js" data-server="http://127.0.0.1:{replica_port}">'
+        "</script>", encoding="utf-8")
+    (tmp_path / "w.js").write_bytes((ROOT / "widget" / "dist" / "avrr-widget.js").read_bytes())
+
+    class Page_(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page_)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    page_origin = f"http://127.0.0.1:{site.server_port}"
+    replica = Replica(replica_port, None, page_origin, tmp_path / "replica.log",
+                      RATE_LIMIT_PER_SENDER="20")
+    context = browser.new_context(viewport=PHONE)
+    try:
+        replica.wait_until_up(time.monotonic() + 60)
+        widget = Widget(context.new_page())
+        widget.page.goto(f"{page_origin}/")
+        widget.part("launcher").click()
+        widget.wait_until_ready()
+
+        sent = [f"message {n}" for n in range(1, 26)]
+        for text in sent:
+            widget.say(text)
+        expect(widget.messages("user")).to_have_text(sent)
+        expect(widget.page.locator(".avrr-pending")).to_have_count(0, timeout=60_000)
+        assert httpx.get(f"{replica.url}/received", timeout=10).json() == sent
+        assert widget.errors == []
+    finally:
+        context.close()
+        replica.stop()
+        site.shutdown()

@@ -48,7 +48,8 @@ var browserLang = (navigator.language || "").slice(0, 2).toLowerCase();
 var chosen = known(load("avrr.lang")) ? load("avrr.lang") : null;
 var lang = chosen || (known(browserLang) ? browserLang : "en");
 var token = load(SESSION), secret = load(SECRET);
-var socket, state, failed, notice;
+var socket, state, failed, refused, notice, forgetting;
+var retryIn = 3000; // ms before a message not processed is sent again
 var ready = false; // sending waits for session_history
 var queue = []; // {message, node} not yet processed; queue[0] is sent first
 var sending = false;
@@ -174,13 +175,18 @@ function flush() {
   if (!ready || sending || !queue.length) return;
   var item = queue[0];
   sending = true;
-  failed = false;
+  failed = refused = false;
+  retryIn = 3000;
   var data = { message: item.message, session_id: token, metadata: { language_hint: chosen || browserLang || lang } };
   socket.emit("user_uttered", data, function () {
     if (queue[0] !== item || !sending) return;
     sending = false;
-    if (failed) return setTimeout(flush, 3000); // "not processed, please send it again"
+    if (failed) return setTimeout(flush, retryIn); // not processed, or too many: again
     queue.shift();
+    if (refused) { // the server can never take it (only invisible characters, say)
+      item.node.className = item.node.className.replace(" avrr-pending", " avrr-refused");
+      return flush();
+    }
     item.node.className = item.node.className.replace(" avrr-pending", "");
     flush();
   });
@@ -224,8 +230,18 @@ function connect() {
     quickReplies(data.quick_replies || data.buttons);
   });
   socket.on("message_failed", function () { failed = true; });
+  // Too many messages: this one is sent again once the server says it may be (an "End
+  // and forget" too); any other refusal is final and shown on the message.
+  socket.on("message_refused", function (data) {
+    var wait = data && data.retry_after;
+    if (!wait) { refused = true; return; }
+    retryIn = Math.ceil(wait * 1000);
+    if (sending) failed = true;
+    else if (forgetting) setTimeout(emitForget, retryIn);
+  });
   // The conversation is deleted: nothing of it stays on this device either.
   socket.on("session_forgotten", function (data) {
+    forgetting = false;
     if (!data || !data.deleted) return data && data.text && bubble("bot", data.text);
     forget();
     token = secret = null;
@@ -237,8 +253,11 @@ function connect() {
 
 function endAndForget() {
   if (!socket || !token || !window.confirm(text(10))) return;
-  socket.emit("forget_session", { session_id: token });
+  forgetting = true;
+  emitForget();
 }
+
+function emitForget() { socket.emit("forget_session", { session_id: token }); }
 
 function toggleLanguages(show) {
   langList.hidden = !show;
