@@ -30,7 +30,8 @@ from bot.text import disarm_command, offered_payloads
 
 logger = logging.getLogger(__name__)
 
-# Turns whose platform hung up: held here, as asyncio keeps only a weak reference to a task.
+# The turns running, held here: asyncio keeps only a weak reference to a task, and a turn
+# whose platform hung up has no other.
 _RUNNING: Set["asyncio.Task[int]"] = set()
 
 # A counsellor's reply is confirmed sent within this time, or the desk tries again later.

@@ -152,7 +152,7 @@ def answering_what_engineio_mishandles(
             return await handle(request)
         except KeyError:  # engine.io's "Session is disconnected"
             return response.text("Invalid session", status=400)
-        except ValueError as malformed:
+        except (ValueError, TypeError, IndexError, RecursionError) as malformed:
             logger.info("refused a malformed engine.io packet (%s)", type(malformed).__name__)
             websocket = getattr(request.transport.get_protocol(), "websocket", None)
             if websocket is not None:  # a websocket's frame: the socket is closed
