@@ -81,10 +81,11 @@ SEPARATORS = (r"[\s().\-/,_\u2010-\u2015\u2212"
 PHONE = re.compile(rf"\(?\+?\(?\d(?:{SEPARATORS}{{0,4}}\d){{6,}}")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # An account on a messenger names a person as a phone number does: "@ahmad_k",
-# "t.me/ahmad_k", "wa.me/3630…".
+# "t.me/ahmad_k", "wa.me/3630…", "facebook.com/people/Amina-K/1000…".
 ACCOUNT = re.compile(
-    r"(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|wa\.me|instagram\.com|facebook\.com|"
-    r"fb\.com)/[\w.+-]+|(?<![\w.@])@\w{3,}", re.IGNORECASE)
+    r"(?<![\w.])(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|wa\.me|instagram\.com|"
+    r"facebook\.com|fb\.com)/[\w.+@%-]+(?:/[\w.+@%-]+)*|(?<![\w.@])@\w(?:[\w.]*\w){2,}",
+    re.IGNORECASE)
 
 # The Rasa server's events, as its SQLTrackerStore stores them (read only).
 source_metadata = sa.MetaData()

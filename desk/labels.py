@@ -3,10 +3,10 @@
 Each language's labelled questions go to `data/nlu/<lang>/field.yml`, rewritten from
 what the desk holds now: a question deleted on request or expired leaves the file at
 the next export (a file left with none is removed). Move what a native speaker has
-reviewed into the topic files; never commit this file unreviewed: redaction removes
-phone numbers and e-mail addresses, not names or places. A question that the training
-data already has, under any intent, is left out (`rasa data validate` refuses an
-example labelled with two intents).
+reviewed into the topic files; git and the Docker build ignore this file: redaction
+removes phone numbers, e-mail addresses and messenger accounts, not names or places.
+A question that the training data already has, under any intent, is left out (`rasa
+data validate` refuses an example labelled with two intents).
 """
 import re
 from collections import defaultdict

@@ -164,6 +164,11 @@ def as_csv(rows: Mapping[str, List[Dict[str, Any]]]) -> str:
     return out.getvalue()
 
 
+def plain(label: str) -> str:
+    """A label matplotlib draws as it is: "$...$" would be read as maths (or fail)."""
+    return label.replace("$", r"\$")
+
+
 def chart(name: str, first: date, last: date, rows: Mapping[str, List[Dict[str, Any]]],
           topic_name: Callable[[str], str]) -> bytes:
     """One chart as SVG: conversations by language over time, the share of messages not
@@ -183,14 +188,16 @@ def chart(name: str, first: date, last: date, rows: Mapping[str, List[Dict[str, 
                 if row["metric"] == "conversations":
                     per_day[row["language"]][row["day"]] += row["count"]
             for language, counts in sorted(per_day.items()):
-                axes.plot(days, [counts.get(day, 0) for day in days], marker="o", label=language)
+                axes.plot(days, [counts.get(day, 0) for day in days], marker="o",
+                          label=plain(language))
             axes.set_title("Conversations by language")
             if per_day:
                 axes.legend(ncol=6, fontsize="small")
             figure.autofmt_xdate()
         elif name == "fallback":
             rates = stats["fallback_rate"]
-            axes.bar(list(rates), [100 * rate for rate in rates.values()], color="#b35c00")
+            axes.bar([plain(language) for language in rates],
+                     [100 * rate for rate in rates.values()], color="#b35c00")
             axes.set_title("Messages not understood, % per language")
             axes.set_ylim(0, 100)
         elif name == "topics":
@@ -199,7 +206,7 @@ def chart(name: str, first: date, last: date, rows: Mapping[str, List[Dict[str, 
                 for intent, n in counts.items():
                     merged[intent] += n
             top = sorted(merged.items(), key=lambda item: -item[1])[:TOP_TOPICS][::-1]
-            axes.barh([topic_name(intent) for intent, _ in top], [n for _, n in top])
+            axes.barh([plain(topic_name(intent)) for intent, _ in top], [n for _, n in top])
             axes.set_title("Top topics")
         elif name == "handoffs":
             tickets: Dict[date, int] = defaultdict(int)

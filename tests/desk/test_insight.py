@@ -218,6 +218,10 @@ def test_two_desks_counting_at_once_count_each_event_once(tmp_path):
     ("my telegram is @ahmad_k92, write", "my telegram is [account], write"),
     ("https://t.me/ahmad_k or wa.me/36301234567", "[account] or [account]"),
     ("find me on facebook.com/amina.k.77", "find me on [account]"),
+    ("@amina.k.77 here", "[account] here"),
+    ("https://t.me/s/ahmad and facebook.com/people/Amina-Karimi/100012345",
+     "[account] and [account]"),
+    ("write on chat.me/xy or to @ali.", "write on chat.me/xy or to [account]."),
     ("meet me @ 5 at the station", "meet me @ 5 at the station"),
 ])
 def test_phone_numbers_and_addresses_are_redacted(text, redacted):
