@@ -12,6 +12,27 @@ from desk.store import Store, now
 from tests.desk.conftest import BEARER, TOKEN
 
 
+def rasa_stand_in(events, execute=None) -> web.Application:
+    """Rasa's HTTP API as the desk calls it: a reply appended, an action run."""
+    rasa = web.Application()
+    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
+    if execute is not None:
+        rasa.router.add_post("/conversations/{sender}/execute", execute)
+    return rasa
+
+
+def settings_for(server: TestServer, tmp_path, **fields) -> DeskSettings:
+    return DeskSettings(api_token=TOKEN, data_dir=tmp_path,
+                        rasa_url=str(server.make_url("")).rstrip("/"), **fields)
+
+
+def open_ticket(store: Store, conversation: str, key: str) -> int:
+    return store.create_ticket(
+        {"idempotency_key": key, "conversation_id": conversation, "channel": "socketio",
+         "language": "en", "topic": "request_human", "urgency": "normal",
+         "consent_at": now(), "consent_language": "en"}, [])["ticket"]["id"]
+
+
 async def test_two_desks_deliver_each_reply_once(tmp_path):
     received: Counter = Counter()
 
@@ -20,22 +41,15 @@ async def test_two_desks_deliver_each_reply_once(tmp_path):
         await asyncio.sleep(0)  # let the other desk try meanwhile
         return web.json_response({})
 
-    rasa = web.Application()
-    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
-    async with TestServer(rasa) as server:
+    async with TestServer(rasa_stand_in(events)) as server:
         desks = []
         for port in (8000, 8001):
-            settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path, port=port,
-                                    rasa_url=str(server.make_url("")).rstrip("/"))
+            settings = settings_for(server, tmp_path, port=port)
             desks.append(Desk(settings, Store(settings.database)))
         store = desks[0].store
         keys = []
         for n in range(5):
-            created = store.create_ticket(
-                {"idempotency_key": f"key-{n:08d}", "conversation_id": f"web-{n}",
-                 "channel": "socketio", "language": "en", "topic": "request_human",
-                 "urgency": "normal", "consent_at": now(), "consent_language": "en"}, [])
-            ticket = created["ticket"]["id"]
+            ticket = open_ticket(store, f"web-{n}", f"key-{n:08d}")
             for text in ("first", "second"):
                 keys.append(f"desk-{store.reply(ticket, 'api', text)['id']}")
 
@@ -67,19 +81,12 @@ async def test_a_rasa_that_times_out_delays_its_conversation_only(tmp_path, monk
         received.append(request.match_info["sender"])
         return web.json_response({})
 
-    rasa = web.Application()
-    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
-    async with TestServer(rasa) as server:
-        settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path,
-                                rasa_url=str(server.make_url("")).rstrip("/"))
+    async with TestServer(rasa_stand_in(events)) as server:
+        settings = settings_for(server, tmp_path)
         desk = Desk(settings, Store(settings.database))
         replies = {}
         for conversation in ("web-slow", "web-fast"):
-            ticket = desk.store.create_ticket(
-                {"idempotency_key": f"key-{conversation}", "conversation_id": conversation,
-                 "channel": "socketio", "language": "en", "topic": "request_human",
-                 "urgency": "normal", "consent_at": now(), "consent_language": "en"},
-                [])["ticket"]["id"]
+            ticket = open_ticket(desk.store, conversation, f"key-{conversation}")
             replies[conversation] = desk.store.reply(ticket, "api", "hello")["id"]
 
         await desk.deliver()  # raised asyncio.TimeoutError on Python 3.10 before
@@ -123,20 +130,12 @@ async def test_a_counsellor_s_send_and_close_wait_for_their_own_conversation_onl
         received.append((request.match_info["sender"], (await request.json())["name"]))
         return web.json_response({})
 
-    rasa = web.Application()
-    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
-    rasa.router.add_post("/conversations/{sender}/execute", execute)
-    async with TestServer(rasa) as server:
-        settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path,
-                                rasa_url=str(server.make_url("")).rstrip("/"))
+    async with TestServer(rasa_stand_in(events, execute)) as server:
+        settings = settings_for(server, tmp_path)
         store = Store(settings.database)
         tickets = {}
         for conversation in ("web-stalled", "web-other"):
-            tickets[conversation] = store.create_ticket(
-                {"idempotency_key": f"key-{conversation}", "conversation_id": conversation,
-                 "channel": "socketio", "language": "en", "topic": "request_human",
-                 "urgency": "normal", "consent_at": now(), "consent_language": "en"},
-                [])["ticket"]["id"]
+            tickets[conversation] = open_ticket(store, conversation, f"key-{conversation}")
         store.reply(tickets["web-stalled"], "api", "waiting for the platform")
         async with TestClient(TestServer(create_app(settings, store))) as client:
             await asyncio.wait_for(hanging.wait(), 10)  # the loop is stuck on web-stalled
@@ -175,18 +174,10 @@ async def test_a_reply_written_while_another_is_in_flight_goes_out_before_the_ha
         received.append((await request.json())["name"])
         return web.json_response({})
 
-    rasa = web.Application()
-    rasa.router.add_post("/conversations/{sender}/tracker/events", events)
-    rasa.router.add_post("/conversations/{sender}/execute", execute)
-    async with TestServer(rasa) as server:
-        settings = DeskSettings(api_token=TOKEN, data_dir=tmp_path,
-                                rasa_url=str(server.make_url("")).rstrip("/"))
+    async with TestServer(rasa_stand_in(events, execute)) as server:
+        settings = settings_for(server, tmp_path)
         desk = Desk(settings, Store(settings.database))
-        ticket = desk.store.create_ticket(
-            {"idempotency_key": "key-00000001", "conversation_id": "web-x",
-             "channel": "socketio", "language": "en", "topic": "request_human",
-             "urgency": "normal", "consent_at": now(), "consent_language": "en"},
-            [])["ticket"]["id"]
+        ticket = open_ticket(desk.store, "web-x", "key-00000001")
         desk.store.reply(ticket, "api", "first")
         sending = [asyncio.create_task(desk.deliver("web-x"))]
         await first_in.wait()
