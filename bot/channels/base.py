@@ -14,7 +14,18 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Set, Type
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Set,
+    Type,
+    TypeVar,
+)
 
 from rasa.core.channels.channel import InputChannel, OutputChannel
 from sanic import Blueprint, Sanic, response
@@ -30,9 +41,11 @@ from bot.text import disarm_command, offered_payloads
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # The turns running, held here: asyncio keeps only a weak reference to a task, and a turn
 # whose platform hung up has no other.
-_RUNNING: Set["asyncio.Task[int]"] = set()
+_RUNNING: Set["asyncio.Task[Any]"] = set()
 
 # A counsellor's reply is confirmed sent within this time, or the desk tries again later.
 CONFIRM_TIMEOUT_S = 10.0
@@ -170,10 +183,17 @@ async def handled_once(
     too long): the turn would stop half done, after an action's side effect, and its
     replies would be lost. It runs in a task of its own, to its end; the platform's
     redelivery meanwhile finds it in hand, and afterwards done."""
-    turn = asyncio.ensure_future(_handle_once(records, channel, key, work))
-    _RUNNING.add(turn)
-    turn.add_done_callback(_RUNNING.discard)
-    return await asyncio.shield(turn)
+    return await to_its_end(_handle_once(records, channel, key, work))
+
+
+async def to_its_end(work: Awaitable[T]) -> T:
+    """`work`, run in a task of its own to its end even if the request awaiting it is
+    cancelled (Sanic cancels a handler when its client hangs up). `work` must not raise:
+    nobody may be left to hear it."""
+    task = asyncio.ensure_future(work)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    return await asyncio.shield(task)
 
 
 async def _handle_once(

@@ -10,7 +10,9 @@ Differences from Rasa's own RestInput, on purpose:
 - at most RATE_LIMIT_PER_SENDER messages a minute per sender and RATE_LIMIT_PER_ADDRESS
   per client address (429 with Retry-After beyond);
 - a failure to process or store the message is a 503 the client can retry, and the
-  message text is never logged.
+  message text is never logged;
+- a client that hangs up mid-turn does not stop the turn: it runs to its end (an
+  action's side effect and the conversation's record stay together).
 """
 import hmac
 import logging
@@ -30,6 +32,7 @@ from bot.channels.base import (
     disarm,
     error,
     language_hint,
+    to_its_end,
     too_many,
 )
 from bot.channels.rate_limits import close_on_stop, rate_limits
@@ -103,6 +106,11 @@ class GuardedRestInput(InputChannel):
             metadata = body.get("metadata")
             hint = language_hint(metadata.get(Metadata.LANGUAGE_HINT)) if isinstance(
                 metadata, dict) else {}
+            return await to_its_end(turn(request, sender_id, text, hint))
+
+        async def turn(
+            request: Request, sender_id: str, text: str, hint: Dict[str, str]
+        ) -> HTTPResponse:
             collector = CollectingOutputChannel()
             try:
                 text = await disarm(request.app, sender_id, text)

@@ -1,4 +1,6 @@
 """The REST channel, mounted as Rasa mounts it, with a stand-in for Rasa."""
+import asyncio
+
 import pytest
 
 from bot.channels.rest import GuardedRestInput
@@ -27,3 +29,31 @@ async def test_bidirectional_embeddings_do_not_reach_rasa(monkeypatch):
     assert reply.status_code == 200
     assert reply.json()[0] == {"recipient_id": "u1", "text": GREETING}
     assert rasa.texts() == ["help"]
+
+
+async def test_a_client_that_hangs_up_does_not_stop_its_turn_half_done(monkeypatch):
+    """Sanic cancels the handler when its client hangs up (here, the ASGI client's task
+    is cancelled): the turn goes on to its end, and the conversation has its replies."""
+    rasa, started, finish = Rasa(), asyncio.Event(), asyncio.Event()
+    handle = rasa.handle
+
+    async def slow(message):
+        started.set()
+        await finish.wait()
+        await handle(message)
+
+    rasa.handle = slow
+    async with mounted(GuardedRestInput(token=None), rasa, monkeypatch) as client:
+        request = asyncio.create_task(
+            client.post(WEBHOOK, json={"sender": "u1", "message": "hello"}))
+        await started.wait()
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        finish.set()
+        [turn] = [task for task in asyncio.all_tasks()
+                  if task.get_coro().__qualname__.endswith("turn")]
+        await turn
+
+    assert [type(event).__name__ for event in rasa.trackers["u1"].events] == [
+        "UserUttered", "BotUttered", "BotUttered"]
