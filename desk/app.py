@@ -17,6 +17,7 @@ from sqlalchemy import exc as database_errors
 from avrr import readiness
 from avrr.content import Content, ContentError
 from avrr.metrics import CONTENT_TYPE, exposition
+from avrr.network import counted_address
 from avrr.settings import DeskSettings
 from avrr.vocabulary import CODES, GLOSS_LANGUAGES, Channel, channel_of
 from desk import insight, stats
@@ -285,15 +286,16 @@ class Desk:
         return answer
 
     def _client_address(self, request: web.Request) -> str:
-        """The client's address: with AVRR_PROXIES_COUNT proxies in front (nginx), the one
-        the outermost of them wrote in X-Forwarded-For, as Rasa reads it."""
+        """The client's address as the limits count it (avrr.network): with
+        AVRR_PROXIES_COUNT proxies in front (nginx), the one the outermost of them wrote
+        in X-Forwarded-For, as Rasa reads it."""
         proxies = self.settings.proxies_count
         if proxies:
             forwarded = [part.strip() for part in
                          ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
             if len(forwarded) >= proxies and forwarded[-proxies]:
-                return forwarded[-proxies]
-        return request.remote or "unknown"
+                return counted_address(forwarded[-proxies])
+        return counted_address(request.remote or "unknown")
 
     async def me(self, request: web.Request) -> web.Response:
         who = request["who"]

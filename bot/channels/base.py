@@ -32,6 +32,7 @@ from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from avrr.network import counted_address
 from avrr.settings import Settings, load
 from avrr.vocabulary import CODES, Metadata, platform_id, primary_language
 from bot import runtime
@@ -68,8 +69,9 @@ def too_many(retry_after_s: float) -> HTTPResponse:
 
 
 def client_address(request: Request) -> str:
-    """The client's address: the proxies' X-Forwarded-For when AVRR_PROXIES_COUNT is set."""
-    return request.remote_addr or request.ip
+    """The client's address as the limits count it (avrr.network): the proxies'
+    X-Forwarded-For when AVRR_PROXIES_COUNT is set."""
+    return counted_address(request.remote_addr or request.ip)
 
 
 def add_health(blueprint: Blueprint) -> None:

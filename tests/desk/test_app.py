@@ -413,6 +413,24 @@ async def test_behind_a_proxy_the_limits_count_the_address_it_forwards(client):
     assert other.status == 200
 
 
+async def test_an_ipv6_home_counts_as_one_address_whichever_of_its_addresses_it_takes(
+    client
+):
+    desk = next(iter(client.server.app.router["ready"])).handler.__self__
+    desk.settings = desk.settings.copy(update={"proxies_count": 1})
+    for number in range(20):  # a new address of its /64 for each guess
+        guess = {"username": f"someone-{number}", "password": "wrong-password-1"}
+        reply = await client.post("/api/login", json=guess,
+                                  headers={"X-Forwarded-For": f"2001:db8:7:7::{number + 1:x}"})
+        assert reply.status == 401
+    locked = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
+                               headers={"X-Forwarded-For": "2001:db8:7:7:abcd::99"})
+    assert locked.status == 429
+    neighbour = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
+                                  headers={"X-Forwarded-For": "2001:db8:7:8::1"})
+    assert neighbour.status == 200
+
+
 async def test_a_sign_in_is_json_only_so_no_other_site_can_post_it(client):
     form = await client.post(
         "/api/login", data='{"username": "amina", "password": "' + PASSWORD + '"}',
