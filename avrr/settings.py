@@ -106,6 +106,9 @@ class RasaSettings(Settings):
     # Messages a minute on the REST and web chat channels, per sender and per address.
     rate_per_sender: int = Field(20, env="RATE_LIMIT_PER_SENDER", ge=1)
     rate_per_address: int = Field(120, env="RATE_LIMIT_PER_ADDRESS", ge=1)
+    # Web chat sockets open at once per client address, on each replica: a shelter's
+    # residents may share one address; a stranger's thousands of idle sockets may not.
+    sockets_per_address: int = Field(200, env="SOCKETS_PER_ADDRESS", ge=1)
     # Reverse proxies in front of Rasa (nginx: 1): the client's address is then taken from
     # their X-Forwarded-For, so that the limits per address apply to the person.
     proxies_count: int = Field(0, env="AVRR_PROXIES_COUNT", ge=0, le=5)

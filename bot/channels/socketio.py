@@ -33,7 +33,11 @@ and again in every `user_uttered`, and so read or write anyone's conversation. H
 - a packet with binary attachments is refused (TextPackets): the widget sends none, and
   python-socketio 5.8 kept every attachment a client announced, however many, in memory
   for good;
-- `forget_session` counts against the same limits as a message: each is two turns.
+- `forget_session` counts against the same limits as a message: each is two turns;
+- a `session_request` (a read of the conversation) is limited per address like a
+  message, beyond which `session_refused` says when to ask again; an address has at
+  most SOCKETS_PER_ADDRESS connections open on a replica (CappedServer). An IPv6
+  address counts as its /64 (avrr.network).
 
 Events stay Rasa's: `session_request` -> `session_confirm`, `user_uttered` ->
 `bot_uttered`, so third-party Rasa widgets still work.
@@ -45,7 +49,7 @@ import hmac
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Counter, Dict, List, Optional, Tuple
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOOutput
@@ -127,6 +131,38 @@ class TextPackets(socketio_packet.Packet):
         if attachments or self.packet_type in binary:
             raise RefusedPacket("binary attachments")
         return attachments
+
+
+class CappedServer(AsyncServer):
+    """python-socketio's server, with at most `per_address` engine.io connections open
+    at once from one client address: each holds memory and a ping task from its first
+    request, before any socket.io event. One more is refused with a 401 (socket.io's
+    clients try again later, as after any failed connection)."""
+
+    def __init__(self, per_address: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.per_address = per_address
+        self.open_from: Counter[str] = Counter()
+        self.address_of: Dict[str, str] = {}
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: Dict[str, Any]) -> Any:
+        request = environ.get("sanic.request")
+        address = client_address(request) if request is not None else "unknown"
+        if self.open_from[address] >= self.per_address:
+            logger.info("refused a web chat connection: %d open from its address already",
+                        self.open_from[address])
+            return False  # engine.io forgets it, without a disconnect event
+        self.open_from[address] += 1
+        self.address_of[eio_sid] = address
+        return await super()._handle_eio_connect(eio_sid, environ)
+
+    async def _handle_eio_disconnect(self, eio_sid: str) -> None:
+        address = self.address_of.pop(eio_sid, None)
+        if address is not None:
+            self.open_from[address] -= 1
+            if self.open_from[address] <= 0:
+                del self.open_from[address]
+        await super()._handle_eio_disconnect(eio_sid)
 
 
 def hint_of(metadata: Any) -> Dict[str, str]:
@@ -217,7 +253,8 @@ class GuardedSocketIOInput(InputChannel):
         settings = runtime.settings()
         # Several replicas: rooms through Redis, so that an emit on one reaches them all.
         shared = settings.redis_url
-        sio = AsyncServer(
+        sio = CappedServer(
+            settings.sockets_per_address,
             async_mode="sanic",
             cors_allowed_origins="*" if self.origins == ["*"] else self.origins,
             max_http_buffer_size=MAX_PAYLOAD_BYTES,
@@ -226,6 +263,8 @@ class GuardedSocketIOInput(InputChannel):
         )
         per_session = rate_limits("socketio-session", settings.rate_per_sender)
         per_address = rate_limits("socketio-address", settings.rate_per_address)
+        # Each session_request reads the conversation: as many a minute as messages.
+        resumes = rate_limits("socketio-resume", settings.rate_per_address)
         addresses: Dict[str, str] = {}
         webhook = _Blueprint(sio, self.socketio_path, "guarded_socketio_webhook", __name__)
         self.sio = sio
@@ -240,7 +279,7 @@ class GuardedSocketIOInput(InputChannel):
             )
 
         add_health(webhook)
-        close_on_stop(webhook, per_session, per_address)
+        close_on_stop(webhook, per_session, per_address, resumes)
 
         @webhook.listener("after_server_start")
         async def listen_to_the_other_replicas(*_: Any) -> None:
@@ -262,6 +301,12 @@ class GuardedSocketIOInput(InputChannel):
 
         @sio.on("session_request")
         async def session_request(sid: str, data: Any = None, *_: Any) -> None:
+            wait = await resumes.wait_for(addresses.get(sid, "unknown"))
+            if wait is not None:
+                await sio.emit("session_refused", {
+                    "error": "too many session requests, please wait", "retry_after": wait},
+                    room=sid)
+                return
             data = data if isinstance(data, dict) else {}
             sender_id, secret = data.get("session_id"), data.get("session_secret")
             if not self.sessions.owns(sender_id, secret):

@@ -7,9 +7,10 @@ import re
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import List
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -283,13 +284,12 @@ def test_end_and_forget_asks_first_and_does_nothing_when_cancelled(assistant, op
     assert conversation_id_of(assistant, marker) == conversation
 
 
-def test_messages_refused_for_a_while_are_sent_again_in_order_and_none_is_lost(
-    browser: Browser, tmp_path
-):
-    """Over the limit of messages a minute, the server refuses a message for a few seconds
-    (`message_refused` with `retry_after`): the widget keeps it, shows it waiting, and
-    sends it again. Against the channel alone (tests/bot/channels/socketio_replica.py,
-    whose stand-in for Rasa answers at once), so that 25 messages outrun 20 a minute."""
+@contextmanager
+def beside_the_channel_alone(browser: Browser, tmp_path: Path, **settings: str):
+    """The widget on a page of its own, against the channel alone
+    (tests/bot/channels/socketio_replica.py, whose stand-in for Rasa answers at once),
+    with `settings`: yields the widget's page and the replica. Playwright's routed pages
+    are blocked by Chromium's local-network checks: the page is served for real."""
     import http.server
     import threading
 
@@ -312,13 +312,29 @@ def test_messages_refused_for_a_while_are_sent_again_in_order_and_none_is_lost(
     site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page_)
     threading.Thread(target=site.serve_forever, daemon=True).start()
     page_origin = f"http://127.0.0.1:{site.server_port}"
-    replica = Replica(replica_port, None, page_origin, tmp_path / "replica.log",
-                      RATE_LIMIT_PER_SENDER="20")
+    # Python's socket.io client, as a neighbour at the same address, names the replica.
+    origins = f"{page_origin},http://127.0.0.1:{replica_port}"
+    replica = Replica(replica_port, None, origins, tmp_path / "replica.log", **settings)
     context = browser.new_context(viewport=PHONE)
     try:
         replica.wait_until_up(time.monotonic() + 60)
         widget = Widget(context.new_page())
         widget.page.goto(f"{page_origin}/")
+        yield widget, replica
+    finally:
+        context.close()
+        replica.stop()
+        site.shutdown()
+
+
+def test_messages_refused_for_a_while_are_sent_again_in_order_and_none_is_lost(
+    browser: Browser, tmp_path
+):
+    """Over the limit of messages a minute, the server refuses a message for a few seconds
+    (`message_refused` with `retry_after`): the widget keeps it, shows it waiting, and
+    sends it again; 25 messages outrun 20 a minute."""
+    with beside_the_channel_alone(browser, tmp_path, RATE_LIMIT_PER_SENDER="20") as (
+            widget, replica):
         widget.part("launcher").click()
         widget.wait_until_ready()
 
@@ -329,7 +345,39 @@ def test_messages_refused_for_a_while_are_sent_again_in_order_and_none_is_lost(
         expect(widget.page.locator(".avrr-pending")).to_have_count(0, timeout=60_000)
         assert httpx.get(f"{replica.url}/received", timeout=10).json() == sent
         assert widget.errors == []
-    finally:
-        context.close()
-        replica.stop()
-        site.shutdown()
+
+
+def test_a_session_refused_for_a_while_is_asked_for_again(browser: Browser, tmp_path):
+    """Others at the same address (a shelter's) asked for sessions up to the limit: the
+    widget's own `session_request` is refused with `retry_after`, and it asks again
+    then, instead of staying "connecting" for good."""
+    import socketio
+
+    with beside_the_channel_alone(browser, tmp_path, RATE_LIMIT_PER_ADDRESS="6") as (
+            widget, replica):
+        frames: List[str] = []
+        widget.page.on("websocket",
+                       lambda ws: ws.on("framereceived", lambda frame: frames.append(frame)))
+        neighbour = socketio.Client()
+        refused = []
+        neighbour.on("session_refused", refused.append)
+        neighbour.connect(replica.url, transports=["websocket"])
+        try:
+            for _ in range(7):  # the limit's burst, and one more; then one each 10 s
+                neighbour.emit("session_request", {})
+            deadline = time.monotonic() + 10
+            while not refused:
+                assert time.monotonic() < deadline, "the neighbour was never refused"
+                neighbour.sleep(0.05)
+        finally:
+            neighbour.disconnect()
+
+        widget.part("launcher").click()
+        widget.wait_until_ready()
+        widget.say("hello")
+        expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+        assert httpx.get(f"{replica.url}/received", timeout=10).json() == ["hello"]
+        assert widget.errors == []
+    assert [frame for frame in frames if frame.startswith('42["session_')][:2] == [
+        '42["session_refused",{"error":"too many session requests, please wait",'
+        f'"retry_after":{refused[0]["retry_after"]}}}]', ANY]

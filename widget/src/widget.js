@@ -213,6 +213,12 @@ function connect() {
     if (issued !== token) showHistory([]); // a new session: the old conversation is gone
     save(SESSION, token = issued);
   });
+  // Too many sessions asked for from this address: ask again once the server says so.
+  socket.on("session_refused", function (data) {
+    setTimeout(function () {
+      if (!ready && socket.connected) requestSession();
+    }, Math.ceil(((data && data.retry_after) || 5) * 1000));
+  });
   socket.on("session_secret", function (data) {
     if (data && data.session_id === token) save(SECRET, secret = data.session_secret);
   });

@@ -348,3 +348,61 @@ def test_a_stranger_s_socket_holds_no_attachments_and_forgets_within_the_limits(
         assert f"refused a malformed socket.io packet ({why})" in written
     assert "refused a malformed engine.io packet (ValueError)" in written
     assert "refused a malformed engine.io packet (RecursionError)" in written
+
+
+def test_an_address_has_a_few_sockets_open_and_asks_for_sessions_as_often_as_it_may_write(
+    tmp_path
+):
+    """Idle sockets from one address (each holds memory and a ping task) stop at
+    SOCKETS_PER_ADDRESS; each `session_request` reads the conversation, and counts like a
+    message against the address's limit."""
+    import json
+
+    import websocket
+
+    port = free_port()
+    replica = Replica(port, None, f"http://127.0.0.1:{port}", tmp_path / "replica.log",
+                      SOCKETS_PER_ADDRESS="2", RATE_LIMIT_PER_ADDRESS="3")
+    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    sockets = []
+    try:
+        replica.wait_until_up(time.monotonic() + 60)
+
+        def raw() -> websocket.WebSocket:
+            ws = websocket.create_connection(url, timeout=10)
+            sockets.append(ws)
+            assert ws.recv().startswith("0{")  # engine.io's open
+            return ws
+
+        first, second = raw(), raw()
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            raw()
+        assert refused.value.status_code == 401
+        second.close()
+        first.send("40")
+        assert first.recv().startswith("40{")
+        answers = []
+        for _ in range(4):
+            first.send('42["session_request",{}]')
+            frame = first.recv()
+            while not frame.startswith('42["session_'):  # an engine.io ping, say
+                frame = first.recv()
+            answers.append(json.loads(frame[2:])[0])
+            if answers[-1] == "session_confirm":
+                first.recv(), first.recv()  # session_secret, session_history
+        assert answers == ["session_confirm"] * 3 + ["session_refused"]
+        deadline = time.monotonic() + 10
+        while True:  # the closed one is no longer counted once the server has seen it close
+            try:
+                third = raw()
+                break
+            except websocket.WebSocketBadStatusException:
+                assert time.monotonic() < deadline
+        third.send("40")
+        assert third.recv().startswith("40{")
+    finally:
+        for ws in sockets:
+            ws.close()
+        replica.stop()
+    assert "refused a web chat connection: 2 open from its address already" in (
+        replica.log.read_text(errors="replace"))
