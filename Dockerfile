@@ -26,7 +26,7 @@ FROM dependencies AS model
 WORKDIR /build
 COPY config.yml domain.yml ./
 COPY data/ data/
-COPY avrr/__init__.py avrr/vocabulary.py avrr/
+COPY avrr/__init__.py avrr/content.py avrr/logs.py avrr/office.py avrr/vocabulary.py avrr/
 COPY bot/__init__.py bot/handoff_policy.py bot/
 COPY bot/language/ bot/language/
 COPY bot/safety/ bot/safety/

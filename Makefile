@@ -7,7 +7,8 @@ RASA := $(VENV)/bin/rasa
 MODEL := models/avrr.tar.gz
 # The model depends on its data and on our own components in the pipeline and policies.
 TRAINING_FILES := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null) \
-	$(wildcard bot/language/*.py bot/safety/*.py) bot/handoff_policy.py avrr/vocabulary.py
+	$(wildcard bot/language/*.py bot/safety/*.py) bot/handoff_policy.py \
+	avrr/content.py avrr/logs.py avrr/office.py avrr/vocabulary.py
 WIDGET := widget/dist/avrr-widget.js
 # Rasa 3.6 runs on Python 3.8-3.10 only: use python3.10, wherever pyenv keeps it.
 PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
