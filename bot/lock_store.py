@@ -16,6 +16,11 @@ waiter expire unserved and hang), so the conversation of a replica that died hol
 goes on after that. Expiry is judged on
 the calling replica's clock, as Rasa's TicketLock judges it when reading a lock: keep the
 replicas' clocks synchronised.
+
+Beyond Rasa's: a ticket number is never given twice (a turn that outlived its ticket
+gives back its own, not the next holder's); Redis forgets a lock a minute after its last
+ticket expires (its key names the conversation); and a ticket that cannot be given back
+after the turn is stored fails nothing (the message would be handled again): it expires.
 """
 import json
 import logging
@@ -66,24 +71,33 @@ local function without(tickets, number)
     return kept
 end
 
+-- The lock is kept until its last ticket expires, and a minute more (a lock with no
+-- ticket is a free one): then Redis forgets it, and the conversation id in its key.
 local function save(tickets)
     local texts = {}
-    for i, ticket in ipairs(tickets) do texts[i] = cjson.encode(ticket.text) end
+    local keep_ms = 60000
+    for i, ticket in ipairs(tickets) do
+        texts[i] = cjson.encode(ticket.text)
+        keep_ms = math.max(keep_ms, math.ceil((ticket.expires - now) * 1000) + 60000)
+    end
     redis.call("SET", KEYS[1], '{"conversation_id": ' .. ARGV[1] .. ', "tickets": ['
-        .. table.concat(texts, ", ") .. ']}')
+        .. table.concat(texts, ", ") .. ']}', "PX", keep_ms)
 end
 
 local stored = redis.call("GET", KEYS[1])
 """
 
 # ARGV[3]: the new ticket's expiry as JSON, ARGV[4]: its lifetime. Its number follows the
-# last live ticket's. A ticket queued behind others lives at least a lifetime beyond the
-# last of them: else a waiter queued just after a holder that died would expire with it,
-# unserved, and wait for a lock nobody frees (its own ticket gone, its number never served).
+# last live ticket's; in a free lock, it is Redis's clock in milliseconds (and above any
+# number still stored). Numbers are never given again: a turn that outlived its ticket
+# (Rasa lets the next message in then) finishes its own number, not the next holder's,
+# and leaves that holder's lock in place. A ticket queued behind others lives at least a
+# lifetime beyond the last of them: else a waiter queued just after a holder that died
+# would expire with it, unserved, and wait for a lock nobody frees.
 _ISSUE = _TICKETS + """
 local tickets = live_tickets(stored)
-local number = 0
 local expires = ARGV[3]
+local number
 if #tickets > 0 then
     local last = tickets[#tickets]
     number = last.number + 1
@@ -91,8 +105,16 @@ if #tickets > 0 then
     -- %.14g as Lua prints numbers: a tenth of a millisecond, and the text Python's
     -- json.dumps gives back for the same number, so the lock stays Rasa's byte for byte.
     if queued > tonumber(ARGV[3]) then expires = string.format("%.14g", queued) end
+else
+    local clock = redis.call("TIME")
+    number = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    if stored then
+        for _, text in ipairs(cjson.decode(stored)["tickets"] or {}) do
+            number = math.max(number, cjson.decode(text)["number"] + 1)
+        end
+    end
 end
-table.insert(tickets, {number = number,
+table.insert(tickets, {number = number, expires = tonumber(expires),
     text = string.format('{"number": %d, "expires": %s}', number, expires)})
 save(tickets)
 return number
@@ -150,12 +172,27 @@ class AtomicRedisLockStore(RedisLockStore):
         self._drop_expired(**self._args(conversation_id))
 
     def finish_serving(self, conversation_id: str, ticket_number: int) -> None:
-        self._finish(**self._args(conversation_id, int(ticket_number)))
+        try:
+            self._finish(**self._args(conversation_id, int(ticket_number)))
+        except redis.RedisError as failure:
+            _not_returned(failure)
 
     def cleanup(self, conversation_id: str, ticket_number: int) -> None:
-        deleted = self._cleanup(**self._args(conversation_id, int(ticket_number)))
+        try:
+            deleted = self._cleanup(**self._args(conversation_id, int(ticket_number)))
+        except redis.RedisError as failure:
+            _not_returned(failure)
+            return
         if deleted:
             self._log_deletion(conversation_id, deletion_successful=True)
+
+
+def _not_returned(failure: redis.RedisError) -> None:
+    """Rasa gives a ticket back once the turn is done and stored: were the failure to
+    reach the channel, the message would be handled again (a second handoff, say). The
+    ticket expires on its own; the next message of the conversation waits for it."""
+    logger.warning("lock store: a finished turn's ticket could not be given back (%s); "
+                   "it expires on its own", type(failure).__name__)
 
 
 def from_settings(settings: RasaSettings) -> LockStore:

@@ -70,7 +70,7 @@ def test_tickets_taken_at_once_on_several_replicas_are_distinct_and_all_kept(red
     at_once(take_tickets, len(replicas))
 
     every = sorted(n for mine in issued for n in mine)
-    assert every == list(range(8 * 50))  # none given twice, none skipped
+    assert every == list(range(every[0], every[0] + 8 * 50))  # none given twice or skipped
     assert numbers(redis_url) == every  # and every one is in the lock, in order
     assert all(mine == sorted(mine) for mine in issued)
 
@@ -206,21 +206,22 @@ def test_expiring_finishing_and_cleaning_up_on_other_replicas_keep_every_waiting
 def test_finishing_or_cleaning_up_a_ticket_keeps_the_other_holders_tickets(redis_url):
     a, b, c = (AtomicRedisLockStore(redis_url) for _ in range(3))
     tickets = [store.issue_ticket(CONVERSATION, LONG) for store in (a, b, c)]
-    assert tickets == [0, 1, 2]
+    first = tickets[0]
+    assert tickets == [first, first + 1, first + 2]
 
-    b.finish_serving(CONVERSATION, 1)  # b gave up waiting
-    assert numbers(redis_url) == [0, 2]
-    a.cleanup(CONVERSATION, 0)
-    assert numbers(redis_url) == [2]
-    assert not stock(redis_url).get_lock(CONVERSATION).is_locked(2)  # c's turn
-    c.cleanup(CONVERSATION, 2)
+    b.finish_serving(CONVERSATION, first + 1)  # b gave up waiting
+    assert numbers(redis_url) == [first, first + 2]
+    a.cleanup(CONVERSATION, first)
+    assert numbers(redis_url) == [first + 2]
+    assert not stock(redis_url).get_lock(CONVERSATION).is_locked(first + 2)  # c's turn
+    c.cleanup(CONVERSATION, first + 2)
     assert numbers(redis_url) is None
 
 
 @pytest.mark.integration
 def test_the_lock_is_stored_as_rasa_stores_it(redis_url):
     ours, rasas = AtomicRedisLockStore(redis_url), stock(redis_url)
-    ours.issue_ticket(CONVERSATION, LONG)
+    first = ours.issue_ticket(CONVERSATION, LONG)
     rasas.issue_ticket(CONVERSATION, LONG)
     ours.issue_ticket(CONVERSATION, LONG)
 
@@ -228,7 +229,7 @@ def test_the_lock_is_stored_as_rasa_stores_it(redis_url):
     lock = TicketLock.from_dict(json.loads(stored))
     assert stored == lock.dumps()  # byte for byte what TicketLock writes
     assert lock.conversation_id == CONVERSATION
-    assert [t.number for t in lock.tickets] == [0, 1, 2]
+    assert [t.number for t in lock.tickets] == [first, first + 1, first + 2]
     first, second, third = lock.tickets
     assert all(time.time() + LONG - 60 < t.expires <= time.time() + LONG for t in (first, second))
     # Queued behind the others, a ticket lives a lifetime beyond the last of them.
@@ -277,7 +278,7 @@ def test_the_rasa_server_takes_the_redis_lock_store_when_redis_is_set(redis_url,
     store = from_settings(RasaSettings(redis_url=redis_url, socket_session_secret=SECRET))
 
     assert isinstance(store, AtomicRedisLockStore)
-    assert store.issue_ticket(CONVERSATION) == 0
+    assert store.issue_ticket(CONVERSATION) in numbers(redis_url)
     assert f"lock store: Redis at {redis_url}" in caplog.text
 
 
@@ -300,3 +301,68 @@ def test_a_redis_that_does_not_answer_stops_the_start_without_showing_its_passwo
 
     assert f"avrr:***@127.0.0.1:{urlsplit(url).port}" in str(refused.value)
     assert "a-redis-password" not in str(refused.value) + caplog.text
+
+
+@pytest.mark.integration
+async def test_a_turn_that_outlived_its_ticket_does_not_end_the_next_holder_s_lock(redis_url):
+    """Rasa lets the next message in once a holder's ticket expires, the holder still at
+    work. When that holder finishes, its number must not be the next holder's: else it
+    would give back the next holder's ticket and a third message would get in beside it."""
+    store = AtomicRedisLockStore(redis_url)
+    a_expired, b_in, a_out, b_out = (asyncio.Event() for _ in range(4))
+
+    async def a() -> None:
+        async with store.lock(CONVERSATION, 0.5, wait_time_in_seconds=0.02) as lock:
+            [ticket] = lock.tickets
+            while time.time() <= ticket.expires:  # it works on past its ticket's lifetime
+                await asyncio.sleep(0.02)
+            a_expired.set()
+            await b_in.wait()
+        a_out.set()
+
+    async def b() -> None:
+        await a_expired.wait()
+        async with store.lock(CONVERSATION, LONG, wait_time_in_seconds=0.02):
+            b_in.set()
+            await b_out.wait()
+
+    holders = asyncio.gather(a(), b())
+    await asyncio.wait_for(a_out.wait(), 10)
+    c = store.issue_ticket(CONVERSATION, LONG)
+    try:
+        assert stock(redis_url).get_lock(CONVERSATION).is_locked(c)  # B holds it still
+    finally:
+        b_out.set()
+        await asyncio.wait_for(holders, 10)
+    assert not stock(redis_url).get_lock(CONVERSATION).is_locked(c)  # C's turn now
+
+
+@pytest.mark.integration
+def test_redis_forgets_a_lock_a_minute_after_its_last_ticket_expires(redis_url):
+    """The key names the conversation (a WhatsApp one is a phone number): a replica that
+    died holding it must not leave it in Redis for good."""
+    store, red = AtomicRedisLockStore(redis_url), redis.Redis.from_url(redis_url)
+    store.issue_ticket(CONVERSATION, 1.0)  # its replica dies before giving it back
+    assert 60_000 < red.pttl(f"lock:{CONVERSATION}") <= 61_000
+    store.issue_ticket(CONVERSATION, LONG)  # queued behind it: a lifetime beyond it
+    assert (LONG + 60) * 1000 < red.pttl(f"lock:{CONVERSATION}") <= (LONG + 62) * 1000
+
+
+@pytest.mark.integration
+async def test_a_ticket_that_cannot_be_given_back_does_not_fail_the_finished_turn(
+    redis_url, caplog
+):
+    """Rasa gives the ticket back after the turn is stored: a Redis failure then must not
+    reach the channel, which would have the message handled a second time."""
+    store = AtomicRedisLockStore(redis_url)
+    turns = []
+
+    def unreachable(**_: Any) -> None:
+        raise redis.ConnectionError("Error 111 connecting to 10.0.0.9:6379. Refused.")
+
+    async with store.lock(CONVERSATION, LONG, wait_time_in_seconds=0.02):
+        turns.append("done")
+        store._cleanup = store._finish = unreachable
+
+    assert turns == ["done"]
+    assert "a finished turn's ticket could not be given back (ConnectionError)" in caplog.text
