@@ -12,7 +12,8 @@ A reply to the person's own message carries that window with it, so it goes out 
 the person asked for their data to be deleted meanwhile. Any other message outside the
 window is held: the reply template (WHATSAPP_REPLY_TEMPLATE) is sent once, in the
 person's language, and what is held goes out as soon as the person writes again, before
-the answers to that message.
+the answers to that message. Until the template is sent, nothing is held: the message
+is tried again later, the template with it.
 
 Message text and phone numbers (the wa_id is one) are logged at DEBUG only.
 """
@@ -107,14 +108,12 @@ class WhatsAppSender:
     async def __call__(self, message: Outgoing) -> Outcome:
         wa_id = platform_id(CHANNEL, message.conversation)
         if not await asyncio.to_thread(self.window_open, message):
-            await self.notify(message.conversation)
-            return Outcome(Verdict.HOLD)
+            return await self.notify(message)
         try:
             await self.client.send(wa_id, message.payload)
         except GraphError as failure:
             if failure.code == REENGAGEMENT_REQUIRED:
-                await self.notify(message.conversation)
-                return Outcome(Verdict.HOLD)
+                return await self.notify(message)
             if failure.transient:
                 delay = max(backoff(message.attempts), failure.retry_after_s or 0.0)
                 return Outcome(Verdict.RETRY, delay, f"HTTP {failure.status or 'none'}")
@@ -126,10 +125,14 @@ class WhatsAppSender:
             return Outcome(Verdict.DROP, reason=f"HTTP {failure.status}, error {failure.code}")
         return SENT
 
-    async def notify(self, conversation: str) -> None:
-        """Send the reply template, once until the held messages are delivered."""
+    async def notify(self, message: Outgoing) -> Outcome:
+        """Hold `message` once the person is told by the reply template (sent once until
+        the held messages are delivered); while the template cannot be sent, `message`
+        stays queued and is tried again, the template with it: held untold, it would wait
+        for a message the person has no reason to write."""
+        conversation = message.conversation
         if await asyncio.to_thread(self.records.notified, conversation):
-            return
+            return Outcome(Verdict.HOLD)
         known = await asyncio.to_thread(self.records.language, conversation)
         language = WHATSAPP_TEMPLATE_LANGUAGES.get(known or "", DEFAULT_LANGUAGE)
         name = self.settings.reply_template
@@ -143,12 +146,15 @@ class WhatsAppSender:
                 logger.warning("template %s has no %s translation: sent in English", name, language)
                 await self.client.send(wa_id, template_message(name, DEFAULT_LANGUAGE))
         except GraphError as failure:
+            delay = (max(backoff(message.attempts), failure.retry_after_s or 0.0)
+                     if failure.transient else CONFIGURATION_RETRY_S)
             logger.error(
                 "the WhatsApp reply template could not be sent (HTTP %s, error %s); "
-                "the messages stay held", failure.status, failure.code,
+                "tried again in %.0f s", failure.status, failure.code, delay,
             )
-            return
+            return Outcome(Verdict.RETRY, delay, "reply template not sent")
         await asyncio.to_thread(self.records.set_notified, conversation)
+        return Outcome(Verdict.HOLD)
 
 
 class WhatsAppInput(QueuedInput):
