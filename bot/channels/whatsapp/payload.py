@@ -3,7 +3,9 @@
 - GET is Meta's verify handshake: the verify token is compared in constant time.
 - POST is checked before it is parsed: `X-Hub-Signature-256` must be the HMAC-SHA256 of
   the raw body with the app secret; a body that is not the webhook's JSON shape is an
-  InvalidPayload (a 400), never a 500.
+  InvalidPayload (a 400), never a 500. One message of it that cannot be read does not
+  cost the others: without a message id or a phone number (Meta's usernames may come
+  without one) it is skipped and logged; with content of an unknown shape it is MEDIA.
 - Text and button presses are messages for the assistant; photos, voice, files,
   locations and the like are MEDIA (the assistant asks for text); reactions and system
   notices are IGNORED; delivery statuses are only logged.
@@ -71,6 +73,7 @@ class Inbound:
 class Webhook:
     messages: List[Inbound]
     statuses: List[Dict[str, Any]]
+    skipped: int = 0  # messages with no id or no phone number to answer
 
 
 def _get(container: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -97,17 +100,27 @@ def _timestamp(value: Any) -> Optional[float]:
 
 
 def parse_message(message: Dict[str, Any]) -> Inbound:
-    """A message object of Meta's webhook as an Inbound; InvalidPayload if malformed."""
-    where = "message"
-    message_id = _get(message, "id", str, where)
+    """A message object of Meta's webhook as an Inbound: InvalidPayload without an id or
+    a phone number to answer; MEDIA (the assistant asks for text) when its content is
+    not of a shape we know."""
+    message_id = _get(message, "id", str, "message")
     if not _MESSAGE_ID.match(message_id):
         raise InvalidPayload("message.id is not a message id")
     wa_id = message.get("from")
     if not isinstance(wa_id, str) or not _WA_ID.match(wa_id):
         raise InvalidPayload("message.from is not a WhatsApp id")
-    kind = _get(message, "type", str, where)
     at = _timestamp(message.get("timestamp"))
     common = {"message_id": message_id, "wa_id": wa_id, "at": at}
+    try:
+        return _content(message, common)
+    except InvalidPayload as unknown:
+        logger.info("WhatsApp message of an unknown shape (%s): asked for text", unknown)
+        return Inbound(kind=MEDIA, **common)
+
+
+def _content(message: Dict[str, Any], common: Dict[str, Any]) -> Inbound:
+    where = "message"
+    kind = _get(message, "type", str, where)
     if kind == "text":
         body = _get(_get(message, "text", dict, where), "body", str, "message.text")
         return Inbound(kind=TEXT, text=body, **common)
@@ -156,6 +169,7 @@ def parse_webhook(payload: Any, phone_number_id: str) -> Webhook:
         raise InvalidPayload("object must be 'whatsapp_business_account'")
     messages: List[Inbound] = []
     statuses: List[Dict[str, Any]] = []
+    skipped = 0
     for entry in _items(payload, "entry", "body"):
         for change in _items(entry, "changes", "entry"):
             if change.get("field") != "messages":
@@ -167,9 +181,14 @@ def parse_webhook(payload: Any, phone_number_id: str) -> Webhook:
             if str(metadata.get("phone_number_id", phone_number_id)) != phone_number_id:
                 logger.info("WhatsApp change for another phone number skipped")
                 continue
-            messages += [parse_message(m) for m in _items(value, "messages", "value")]
+            for message in _items(value, "messages", "value"):
+                try:
+                    messages.append(parse_message(message))
+                except InvalidPayload as unreadable:
+                    logger.warning("WhatsApp message skipped: %s", unreadable)
+                    skipped += 1
             statuses += _items(value, "statuses", "value")
-    return Webhook(messages, statuses)
+    return Webhook(messages, statuses, skipped)
 
 
 def log_statuses(statuses: Sequence[Dict[str, Any]]) -> None:

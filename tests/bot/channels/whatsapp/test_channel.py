@@ -197,6 +197,28 @@ async def test_a_signed_body_that_is_not_a_webhook_is_a_400(webhook, body, reaso
     assert webhook.rasa.received == []
 
 
+async def test_a_message_that_cannot_be_read_does_not_cost_the_others_of_its_webhook(
+    webhook, caplog
+):
+    """One message without a phone number (Meta's usernames) and one with a text of an
+    unknown shape, beside a danger message: the webhook was a 400, and Meta's
+    redeliveries failed the same way, so the danger message never reached the assistant."""
+    caplog.set_level(logging.INFO)
+    payload = message_payload(new_wa_id(), "my brother threatens me", message_id="wamid.A")
+    messages = payload["entry"][0]["changes"][0]["value"]["messages"]
+    nameless = dict(messages[0], id="wamid.B", from_user_id="HU.1502576394655843")
+    del nameless["from"]
+    shapeless = dict(messages[0], id="wamid.C", text={})
+    messages += [nameless, shapeless]
+
+    reply = await webhook.post(payload)
+
+    assert (reply.status_code, reply.json()) == (200, {"status": "ok"})
+    assert webhook.rasa.texts() == ["my brother threatens me", UNSUPPORTED_MEDIA_COMMAND]
+    assert "WhatsApp message skipped: message.from is not a WhatsApp id" in caplog.text
+    assert "threatens" not in caplog.text and "HU.15025" not in caplog.text
+
+
 async def test_a_text_message_goes_to_rasa_and_the_replies_to_whatsapp(webhook, records, graph):
     wa_id = new_wa_id()
     payload = message_payload(wa_id, "  Hello\u0007 ", message_id=f"wamid.{wa_id}")

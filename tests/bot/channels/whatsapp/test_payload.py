@@ -1,6 +1,6 @@
 """What Meta's webhook sends, checked and parsed: signatures, messages, statuses."""
 import time
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import pytest
 
@@ -187,16 +187,50 @@ def malformed(edit) -> Dict[str, Any]:
         {"object": "page", "entry": []},
         {"object": "whatsapp_business_account", "entry": "x"},
         {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]},
-        malformed(lambda p, m: m.pop("from")),
-        malformed(lambda p, m: m.update({"from": "36 20 123"})),
-        malformed(lambda p, m: m.pop("id")),
-        malformed(lambda p, m: m.update({"type": 5})),
-        malformed(lambda p, m: m.update({"text": {"body": None}})),
-        malformed(lambda p, m: m.update({"type": "interactive", "interactive": {
-            "type": "button_reply", "button_reply": {"title": "x"}}})),
         malformed(lambda p, m: p["entry"][0]["changes"][0]["value"].update({"messages": [1]})),
     ],
 )
 def test_a_body_that_is_not_a_whatsapp_webhook_is_refused(payload):
     with pytest.raises(InvalidPayload):
         parse_webhook(payload, PHONE_NUMBER_ID)
+
+
+def beside_a_good_one(change: Callable[[Dict[str, Any]], Any]) -> Dict[str, Any]:
+    """A webhook of two messages, the first changed by `change`."""
+    payload = message_payload("36201234567", "hello", message_id="wamid.ODD")
+    good = message_payload("36207654321", "Please help", message_id="wamid.GOOD")
+    odd = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    change(odd)
+    payload["entry"][0]["changes"][0]["value"]["messages"].append(
+        good["entry"][0]["changes"][0]["value"]["messages"][0])
+    return payload
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.pop("from"),
+    lambda m: m.update({"from": "36 20 123"}),
+    lambda m: m.update({"from_user_id": "HU.1502576394655843"}) or m.pop("from"),
+    lambda m: m.pop("id"),
+])
+def test_a_message_with_no_one_to_answer_is_skipped_and_the_others_are_kept(change):
+    parsed = parse_webhook(beside_a_good_one(change), PHONE_NUMBER_ID)
+
+    assert [(m.message_id, m.kind, m.text) for m in parsed.messages] == [
+        ("wamid.GOOD", "text", "Please help")]
+    assert parsed.skipped == 1
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.update({"type": 5}),
+    lambda m: m.update({"text": {"body": None}}),
+    lambda m: m.update({"text": "hello"}),
+    lambda m: m.update({"type": "interactive", "interactive": {
+        "type": "button_reply", "button_reply": {"title": "x"}}}),
+    lambda m: m.update({"type": "button", "button": {}}),
+])
+def test_a_message_of_an_unknown_shape_is_asked_for_text_and_the_others_are_kept(change):
+    parsed = parse_webhook(beside_a_good_one(change), PHONE_NUMBER_ID)
+
+    assert [(m.message_id, m.kind) for m in parsed.messages] == [
+        ("wamid.ODD", "media"), ("wamid.GOOD", "text")]
+    assert parsed.skipped == 0
