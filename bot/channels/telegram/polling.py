@@ -3,7 +3,11 @@
 Long-polls the Bot API and forwards each update to the local Rasa server's webhook, with
 the webhook's secret, so that it is handled exactly as a pushed one. The offset moves
 past an update only once the webhook answered 200: an update that failed is fetched
-again.
+again, with a growing pause. As Telegram does with a webhook, an update is not tried for
+ever at everyone's expense: one the webhook refuses (4xx) is skipped at once, and one
+that failed MAX_ATTEMPTS times is skipped once a later update is handled (Rasa works,
+that update does not), each with an ERROR line. While nothing is handled, nothing is
+skipped.
 """
 import asyncio
 import logging
@@ -22,6 +26,8 @@ from bot.channels.telegram.sender import new_bot
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 50
+MAX_ATTEMPTS = 6  # with pauses of 2, 4, 8, 16, 30 s: about a minute
+MAX_PAUSE_S = 30.0
 
 
 async def relay(
@@ -30,20 +36,40 @@ async def relay(
     offset: Optional[int] = None,
     poll_timeout_s: int = POLL_TIMEOUT_S,
     retry_delay_s: float = 2.0,
+    attempts: Optional[Dict[int, int]] = None,
 ) -> Optional[int]:
-    """Forward one batch of updates with `post` (which returns the HTTP status); the new offset."""
+    """Forward one batch of updates with `post` (which returns the HTTP status); the new
+    offset. `attempts` counts each failing update's tries, from one batch to the next."""
+    attempts = {} if attempts is None else attempts
     updates = await bot.get_updates(
         offset=offset, timeout=poll_timeout_s, allowed_updates=["message", "callback_query"]
     )
+    given_up: Optional[int] = None  # an update tried too often, skipped if a later one works
     for update in updates:
+        number = update.update_id
         status = await post(update.to_dict())
         if status == 403:
             raise SystemExit("the Rasa webhook refused the secret: check TELEGRAM_WEBHOOK_SECRET")
-        if status != 200:
-            logger.warning("Rasa answered %s to update %s: again soon", status, update.update_id)
-            await asyncio.sleep(retry_delay_s)
-            return offset
-        offset = update.update_id + 1
+        if 400 <= status < 500:
+            logger.error("Rasa refused update %s (HTTP %s): skipped", number, status)
+        elif status != 200:
+            tried = attempts[number] = attempts.get(number, 0) + 1
+            if tried < MAX_ATTEMPTS or given_up is not None:
+                pause = min(MAX_PAUSE_S, retry_delay_s * 2 ** (tried - 1))
+                logger.warning("Rasa answered %s to update %s: again in %.0f s",
+                               status, number, pause)
+                await asyncio.sleep(pause)
+                return offset
+            given_up = number
+            continue
+        if given_up is not None:
+            logger.error("update %s failed %d times while a later one was handled: skipped",
+                         given_up, attempts.pop(given_up))
+            given_up = None
+        attempts.pop(number, None)
+        offset = number + 1
+    if given_up is not None:  # nothing after it was handled: it is tried again, not skipped
+        await asyncio.sleep(MAX_PAUSE_S * retry_delay_s / 2.0)
     return offset
 
 
@@ -63,10 +89,10 @@ async def poll(settings: TelegramSettings) -> None:
 
         await bot.delete_webhook()
         logger.info("Polling Telegram; forwarding to %s", webhook)
-        offset = None
+        offset, attempts = None, {}
         while True:
             try:
-                offset = await relay(bot, post, offset)
+                offset = await relay(bot, post, offset, attempts=attempts)
             except NetworkError as failure:
                 logger.warning("Telegram unreachable: %s", type(failure).__name__)
                 await asyncio.sleep(5)

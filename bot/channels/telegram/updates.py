@@ -48,14 +48,14 @@ def inbound(update: Update) -> Optional[Inbound]:
         chat = query.message.chat if query.message else None
         if chat is None or chat.type != Chat.PRIVATE:
             return None
-        return Inbound(
-            str(chat.id), query.data or "", hint_of(query.from_user),
-            callback_query_id=query.id,
-        )
+        data = query.data if isinstance(query.data, str) else ""
+        return Inbound(str(chat.id), data, hint_of(query.from_user), callback_query_id=query.id)
     message = update.message  # not edited messages, channel posts, polls...
     if message is None or message.chat.type != Chat.PRIVATE:
         return None
     chat_id, hint = str(message.chat.id), hint_of(message.from_user)
+    if message.text is not None and not isinstance(message.text, str):  # not Telegram's
+        return Inbound(chat_id, UNSUPPORTED_MEDIA_COMMAND, hint, ours=True)
     if message.text is not None:
         if _START.match(message.text):
             return Inbound(chat_id, LANGUAGE_MENU_COMMAND, hint, ours=True)

@@ -56,6 +56,22 @@ def test_anything_but_text_asks_for_text(kind):
     )
 
 
+@pytest.mark.parametrize("text", [12345, ["Hello"], {"text": "Hello"}])
+def test_a_text_that_is_no_text_asks_for_text(text):
+    """Not Telegram's, but signed with the secret: it was a 503, delivered again for ever."""
+    update = text_update("Hello")
+    update["message"]["text"] = text
+    assert inbound(parsed(update)) == Inbound(
+        str(CHAT_ID), "/unsupported_media", {"language_hint": "en"}, ours=True
+    )
+
+
+def test_a_button_press_whose_data_is_no_text_is_an_empty_message():
+    update = copy.deepcopy(CALLBACK_UPDATE)
+    update["callback_query"]["data"] = 42
+    assert inbound(parsed(update)).text == ""
+
+
 def test_a_button_press_is_its_payload_and_names_the_query_to_answer():
     assert inbound(parsed(CALLBACK_UPDATE)) == Inbound(
         str(CHAT_ID), LANGUAGE_MENU_FR, {"language_hint": "pt"},
