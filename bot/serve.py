@@ -27,7 +27,8 @@
 7. Rasa's HTTP API turns every failure of a request into a 500. A counsellor's reply
    that the channel has queued but the platform has not confirmed yet (NotYetSent) is a
    503 here: the desk keeps it and sends it again, and a monitoring probe sees a
-   failure to retry, not an error.
+   failure to retry, not an error. One the platform refused for good (Undeliverable: the
+   person blocked the assistant, say) is a 410: the desk marks it undeliverable.
 8. Rasa's Redis lock store lets two replicas take the same ticket (RasaHQ/rasa#11256):
    with AVRR_REDIS_URL set, the lock store is bot.lock_store's, whose changes are atomic
    on that Redis; unset (or AVRR_LOCK_STORE=memory), Rasa's in-memory one. A `lock_store`
@@ -74,7 +75,7 @@ from avrr import readiness
 from avrr.logs import CHATTY
 from avrr.settings import SettingsError
 from bot import lock_store, runtime, sanic_http
-from bot.channels.base import NotYetSent
+from bot.channels.base import NotYetSent, Undeliverable
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +296,9 @@ def retryable_error(self: Any, status: int, reason: str, message: str, *args: An
     if status == 500 and isinstance(failure, NotYetSent):
         status, reason = 503, "NotYetSent"
         message = "The channel has the message but the platform has not confirmed it yet."
+    elif status == 500 and isinstance(failure, Undeliverable):
+        status, reason = 410, "Undeliverable"
+        message = "The platform refused the message for good."
     if int(status) >= 500:
         logger.error("the HTTP API failed a request: %s (%d, %s)", reason, int(status),
                      type(failure).__name__ if failure is not None else "no exception")

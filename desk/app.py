@@ -23,7 +23,7 @@ from avrr.vocabulary import CODES, GLOSS_LANGUAGES, Channel, channel_of
 from desk import insight, stats
 from desk.announce import Announcer
 from desk.openapi import document
-from desk.rasa import ConversationGone, DeliveryError, Rasa
+from desk.rasa import ConversationGone, DeliveryError, Rasa, Undeliverable
 from desk.store import API_ACTOR, ROLES, URGENCIES, Conflict, NotFound, Store, now, parse_time
 
 logger = logging.getLogger(__name__)
@@ -675,6 +675,12 @@ class Desk:
             except ConversationGone:
                 await asyncio.to_thread(self.store.mark_undeliverable, message["id"],
                                         "the person deleted the conversation")
+                continue
+            except Undeliverable:
+                await asyncio.to_thread(
+                    self.store.mark_undeliverable, message["id"],
+                    "the platform refused it for good: the person may have blocked the "
+                    "assistant or left the platform")
                 continue
             except DeliveryError as failure:
                 self.failures[conversation] = self.failures.get(conversation, 0) + 1

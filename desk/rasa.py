@@ -27,6 +27,10 @@ class ConversationGone(DeliveryError):
     """The person deleted their conversation: the message can never be delivered."""
 
 
+class Undeliverable(DeliveryError):
+    """The platform refused the message for good (the person blocked the assistant, say)."""
+
+
 class Rasa:
     def __init__(self, url: str, token: Optional[SecretStr]) -> None:
         self.url = url
@@ -57,6 +61,8 @@ class Rasa:
             ) as reply:
                 if reply.status == 404:
                     raise ConversationGone("the conversation no longer exists")
+                if reply.status == 410:
+                    raise Undeliverable("the platform refused it for good")
                 if reply.status >= 300:
                     raise DeliveryError(f"Rasa answered {reply.status}")
         # On Python 3.10 a timed-out request raises asyncio.TimeoutError, not the

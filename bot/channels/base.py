@@ -225,12 +225,17 @@ class NotYetSent(RuntimeError):
     """The message is queued but not confirmed sent: the desk asks again later."""
 
 
+class Undeliverable(RuntimeError):
+    """The platform refused the message for good (the person blocked the assistant, say):
+    Rasa's API answers 410, and the desk marks the reply undeliverable."""
+
+
 class QueuedOutput(OutputChannel):
     """An output channel that queues each message durably for the channel's deliverer.
 
     A message with a `reply_key` (a counsellor's reply) is queued once however often it
     is offered, and sending returns only once the platform has it (else NotYetSent, and
-    Rasa's API answers 500: the desk offers it again later).
+    Rasa's API answers 503: the desk offers it again later; or Undeliverable, 410).
     """
 
     channel: str = ""
@@ -263,6 +268,8 @@ class QueuedOutput(OutputChannel):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONFIRM_TIMEOUT_S
         while not await asyncio.to_thread(self.records.is_sent, self.channel, key):
+            if await asyncio.to_thread(self.records.is_refused, self.channel, key):
+                raise Undeliverable(f"{self.channel} refused the message for good")
             if loop.time() > deadline:
                 raise NotYetSent(f"{self.channel} message queued, not yet sent")
             await asyncio.sleep(CONFIRM_POLL_S)

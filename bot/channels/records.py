@@ -78,6 +78,14 @@ sent = sa.Table(
     sa.Column("key_hash", sa.String(64), primary_key=True),
     sa.Column("at", sa.Float, nullable=False, index=True),
 )
+# The keys of messages the platform refused for good (the person blocked the bot, say):
+# offered again, such a message is not queued again, and Rasa's API says it never can be.
+refused = sa.Table(
+    "refused",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+)
 last_inbound = sa.Table(
     "last_inbound",
     metadata,
@@ -283,15 +291,23 @@ class ChannelRecords:
             if key is not None:
                 if len(payloads) != 1:
                     raise ValueError("a keyed message is one payload")
-                if db.execute(sa.select(sent.c.key_hash).where(
-                        sent.c.key_hash == key_hash(channel, key))).first():
+                digest = key_hash(channel, key)
+                if any(db.execute(sa.select(done.c.key_hash).where(
+                        done.c.key_hash == digest)).first() for done in (sent, refused)):
                     return
             self._enqueue(db, channel, conversation, payloads, key=key)
 
     def is_sent(self, channel: str, key: str) -> bool:
+        return self._has_key(sent, channel, key)
+
+    def is_refused(self, channel: str, key: str) -> bool:
+        """Whether the platform refused the keyed message for good."""
+        return self._has_key(refused, channel, key)
+
+    def _has_key(self, table: sa.Table, channel: str, key: str) -> bool:
         with self.engine.connect() as db:
             return db.execute(
-                sa.select(sent.c.key_hash).where(sent.c.key_hash == key_hash(channel, key))
+                sa.select(table.c.key_hash).where(table.c.key_hash == key_hash(channel, key))
             ).first() is not None
 
     def due(self, channel: str, limit: int = 32) -> List[Outgoing]:
@@ -357,8 +373,17 @@ class ChannelRecords:
             )
 
     def drop(self, message_id: int) -> None:
+        """Refused for good: the message leaves the queue; its key, if any, is refused."""
         with self.engine.begin() as db:
+            row = db.execute(
+                sa.select(outgoing.c.key_hash).where(outgoing.c.id == message_id)
+            ).first()
             db.execute(outgoing.delete().where(outgoing.c.id == message_id))
+            if row is not None and row.key_hash:
+                db.execute(
+                    self._insert(refused).values(key_hash=row.key_hash, at=self.clock())
+                    .on_conflict_do_nothing()
+                )
 
     def hold(self, conversation: str) -> int:
         """Hold every queued message of `conversation` until the person writes again."""
@@ -463,9 +488,10 @@ class ChannelRecords:
             removed = db.execute(
                 processed.delete().where(processed.c.at < now - REDELIVERY_HORIZON_S)
             ).rowcount
-            removed += db.execute(
-                sent.delete().where(sent.c.at < now - REDELIVERY_HORIZON_S)
-            ).rowcount
+            for done in (sent, refused):
+                removed += db.execute(
+                    done.delete().where(done.c.at < now - REDELIVERY_HORIZON_S)
+                ).rowcount
             for table in PERSONAL:
                 column = table.c.created_at if table is outgoing else table.c.at
                 removed += db.execute(table.delete().where(column < now - retention_s)).rowcount

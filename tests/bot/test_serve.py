@@ -59,7 +59,7 @@ def test_a_reply_not_confirmed_yet_is_a_503_to_retry_and_other_failures_stay_500
     """As `mend_rasa` sets it (tests/e2e/test_telegram.py sees it through Rasa's API)."""
     from rasa.server import ErrorResponse
 
-    from bot.channels.base import NotYetSent
+    from bot.channels.base import NotYetSent, Undeliverable
     from bot.serve import retryable_error
 
     monkeypatch.setattr(ErrorResponse, "__init__", retryable_error)
@@ -68,6 +68,11 @@ def test_a_reply_not_confirmed_yet_is_a_503_to_retry_and_other_failures_stay_500
     except NotYetSent:
         waiting = ErrorResponse(500, "ConversationError", "An unexpected error")
     assert (waiting.status, waiting.error_info["reason"]) == (503, "NotYetSent")
+    try:
+        raise Undeliverable("telegram refused the message for good")
+    except Undeliverable:
+        never = ErrorResponse(500, "ConversationError", "An unexpected error")
+    assert (never.status, never.error_info["reason"]) == (410, "Undeliverable")
     try:
         raise ValueError("something else")
     except ValueError:
@@ -197,7 +202,8 @@ def test_with_redis_the_rasa_server_takes_the_atomic_lock_store_on_it(monkeypatc
     monkeypatch.setenv("SOCKET_SESSION_SECRET", "socket-secret-0123456789")
     store = configured_lock_store(None)
     assert isinstance(store, AtomicRedisLockStore)
-    assert store.issue_ticket("web-0123") == 0
+    ticket = store.issue_ticket("web-0123")
+    assert [t.number for t in store.get_lock("web-0123").tickets] == [ticket]
 
     monkeypatch.setenv("AVRR_LOCK_STORE", "memory")  # the cluster's control case
     forget_settings()

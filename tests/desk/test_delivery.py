@@ -191,3 +191,34 @@ async def test_a_reply_written_while_another_is_in_flight_goes_out_before_the_ha
         assert received == ["first", "second", Actions.HANDOFF_END]
         await desk.rasa.close()
         await desk.announcer.close()
+
+
+async def test_a_reply_the_platform_refused_for_good_is_marked_undeliverable(tmp_path):
+    """Rasa's API says 410 (the person blocked the assistant): the desk stops offering it,
+    says why, and the next reply of the conversation goes on."""
+    offered = []
+
+    async def events(request: web.Request) -> web.Response:
+        text = (await request.json())["text"]
+        offered.append(text)
+        if text == "first":
+            return web.json_response({"reason": "Undeliverable"}, status=410)
+        return web.json_response({})
+
+    async with TestServer(rasa_stand_in(events)) as server:
+        settings = settings_for(server, tmp_path)
+        desk = Desk(settings, Store(settings.database))
+        ticket = open_ticket(desk.store, "telegram:555", "key-blocked1")
+        first = desk.store.reply(ticket, "api", "first")["id"]
+        desk.store.reply(ticket, "api", "second")
+
+        await desk.deliver("telegram:555")
+        await desk.deliver("telegram:555")
+
+        assert offered == ["first", "second"]
+        assert desk.store.undelivered() == []
+        [refused] = [m for m in desk.store.ticket(ticket, with_messages=True)["messages"]
+                      if m["id"] == first]
+        assert refused["undeliverable"].startswith("the platform refused it for good")
+        await desk.rasa.close()
+        await desk.announcer.close()

@@ -276,3 +276,29 @@ def test_a_counsellor_reply_telegram_has_not_confirmed_yet_is_a_503_then_arrives
     assert [c.params["text"] for c in calls[replies:]] == ["A counsellor is here."] * 2
     assert len(telegram_api.refused) >= 1  # the first of the two was refused with 429
     assistant.drained(f"telegram:{chat}")
+
+
+def test_a_counsellor_reply_to_a_person_who_blocked_the_bot_is_a_410_once_and_for_all(
+    assistant, telegram_api
+):
+    """Telegram refuses it for good (403): the desk was told "not yet" (a 500) for ever and
+    offered it again and again; now Rasa's API says 410, at once when offered again."""
+    chat = new_id()
+    assert post(assistant, message_update(chat, text="hello")).status_code == 200
+    assistant.drained(f"telegram:{chat}")
+    telegram_api.blocked.add(str(chat))
+    tried = len(telegram_api.sent_to(chat))
+
+    def offer():
+        return assistant.api(
+            "POST", f"/conversations/telegram:{chat}/tracker/events",
+            params={"output_channel": "latest", "execute_side_effects": "true"},
+            json={"event": "bot", "text": "A counsellor is here.",
+                  "metadata": {"counsellor": True, "reply_key": f"blocked-{chat}"}},
+        )
+
+    for _ in range(2):
+        answer = offer()
+        assert (answer.status_code, answer.json()["reason"]) == (410, "Undeliverable")
+    assert len(telegram_api.sent_to(chat)) == tried + 1  # refused once, not tried again
+    assistant.drained(f"telegram:{chat}")

@@ -225,6 +225,23 @@ def test_a_keyed_message_is_queued_and_sent_once(records):
     assert records.is_sent("telegram", "desk-6") is False
 
 
+def test_a_keyed_message_refused_for_good_is_never_queued_again(records, clock):
+    records.enqueue("telegram", "telegram:1", [{"text": "reply"}], key="desk-7")
+    records.enqueue("telegram", "telegram:1", [{"text": "answer"}])
+    [keyed] = records.due("telegram")  # one per person: the keyed one first
+    records.lease(keyed.id)
+    records.drop(keyed.id)  # the person blocked the bot
+    records.enqueue("telegram", "telegram:1", [{"text": "reply"}], key="desk-7")
+
+    assert [m.payload for m in records.due("telegram")] == [{"text": "answer"}]
+    assert records.is_refused("telegram", "desk-7") is True
+    assert records.is_sent("telegram", "desk-7") is False
+    assert records.is_refused("whatsapp", "desk-7") is False
+    clock.now += 9 * 24 * 3600  # past the platforms' redelivery horizon
+    records.prune(retention_s=30 * 24 * 3600)
+    assert records.is_refused("telegram", "desk-7") is False
+
+
 def test_held_messages_wait_for_the_person_then_go_first(records):
     records.enqueue("whatsapp", "whatsapp:361", [{"n": 1}, {"n": 2}])
     assert records.hold("whatsapp:361") == 2
