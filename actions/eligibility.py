@@ -74,17 +74,8 @@ def assess(answers: Mapping[str, Optional[str]]) -> Assessment:
     """Point the person to IOM or to a counsellor first; safety comes before all else."""
     if answers.get("elig_fear") in AFRAID:
         return Assessment("fear", ("elig_result_fear",))
-    counsellor_first = {
-        "used_before": "elig_result_previous",
-        "unsure": "elig_result_previous_unsure",
-    }.get(answers.get("elig_previous_return") or "")
-    if counsellor_first is None and answers.get("elig_situation") == "other":
-        counsellor_first = "elig_result_other"
-    if counsellor_first:
-        return Assessment(
-            "counsellor_first", (counsellor_first, "elig_conditions", "elig_talk_to_counsellor")
-        )
-
+    # What the person should know whatever the outcome: a lawyer for their asylum case or
+    # their protection, documents no barrier, special needs told.
     notes = []
     if answers.get("elig_situation") == "asylum":
         notes.append("elig_note_asylum")
@@ -94,6 +85,15 @@ def assess(answers: Mapping[str, Optional[str]]) -> Assessment:
         notes.append("elig_note_documents")
     if answers.get("elig_special_needs") == "needs":
         notes.append("elig_note_special_needs")
+    counsellor_first = {
+        "used_before": "elig_result_previous",
+        "unsure": "elig_result_previous_unsure",
+    }.get(answers.get("elig_previous_return") or "")
+    if counsellor_first is None and answers.get("elig_situation") == "other":
+        counsellor_first = "elig_result_other"
+    if counsellor_first:
+        return Assessment("counsellor_first", (
+            counsellor_first, *notes, "elig_conditions", "elig_talk_to_counsellor"))
     return Assessment(
         "likely", ("elig_result_likely", *notes, "elig_conditions", "elig_next_step")
     )

@@ -53,6 +53,20 @@ LIKELY = {
             "counsellor_first",
             ("elig_result_other", "elig_conditions", "elig_talk_to_counsellor"),
         ),
+        # Whoever is sent to a counsellor first keeps the notes: a lawyer for their status.
+        (
+            {**LIKELY, "elig_situation": "protection", "elig_previous_return": "unsure",
+             "elig_documents": "expired_or_lost", "elig_special_needs": "needs"},
+            "counsellor_first",
+            ("elig_result_previous_unsure", "elig_note_protection", "elig_note_documents",
+             "elig_note_special_needs", "elig_conditions", "elig_talk_to_counsellor"),
+        ),
+        (
+            {**LIKELY, "elig_situation": "asylum", "elig_previous_return": "used_before"},
+            "counsellor_first",
+            ("elig_result_previous", "elig_note_asylum", "elig_conditions",
+             "elig_talk_to_counsellor"),
+        ),
         # Fear outweighs everything: nothing about applying is said.
         (
             {**LIKELY, "elig_fear": "fear", "elig_previous_return": "used_before"},
