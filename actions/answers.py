@@ -132,7 +132,9 @@ class ActionAnswer(Action):
     During the eligibility check an answer may have a shorter variant, `<intent>_in_form`.
     When the first message does not tell the language, the language menu follows. When
     a safety message also asked a question, the question is answered too, after the safety
-    answer.
+    answer. A check that starts forgets the answers of one that was stopped or broken off
+    (by "stop", a safety message, a handoff): else it would go on from where that one was,
+    and a "no fear" given before a fear message would stand.
     """
 
     def name(self) -> Text:
@@ -152,4 +154,8 @@ class ActionAnswer(Action):
             send(dispatcher, tracker, asked)
         if language_unclear(tracker):
             send(dispatcher, tracker, "language_unsure", language_menu(get_content().languages()))
-        return language_events(tracker)
+        events = language_events(tracker)
+        if latest_intent(tracker) == Intents.ASK_ELIGIBILITY and not tracker.active_loop_name:
+            events += [SlotSet(slot, None) for slot in Slots.ELIGIBILITY
+                       if tracker.get_slot(slot) is not None]
+        return events

@@ -16,9 +16,9 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.answers import language_events, language_of, send, unsure_yes
+from actions.answers import language_events, language_of, latest_intent, send, unsure_yes
 from actions.content import get_content
-from avrr.vocabulary import Actions
+from avrr.vocabulary import Actions, Intents
 
 YES = ("yes", "/affirm")
 NO = ("no", "/deny")
@@ -58,6 +58,13 @@ ALLOWED_VALUES: Dict[str, Tuple[str, ...]] = {
     "elig_fear": ("fear", "no_fear", "unsure"),
 }
 AFRAID = ("fear", "unsure")
+# Questions offering "not sure": a typed "no" counts only when it is plainly no, the "No"
+# button's title in one of our languages. The classifier reads "not sure", "I don't know",
+# "no idea", "nem tudom", "не знаю" as "no" (the reviewer measured 0.43 to 0.99), and a
+# fear or a doubt taken for "no fear" would send a person afraid to go back on to
+# questions about documents. Anything else is asked again, with the buttons.
+UNSURE_ALLOWED = tuple(slot for slot, buttons in QUESTIONS.items()
+                       if any(key == "not_sure" for key, _ in buttons))
 # After a fear answer the other questions are not asked: they are filled with this.
 SKIPPED = "skipped"
 
@@ -151,6 +158,10 @@ class ValidateEligibilityForm(Action):
     ) -> List[Dict[Text, Any]]:
         if unsure_yes(tracker):
             return [SlotSet(slot, None) for slot in tracker.slots_to_validate()]
+        if latest_intent(tracker) == Intents.DENY and not plainly_no(tracker) and any(
+                slot in UNSURE_ALLOWED for slot in tracker.slots_to_validate()):
+            send(dispatcher, tracker, "inform_in_form")
+            return [SlotSet(slot, None) for slot in tracker.slots_to_validate()]
         events = [
             SlotSet(slot, value if value in ALLOWED_VALUES.get(slot, (value,)) else None)
             for slot, value in tracker.slots_to_validate().items()
@@ -159,6 +170,22 @@ class ValidateEligibilityForm(Action):
             # No more questions: the result and a counsellor come next.
             events += [SlotSet(slot, SKIPPED) for slot in QUESTIONS if slot != "elig_fear"]
         return events
+
+
+def plainly_no(tracker: Tracker) -> bool:
+    """Whether the latest message is the "No" button, or its title typed in any of our
+    languages (case, spaces and punctuation aside)."""
+    text = (tracker.latest_message.get("text") or "").strip()
+    if text == NO[1]:
+        return True
+    content = get_content()
+    titles = {_bare(content.choice_buttons(code, (NO,))[0]["title"])
+              for code in content.languages()}
+    return _bare(text) in titles
+
+
+def _bare(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
 
 
 class ActionEligibilityResult(Action):

@@ -114,6 +114,9 @@ def channel_of(conversation: str) -> str:
 
 
 class Slots:
+    # The answers of the eligibility check, in the order asked (eligibility_form).
+    ELIGIBILITY = ("elig_fear", "elig_situation", "elig_previous_return", "elig_documents",
+                   "elig_special_needs")
     LANGUAGE = "language"
     HANDOFF_TICKET = "handoff_ticket"
     HANDOFF_ACKNOWLEDGED = "handoff_acknowledged"
@@ -124,6 +127,7 @@ class Slots:
 
 
 class Intents:
+    ASK_ELIGIBILITY = "ask_eligibility"
     GREET = "greet"
     GOODBYE = "goodbye"
     THANK_YOU = "thank_you"

@@ -1,6 +1,7 @@
 """The eligibility pre-check: fear first, the criteria in the result, never a decision."""
 import pytest
 from rasa_sdk.events import FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
 
 from actions.eligibility import (
     QUESTIONS,
@@ -211,3 +212,66 @@ async def test_result_for_fear_says_return_is_voluntary_and_offers_a_counsellor(
     assert "international protection" in texts and "112" in texts
     assert "appear to be in a group" not in texts
     assert events[-1] == FollowupAction("action_offer_handoff")
+
+
+def test_the_questions_are_the_eligibility_slots_in_order():
+    from avrr.vocabulary import Slots
+
+    assert tuple(QUESTIONS) == Slots.ELIGIBILITY
+
+
+async def test_a_check_that_starts_forgets_the_answers_of_one_broken_off(dispatcher):
+    """A "no fear" and a situation kept from a check ended by a fear message (or "stop")
+    made the next check start at question 3, and could end in "likely"."""
+    from actions.answers import ActionAnswer
+
+    kept = {"elig_fear": "no_fear", "elig_situation": "irregular"}
+    events = await ActionAnswer().run(
+        dispatcher, make_tracker("ask_eligibility", slots=kept), {})
+
+    assert events == [SlotSet("elig_fear", None), SlotSet("elig_situation", None)]
+    assert await ActionAnswer().run(
+        CollectingDispatcher(), make_tracker("ask_eligibility", slots=kept,
+                                             active_loop="eligibility_form"), {}) == []
+
+
+def typed_no(slot: str, text: str):
+    events = [
+        {"event": "user", "text": text, "parse_data": {"intent": {"name": "deny"}}},
+        {"event": "action", "name": "eligibility_form"},
+        {"event": "slot", "name": slot, "value": {"elig_fear": "no_fear",
+                                                  "elig_previous_return": "never",
+                                                  "elig_documents": "none"}[slot]},
+    ]
+    tracker = make_tracker("deny", events=events, active_loop="eligibility_form")
+    tracker.latest_message["text"] = text
+    return tracker
+
+
+@pytest.mark.parametrize("slot", ["elig_fear", "elig_previous_return"])
+@pytest.mark.parametrize("text", ["not sure", "I don't know", "no idea", "nem tudom",
+                                  "je ne sais pas", "не знаю", "لا أعرف", "bilmiyorum"])
+async def test_a_doubt_taken_for_no_is_asked_again_with_the_buttons(dispatcher, slot, text):
+    """The classifier reads these as "no": at a question that offers "not sure", a fear
+    or a doubt was taken for "no fear" (or "never returned before")."""
+    result = await ValidateEligibilityForm().run(dispatcher, typed_no(slot, text), {})
+
+    assert result == [SlotSet(slot, None)]
+    assert sent(dispatcher) == [
+        ('Please choose one of the buttons. Or write "stop" to end the questions.', [])]
+
+
+@pytest.mark.parametrize("text", ["no", "No.", " NO! ", "Nem", "нет", "Ні", "Hayır", "non",
+                                  "Không", "jo", "لا", "نه", "نہیں", "/deny"])
+async def test_a_plain_no_in_any_language_is_no(dispatcher, text):
+    result = await ValidateEligibilityForm().run(dispatcher, typed_no("elig_fear", text), {})
+
+    assert result == [SlotSet("elig_fear", "no_fear")]
+    assert dispatcher.messages == []
+
+
+async def test_a_question_without_not_sure_takes_any_no(dispatcher):
+    tracker = typed_no("elig_documents", "i dont think so")
+    result = await ValidateEligibilityForm().run(dispatcher, tracker, {})
+
+    assert result == [SlotSet("elig_documents", "none")]

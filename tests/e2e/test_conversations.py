@@ -87,6 +87,31 @@ def test_eligibility_check_with_buttons_words_and_an_interruption(assistant):
     assert slots["elig_situation"] is None and slots["requested_slot"] is None
 
 
+def test_a_doubt_is_not_taken_for_no_fear_and_a_broken_off_check_starts_afresh(assistant):
+    """"not sure" typed at the fear question was "no fear", and the answers of a check
+    ended by "stop" were kept: the next check went on at question 3."""
+    first_question = "Question 1 of 5: Are you afraid of what could happen to you if you go back?"
+    sender = new_sender()
+    assistant.say(sender, "can I apply?")
+
+    replies = assistant.say(sender, "i am not sure")
+    assert [t for t, _ in replies] == [
+        'Please choose one of the buttons. Or write "stop" to end the questions.',
+        first_question]
+
+    replies = assistant.say(sender, "no")
+    assert replies[-1][0] == "Question 2 of 5: What is your situation in Hungary now?"
+    replies = assistant.say(sender, replies[-1][1][2])  # "I have no valid permit"
+    assert replies[-1][0].startswith("Question 3 of 5")
+    assistant.say(sender, "stop")
+    assert assistant.tracker(sender)["active_loop"] == {}
+
+    replies = assistant.say(sender, "can I apply?")
+    assert replies[-1][0] == first_question
+    slots = assistant.tracker(sender)["slots"]
+    assert slots["elig_fear"] is None and slots["elig_situation"] is None
+
+
 def test_danger_in_the_middle_of_the_check_is_answered_and_ends_the_check(assistant):
     sender = new_sender()
     assistant.say(sender, "can I apply?")
