@@ -205,3 +205,12 @@ def test_the_redis_and_postgres_passwords_are_the_ones_the_servers_are_given(ser
     assert (postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]) == ("avrr", "avrr")
     init = Path(ROOT / "deploy" / "postgres-init.sql").read_text()
     assert "CREATE DATABASE desk;" in init
+
+
+def test_nginx_takes_forwarded_addresses_from_the_networks_pinned_gateway_only(compose):
+    """Trusted from all of 172.16.0.0/12, a client on another of Docker's networks could
+    name its own address (and dodge the limits per address)."""
+    [network] = compose["networks"]["default"]["ipam"]["config"]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.findall(r"^\s*set_real_ip_from\s+(\S+);", nginx, re.MULTILINE) == [
+        network["gateway"]]
