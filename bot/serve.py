@@ -227,8 +227,8 @@ def guard_app(app: Sanic) -> Sanic:
         retention_s = runtime.settings().retention_days * 86400
         while True:
             try:
-                store = running.ctx.agent.tracker_store
-                expired = await store.expire(retention_s)
+                agent = running.ctx.agent
+                expired = await agent.tracker_store.expire(retention_s, agent.lock_store)
                 pruned = await asyncio.to_thread(runtime.records().prune, retention_s)
                 if expired or pruned:
                     logger.info("retention: %d conversations, %d channel records removed",

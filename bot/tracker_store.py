@@ -9,13 +9,15 @@ every session; nothing of that conversation is stored. The person's next message
 a new conversation. If the action failed, nothing is deleted here, and the person was
 told so: they can ask again, and every step runs again.
 """
+import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, AsyncIterator, List, Optional
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
+from rasa.core.lock_store import LockStore
 from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
@@ -115,23 +117,29 @@ class PrivacySQLTrackerStore(SQLTrackerStore):
             return
         await super().save(tracker)
 
-    async def expire(self, retention_s: float) -> int:
-        """Delete the conversations nobody wrote in for `retention_s`; how many."""
+    async def expire(self, retention_s: float, lock_store: Optional[LockStore] = None) -> int:
+        """Delete the conversations nobody wrote in for `retention_s`; how many. With the
+        server's `lock_store`, each is deleted holding its lock, and only if still old: a
+        message that arrived meanwhile (its turn would write the whole conversation back)
+        keeps it."""
         cutoff = time.time() - retention_s
-        with self.session_scope() as session:
-            old = [
-                row[0]
-                for row in session.execute(
-                    sa.select(self.SQLEvent.sender_id)
-                    .group_by(self.SQLEvent.sender_id)
-                    .having(sa.func.max(self.SQLEvent.timestamp) < cutoff)
-                )
-            ]
-        for sender_id in old:
-            await self.delete(sender_id)
-        return len(old)
+        expired = 0
+        for sender_id in self._last_written_before(cutoff):
+            async with lock_store.lock(sender_id) if lock_store else _nothing():
+                if sender_id in self._last_written_before(cutoff, sender_id):
+                    await self.delete(sender_id, why="nobody wrote in for the retention period")
+                    expired += 1
+        return expired
 
-    async def delete(self, sender_id: str) -> int:
+    def _last_written_before(self, cutoff: float, sender_id: Optional[str] = None) -> List[str]:
+        query = (sa.select(self.SQLEvent.sender_id).group_by(self.SQLEvent.sender_id)
+                 .having(sa.func.max(self.SQLEvent.timestamp) < cutoff))
+        if sender_id is not None:
+            query = query.where(self.SQLEvent.sender_id == sender_id)
+        with self.session_scope() as session:
+            return [row[0] for row in session.execute(query)]
+
+    async def delete(self, sender_id: str, why: str = "on request") -> int:
         """Delete the channels' records and every stored event of `sender_id`."""
         runtime.records().forget(sender_id)
         with self.session_scope() as session:
@@ -140,5 +148,10 @@ class PrivacySQLTrackerStore(SQLTrackerStore):
             ).rowcount
             session.commit()
         forget_on_disk(self.engine)
-        logger.info("Deleted a conversation on request (%d events)", deleted)
+        logger.info("Deleted a conversation %s (%d events)", why, deleted)
         return deleted
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield

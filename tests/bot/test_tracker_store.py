@@ -201,6 +201,50 @@ async def test_conversations_nobody_wrote_in_for_the_retention_period_expire(sto
     assert rows(store, "recent") == 3
 
 
+async def test_a_conversation_written_in_while_it_expires_is_kept(store, caplog):
+    """The retention job deletes holding the conversation's lock, and only if still old: a
+    turn between reading and saving the tracker would have written the deleted
+    conversation back whole, its old messages with it."""
+    import asyncio
+    import logging
+
+    from rasa.core.lock_store import InMemoryLockStore
+
+    caplog.set_level(logging.INFO)
+    locks = InMemoryLockStore()
+    old = conversation("back", UserUttered("hello"))
+    for event in old.events:
+        event.timestamp -= 100 * 86400
+    await store.save(old)
+
+    queued = asyncio.Event()
+    issue = locks.issue_ticket
+
+    def issue_and_tell(*args, **kwargs):
+        ticket = issue(*args, **kwargs)
+        queued.set()
+        return ticket
+
+    async with locks.lock("back"):  # the person writes again, after 100 days
+        locks.issue_ticket = issue_and_tell
+        expiring = asyncio.create_task(store.expire(90 * 86400, locks))
+        await asyncio.wait_for(queued.wait(), 5)  # the job found it old, waits for the lock
+        assert not expiring.done()
+        tracker = await store.retrieve("back")
+        tracker.update(stamped(UserUttered("I am back")))
+        await store.save(tracker)
+    assert await expiring == 0
+    assert rows(store, "back") == 4
+
+    gone = conversation("gone", UserUttered("hello"))
+    for event in gone.events:
+        event.timestamp -= 100 * 86400
+    await store.save(gone)
+    assert await store.expire(90 * 86400, locks) == 1
+    assert rows(store, "gone") == 0 and rows(store, "back") == 4
+    assert "Deleted a conversation nobody wrote in for the retention period" in caplog.text
+
+
 async def test_secure_delete_is_on(store):
     await store.save(conversation("carol", UserUttered("hi")))
     with store.engine.connect() as db:
