@@ -11,7 +11,7 @@ from bot.migrate import migrate
 
 pytestmark = pytest.mark.integration
 
-RASA_AND_ACTION_TABLES = {"events", "processed", "outgoing", "sent", "last_inbound",
+RASA_AND_ACTION_TABLES = {"events", "processed", "outgoing", "sent", "refused", "last_inbound",
                           "held_notice", "languages", "outbox", "dead_letters"}
 
 
