@@ -394,41 +394,41 @@ async def test_a_successful_sign_in_is_not_counted_against_the_address(client):
         assert reply.status == 200
 
 
-async def test_behind_a_proxy_the_limits_count_the_address_it_forwards(client):
+async def twenty_guesses_behind_nginx(client, forwarded_for) -> None:
+    """Behind one proxy (nginx), 20 wrong guesses of other names, the nth from
+    `forwarded_for(n)`: an address's allowance."""
     desk = next(iter(client.server.app.router["ready"])).handler.__self__
     desk.settings = desk.settings.copy(update={"proxies_count": 1})
-    # One machine guesses many names through nginx: its address is locked...
     for number in range(20):
         guess = {"username": f"someone-{number}", "password": "wrong-password-1"}
         reply = await client.post("/api/login", json=guess,
-                                  headers={"X-Forwarded-For": "203.0.113.9"})
+                                  headers={"X-Forwarded-For": forwarded_for(number)})
         assert reply.status == 401
-    locked = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
-                               headers={"X-Forwarded-For": "203.0.113.9"})
-    assert locked.status == 429
+
+
+async def sign_in_from(client, forwarded_for: str) -> int:
+    """The status of amina's right password, sent with that X-Forwarded-For."""
+    reply = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
+                              headers={"X-Forwarded-For": forwarded_for})
+    return reply.status
+
+
+async def test_behind_a_proxy_the_limits_count_the_address_it_forwards(client):
+    # One machine guesses many names through nginx: its address is locked...
+    await twenty_guesses_behind_nginx(client, lambda number: "203.0.113.9")
+    assert await sign_in_from(client, "203.0.113.9") == 429
     # ...not every counsellor behind the same nginx. A client's own X-Forwarded-For comes
     # first; nginx appends the address it saw, the one counted.
-    other = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
-                              headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.4"})
-    assert other.status == 200
+    assert await sign_in_from(client, "203.0.113.9, 198.51.100.4") == 200
 
 
 async def test_an_ipv6_home_counts_as_one_address_whichever_of_its_addresses_it_takes(
     client
 ):
-    desk = next(iter(client.server.app.router["ready"])).handler.__self__
-    desk.settings = desk.settings.copy(update={"proxies_count": 1})
-    for number in range(20):  # a new address of its /64 for each guess
-        guess = {"username": f"someone-{number}", "password": "wrong-password-1"}
-        reply = await client.post("/api/login", json=guess,
-                                  headers={"X-Forwarded-For": f"2001:db8:7:7::{number + 1:x}"})
-        assert reply.status == 401
-    locked = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
-                               headers={"X-Forwarded-For": "2001:db8:7:7:abcd::99"})
-    assert locked.status == 429
-    neighbour = await client.post("/api/login", json={"username": "amina", "password": PASSWORD},
-                                  headers={"X-Forwarded-For": "2001:db8:7:8::1"})
-    assert neighbour.status == 200
+    # A new address of its /64 for each guess.
+    await twenty_guesses_behind_nginx(client, lambda number: f"2001:db8:7:7::{number + 1:x}")
+    assert await sign_in_from(client, "2001:db8:7:7:abcd::99") == 429
+    assert await sign_in_from(client, "2001:db8:7:8::1") == 200  # a neighbour
 
 
 async def test_a_sign_in_is_json_only_so_no_other_site_can_post_it(client):
