@@ -167,11 +167,13 @@ class TelegramSettings(Settings):
     @validator("webhook_secret")
     def _telegram_accepts_it(cls, value: SecretStr) -> SecretStr:  # noqa: N805
         secret = value.get_secret_value()
-        if not (1 <= len(secret) <= 256 and all(c.isascii() and (c.isalnum() or c in "_-")
-                                                 for c in secret)):
+        # Telegram accepts 1 to 256 of these; fewer than our other secrets' minimum could
+        # be guessed, and whoever has it can write as anyone on the webhook.
+        if not (MIN_SECRET_CHARS <= len(secret) <= 256 and all(
+                c.isascii() and (c.isalnum() or c in "_-") for c in secret)):
             raise ValueError(
-                "TELEGRAM_WEBHOOK_SECRET must be 1-256 letters, digits, _ or - "
-                "(what Telegram's setWebhook accepts as secret_token)"
+                f"TELEGRAM_WEBHOOK_SECRET must be {MIN_SECRET_CHARS}-256 letters, digits, _ "
+                "or - (what Telegram's setWebhook accepts as secret_token)"
             )
         return value
 

@@ -20,7 +20,8 @@ from avrr.settings import (
     redacted,
 )
 
-TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN", "TELEGRAM_WEBHOOK_SECRET": "secret_1-x"}
+TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN",
+            "TELEGRAM_WEBHOOK_SECRET": "secret_1-x_0123456"}
 REPLICA = {
     "AVRR_REDIS_URL": "redis://:a-redis-password@127.0.0.1:6379/0",
     "SOCKET_SESSION_SECRET": "a-session-secret-0123",
@@ -111,8 +112,10 @@ def test_origins_given_but_naming_none_are_refused_not_every_origin(env, origins
         (LaunchSettings, {"RASA_PORT": "70000"}, "RASA_PORT"),
         (WidgetSettings, {"WIDGET_PORT": "eighty"}, "WIDGET_PORT"),
         (TelegramSettings, {"TELEGRAM_BOT_TOKEN": "t"}, "TELEGRAM_WEBHOOK_SECRET: field required"),
-        (TelegramSettings, dict(TELEGRAM, TELEGRAM_WEBHOOK_SECRET="has spaces"),
-         "must be 1-256 letters"),
+        (TelegramSettings, dict(TELEGRAM, TELEGRAM_WEBHOOK_SECRET="has spaces in it, 16+"),
+         "must be 16-256 letters"),
+        (TelegramSettings, dict(TELEGRAM, TELEGRAM_WEBHOOK_SECRET="s3cr3t"),
+         "must be 16-256 letters"),
         (WhatsAppSettings, dict(WHATSAPP, WHATSAPP_APP_SECRET="  "),
          "WHATSAPP_APP_SECRET: field required"),
         (WhatsAppSettings, dict(WHATSAPP, WHATSAPP_PHONE_NUMBER_ID="+36 1"),

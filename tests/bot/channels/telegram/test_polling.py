@@ -16,7 +16,8 @@ TOKEN = "123456:TEST-TOKEN"
 async def test_polling_moves_past_an_update_only_once_rasa_took_it():
     api = FakeTelegramApi(token=TOKEN)
     api.start()
-    settings = TelegramSettings(bot_token=TOKEN, webhook_secret="s", api_base_url=api.url)
+    settings = TelegramSettings(bot_token=TOKEN, webhook_secret="telegram-test-secret",
+                                api_base_url=api.url)
     api.push_update(copy.deepcopy(TEXT_UPDATE))
     statuses, forwarded = [503, 200], []
 

@@ -27,7 +27,8 @@ def api():
 async def bot(api):
     api.calls.clear()
     api.refused.clear()
-    settings = TelegramSettings(bot_token=TOKEN, webhook_secret="s", api_base_url=api.url)
+    settings = TelegramSettings(bot_token=TOKEN, webhook_secret="telegram-test-secret",
+                                api_base_url=api.url)
     made = sender.new_bot(settings)
     await made.initialize()
     yield made
@@ -35,7 +36,7 @@ async def bot(api):
 
 
 def test_the_bot_talks_to_the_configured_root():
-    settings = TelegramSettings(bot_token=TOKEN, webhook_secret="s",
+    settings = TelegramSettings(bot_token=TOKEN, webhook_secret="telegram-test-secret",
                                 api_base_url="http://127.0.0.1:8081/")
     bot = sender.new_bot(settings)
 
