@@ -4,14 +4,14 @@ Long-polls the Bot API and forwards each update to the local Rasa server's webho
 the webhook's secret, so that it is handled exactly as a pushed one. The offset moves
 past an update only once the webhook answered 200: an update that failed is fetched
 again, with a growing pause. As Telegram does with a webhook, an update is not tried for
-ever at everyone's expense: one the webhook refuses (4xx) is skipped at once, and one
-that failed MAX_ATTEMPTS times is skipped once a later update is handled (Rasa works,
-that update does not), each with an ERROR line. While nothing is handled, nothing is
-skipped.
+ever at everyone's expense: one the webhook refuses (4xx), or one that failed
+MAX_ATTEMPTS times, is passed over, and skipped once a later update is handled (Rasa
+works, that update does not), each with an ERROR line. While nothing is handled,
+nothing is skipped.
 """
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 import aiohttp
 from telegram import Bot
@@ -44,31 +44,34 @@ async def relay(
     updates = await bot.get_updates(
         offset=offset, timeout=poll_timeout_s, allowed_updates=["message", "callback_query"]
     )
-    given_up: Optional[int] = None  # an update tried too often, skipped if a later one works
+    # Updates passed over, each with why: refused (4xx), or failed MAX_ATTEMPTS times.
+    # They are skipped once a later update is handled (a 200: Rasa works, they do not).
+    passed: List[Tuple[int, str]] = []
     for update in updates:
         number = update.update_id
         status = await post(update.to_dict())
         if status == 403:
             raise SystemExit("the Rasa webhook refused the secret: check TELEGRAM_WEBHOOK_SECRET")
-        if 400 <= status < 500:
-            logger.error("Rasa refused update %s (HTTP %s): skipped", number, status)
-        elif status != 200:
+        if status != 200:
             tried = attempts[number] = attempts.get(number, 0) + 1
-            if tried < MAX_ATTEMPTS or given_up is not None:
-                pause = min(MAX_PAUSE_S, retry_delay_s * 2 ** (tried - 1))
-                logger.warning("Rasa answered %s to update %s: again in %.0f s",
-                               status, number, pause)
-                await asyncio.sleep(pause)
-                return offset
-            given_up = number
-            continue
-        if given_up is not None:
-            logger.error("update %s failed %d times while a later one was handled: skipped",
-                         given_up, attempts.pop(given_up))
-            given_up = None
+            if 400 <= status < 500:
+                passed.append((number, f"refused (HTTP {status})"))
+                continue
+            if tried >= MAX_ATTEMPTS:
+                passed.append((number, f"failed {tried} times (HTTP {status})"))
+                continue
+            pause = min(MAX_PAUSE_S, retry_delay_s * 2 ** (tried - 1))
+            logger.warning("Rasa answered %s to update %s: again in %.0f s",
+                           status, number, pause)
+            await asyncio.sleep(pause)
+            return offset
+        for skipped, why in passed:
+            logger.error("update %s %s while a later one was handled: skipped", skipped, why)
+            attempts.pop(skipped, None)
+        passed = []
         attempts.pop(number, None)
         offset = number + 1
-    if given_up is not None:  # nothing after it was handled: it is tried again, not skipped
+    if passed:  # nothing after them was handled: they are tried again, not skipped
         await asyncio.sleep(MAX_PAUSE_S * retry_delay_s / 2.0)
     return offset
 

@@ -67,7 +67,8 @@ async def test_an_update_that_always_fails_is_skipped_once_later_ones_are_handle
 
     assert forwarded == [100] * MAX_ATTEMPTS + [101, 102]
     assert offset == 103 and attempts == {}
-    assert "update 100 failed 6 times while a later one was handled: skipped" in caplog.text
+    assert "update 100 failed 6 times (HTTP 503) while a later one was handled: skipped" in (
+        caplog.text)
 
 
 async def test_while_nothing_is_handled_nothing_is_skipped():
@@ -86,7 +87,28 @@ async def test_while_nothing_is_handled_nothing_is_skipped():
     assert set(forwarded[MAX_ATTEMPTS:]) == {100, 101}  # 101 is tried, 100 never let go
 
 
-async def test_an_update_the_webhook_refuses_is_skipped_at_once(caplog):
+async def test_two_updates_in_a_row_that_always_fail_are_skipped_once_a_later_one_works(
+    caplog
+):
+    bot, forwarded, attempts = Batch([100, 101, 102]), [], {}
+
+    async def post(update):
+        forwarded.append(update["update_id"])
+        return 200 if update["update_id"] == 102 else 500
+
+    offset = None
+    for _ in range(2 * MAX_ATTEMPTS):
+        offset = await relay(bot, post, offset, retry_delay_s=0, attempts=attempts)
+
+    assert offset == 103 and attempts == {}
+    assert forwarded.count(102) == 1
+    assert forwarded.count(101) == MAX_ATTEMPTS  # 100 is tried once more each time
+    assert forwarded.count(100) == 2 * MAX_ATTEMPTS - 1
+    assert "update 100 failed 11 times (HTTP 500) while a later one was handled" in caplog.text
+    assert "update 101 failed 6 times (HTTP 500) while a later one was handled" in caplog.text
+
+
+async def test_an_update_the_webhook_refuses_is_skipped_once_a_later_one_is_handled(caplog):
     bot, forwarded = Batch([100, 101]), []
 
     async def post(update):
@@ -95,4 +117,4 @@ async def test_an_update_the_webhook_refuses_is_skipped_at_once(caplog):
 
     assert await relay(bot, post, None, retry_delay_s=0) == 102
     assert forwarded == [100, 101]
-    assert "Rasa refused update 100 (HTTP 400): skipped" in caplog.text
+    assert "update 100 refused (HTTP 400) while a later one was handled: skipped" in caplog.text
