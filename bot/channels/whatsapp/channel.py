@@ -13,7 +13,9 @@ the person asked for their data to be deleted meanwhile. Any other message outsi
 window is held: the reply template (WHATSAPP_REPLY_TEMPLATE) is sent once, in the
 person's language, and what is held goes out as soon as the person writes again, before
 the answers to that message. Until the template is sent, nothing is held: the message
-is tried again later, the template with it.
+is tried again later, the template with it (every minute while Meta refuses the
+template itself); a template refused for this person drops the message, as a refused
+message is dropped.
 
 Message text and phone numbers (the wa_id is one) are logged at DEBUG only.
 """
@@ -146,6 +148,11 @@ class WhatsAppSender:
                 logger.warning("template %s has no %s translation: sent in English", name, language)
                 await self.client.send(wa_id, template_message(name, DEFAULT_LANGUAGE))
         except GraphError as failure:
+            if not (failure.transient or failure.configuration or failure.template_problem):
+                # Refused for this person (no WhatsApp account on the number, say): the
+                # message cannot reach them either.
+                return Outcome(Verdict.DROP, reason=f"template refused: HTTP "
+                               f"{failure.status}, error {failure.code}")
             delay = (max(backoff(message.attempts), failure.retry_after_s or 0.0)
                      if failure.transient else CONFIGURATION_RETRY_S)
             logger.error(

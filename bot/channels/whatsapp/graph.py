@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 # Graph API error codes with a meaning here.
 REENGAGEMENT_REQUIRED = 131047  # free-form message outside the 24-hour window
 TEMPLATE_TRANSLATION_MISSING = 132001
+TEMPLATE_ERRORS = (132000, 133000)  # Meta's codes of a template's own problems
 # Meta's rate limits, told by code and often with an HTTP 400: the app's API calls (4),
 # the business account's (80007), the phone number's throughput (130429), and messages
 # to one person (131056, about one every 6 s). The same message goes through later.
@@ -43,6 +44,12 @@ class GraphError(Exception):
     def configuration(self) -> bool:
         """Whether our token or phone number id is refused: an operator must mend it."""
         return self.status in (401, 403)
+
+    @property
+    def template_problem(self) -> bool:
+        """Whether Meta refuses the template itself (missing, paused, not approved, its
+        parameters): an operator must mend it; another recipient fares no better."""
+        return self.code is not None and TEMPLATE_ERRORS[0] <= self.code < TEMPLATE_ERRORS[1]
 
 
 class GraphClient:

@@ -572,6 +572,22 @@ async def test_a_template_that_fails_keeps_the_message_queued_and_is_tried_again
     assert records.notified(conversation(wa_id)) is True
 
 
+async def test_a_template_refused_for_this_person_drops_the_message_for_good(
+    webhook, later, records, graph
+):
+    """Error 131026 (the number cannot get WhatsApp messages) is not the template's fault:
+    tried every minute, it was retried for ever and the desk told "not yet" for ever."""
+    wa_id = new_wa_id()
+    graph.fail_next(status=400, code=131026)
+
+    await later.send_response(conversation(wa_id), {"text": "one"})
+    await webhook.settle()
+
+    assert graph.sent_to(wa_id) == []
+    assert records.pending() == {QUEUED: 0, HELD: 0}
+    assert records.notified(conversation(wa_id)) is False
+
+
 async def test_meta_saying_the_window_closed_holds_the_rest_and_sends_the_template(
     webhook, later, records, graph
 ):
