@@ -7,6 +7,7 @@ ticket), as after a fear message. Otherwise the answer says the person appears t
 group IOM can help and names the conditions IOM checks after counselling (the crime
 condition included), or why they should talk to a counsellor first.
 """
+import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Text, Tuple
@@ -185,7 +186,10 @@ def plainly_no(tracker: Tracker) -> bool:
 
 
 def _bare(text: str) -> str:
-    return "".join(c for c in text.casefold() if c.isalnum())
+    """Letters and digits only, in lower case, without accents, as a phone keyboard
+    without them types the word ("hayir", "khong"); compatibility forms unfolded ("ﻻ")."""
+    folded = unicodedata.normalize("NFKD", text.replace("ı", "i").replace("I", "i"))
+    return "".join(c for c in folded.casefold() if c.isalnum())
 
 
 class ActionEligibilityResult(Action):

@@ -261,8 +261,9 @@ async def test_a_doubt_taken_for_no_is_asked_again_with_the_buttons(dispatcher, 
         ('Please choose one of the buttons. Or write "stop" to end the questions.', [])]
 
 
-@pytest.mark.parametrize("text", ["no", "No.", " NO! ", "Nem", "нет", "Ні", "Hayır", "non",
-                                  "Không", "jo", "لا", "نه", "نہیں", "/deny"])
+@pytest.mark.parametrize("text", ["no", "No.", " NO! ", "Nem", "nem", "нет", "Ні", "Hayır",
+                                  "hayir", "HAYIR", "non", "Không", "khong", "jo", "لا",
+                                  "\ufefb", "نه", "نہیں", "/deny"])
 async def test_a_plain_no_in_any_language_is_no(dispatcher, text):
     result = await ValidateEligibilityForm().run(dispatcher, typed_no("elig_fear", text), {})
 
