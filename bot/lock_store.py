@@ -174,17 +174,22 @@ class AtomicRedisLockStore(RedisLockStore):
     def finish_serving(self, conversation_id: str, ticket_number: int) -> None:
         try:
             self._finish(**self._args(conversation_id, int(ticket_number)))
-        except redis.RedisError as failure:
+        except UNREACHABLE as failure:
             _not_returned(failure)
 
     def cleanup(self, conversation_id: str, ticket_number: int) -> None:
         try:
             deleted = self._cleanup(**self._args(conversation_id, int(ticket_number)))
-        except redis.RedisError as failure:
+        except UNREACHABLE as failure:
             _not_returned(failure)
             return
         if deleted:
             self._log_deletion(conversation_id, deletion_successful=True)
+
+
+# Redis not answering: what a finished turn may shrug off. An error of the script itself
+# (a ResponseError) is ours to see, not to wait out.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
 def _not_returned(failure: redis.RedisError) -> None:
