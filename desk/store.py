@@ -239,7 +239,11 @@ def parse_time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError("a time must be an ISO-8601 string")
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        return (moment.astimezone(timezone.utc) if moment.tzinfo
+                else moment.replace(tzinfo=timezone.utc))
+    except OverflowError:  # "0001-01-01T00:00+01:00" is before the first day there is
+        raise ValueError("the time is out of range") from None
 
 
 def _hash_token(token: str) -> str:

@@ -142,6 +142,9 @@ async def test_a_ticket_is_created_once_per_key_and_per_open_conversation(client
         ({"transcript": [{"sender": "counsellor", "text": "x"}]}, "each transcript entry"),
         ({"conversation_id": ""}, "'conversation_id' must be a non-empty string"),
         ({"consent": {"at": "yesterday"}}, "times must be ISO-8601"),
+        # Before the first day there is, in UTC (found by the fuzzer: it was a 500).
+        ({"consent": {"at": "0001-01-01T00:00:00+01:00"}}, "times must be ISO-8601"),
+        ({"consent": {"at": "9999-12-31T23:59:59-01:00"}}, "times must be ISO-8601"),
     ],
 )
 async def test_a_bad_ticket_is_refused_with_the_reason(client, change, reason):
