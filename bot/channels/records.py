@@ -352,16 +352,7 @@ class ChannelRecords:
 
     def mark_sent(self, message_id: int) -> None:
         """Sent: the message leaves the queue; its key stays, so it is never sent again."""
-        with self.engine.begin() as db:
-            row = db.execute(
-                sa.select(outgoing.c.key_hash).where(outgoing.c.id == message_id)
-            ).first()
-            db.execute(outgoing.delete().where(outgoing.c.id == message_id))
-            if row is not None and row.key_hash:
-                db.execute(
-                    self._insert(sent).values(key_hash=row.key_hash, at=self.clock())
-                    .on_conflict_do_nothing()
-                )
+        self._leave_queue(message_id, sent)
 
     def retry(self, message_id: int, delay_s: float) -> None:
         with self.engine.begin() as db:
@@ -374,6 +365,10 @@ class ChannelRecords:
 
     def drop(self, message_id: int) -> None:
         """Refused for good: the message leaves the queue; its key, if any, is refused."""
+        self._leave_queue(message_id, refused)
+
+    def _leave_queue(self, message_id: int, keys: sa.Table) -> None:
+        """The message leaves the queue; its key, if it has one, is kept in `keys`."""
         with self.engine.begin() as db:
             row = db.execute(
                 sa.select(outgoing.c.key_hash).where(outgoing.c.id == message_id)
@@ -381,7 +376,7 @@ class ChannelRecords:
             db.execute(outgoing.delete().where(outgoing.c.id == message_id))
             if row is not None and row.key_hash:
                 db.execute(
-                    self._insert(refused).values(key_hash=row.key_hash, at=self.clock())
+                    self._insert(keys).values(key_hash=row.key_hash, at=self.clock())
                     .on_conflict_do_nothing()
                 )
 
