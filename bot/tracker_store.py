@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, List, Optional
+from typing import Any, List, Optional
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -125,7 +125,7 @@ class PrivacySQLTrackerStore(SQLTrackerStore):
         cutoff = time.time() - retention_s
         expired = 0
         for sender_id in self._last_written_before(cutoff):
-            async with lock_store.lock(sender_id) if lock_store else _nothing():
+            async with lock_store.lock(sender_id) if lock_store else contextlib.nullcontext():
                 if sender_id in self._last_written_before(cutoff, sender_id):
                     await self.delete(sender_id, why="nobody wrote in for the retention period")
                     expired += 1
@@ -151,7 +151,3 @@ class PrivacySQLTrackerStore(SQLTrackerStore):
         logger.info("Deleted a conversation %s (%d events)", why, deleted)
         return deleted
 
-
-@contextlib.asynccontextmanager
-async def _nothing() -> AsyncIterator[None]:
-    yield
