@@ -188,7 +188,7 @@ def plainly_no(tracker: Tracker) -> bool:
 def _bare(text: str) -> str:
     """Letters and digits only, in lower case, without accents, as a phone keyboard
     without them types the word ("hayir", "khong"); compatibility forms unfolded ("ﻻ")."""
-    folded = unicodedata.normalize("NFKD", text.replace("ı", "i").replace("I", "i"))
+    folded = unicodedata.normalize("NFKD", text.replace("ı", "i"))
     return "".join(c for c in folded.casefold() if c.isalnum())
 
 
