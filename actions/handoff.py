@@ -13,7 +13,8 @@
    is unsure of (`SURE_YES`, actions/answers.py) gets the offer again instead.
 3. While the ticket is open, bot.handoff_policy sends every message to
    `action_handoff_relay`, which passes it to the ticket and acknowledges once. A safety
-   message is also answered at once (the emergency number), and marked urgent.
+   message, or one not understood that may be about danger, is also answered at once (the
+   emergency number), and marked urgent.
 4. The desk's hand-back runs `action_handoff_end` (Rasa's /execute), which tells the
    person the assistant is back.
 """
@@ -231,7 +232,11 @@ class ActionRelayToCounsellor(Action):
     ) -> List[Dict[Text, Any]]:
         text = tracker.latest_message.get("text") or ""
         intent = latest_intent(tracker)
-        danger = intent in SAFETY_INTENTS
+        # A message not understood that may be about danger gets the safety answer, as
+        # outside the handoff (actions/fallback.py), and reaches the counsellor as urgent.
+        ranking = tracker.latest_message.get("intent_ranking") or []
+        danger = intent if intent in SAFETY_INTENTS else (
+            possible_danger(ranking) if intent == Intents.NLU_FALLBACK else None)
         outbox = get_outbox()
         lost = False  # the desk refused the message for good
         if text:
@@ -249,7 +254,7 @@ class ActionRelayToCounsellor(Action):
                     "idempotency_key": key,
                     "text": text,
                     "at": iso(None),
-                    "urgent": danger,
+                    "urgent": danger is not None,
                     "intent": intent or None,
                     "confidence": (tracker.latest_message.get("intent") or {}).get("confidence"),
                 },
@@ -258,7 +263,7 @@ class ActionRelayToCounsellor(Action):
             lost = outbox.state(key) == "dead"
         if danger:
             # Whatever the hour, the person is not left waiting for a counsellor in danger.
-            send(dispatcher, tracker, intent)
+            send(dispatcher, tracker, danger)
         if lost:
             send(dispatcher, tracker, "handoff_message_failed")
             return []
@@ -304,13 +309,17 @@ class ActionHandoffFailed(ActionEndHandoff):
         return Actions.HANDOFF_FAILED
 
 
-class ActionRelayFailed(ActionEndHandoff):
+class ActionRelayFailed(Action):
     """The desk refused one message of the handoff for good: the person is told it did not
     reach the counsellor, with the hotline (run by the outbox through Rasa's API); the
-    handoff goes on."""
-
-    answer = "handoff_message_failed"
-    ends = False
+    handoff goes on. Told also when the handoff has ended meanwhile: a message that waited
+    for the desk and found its ticket closed was promised to the counsellor."""
 
     def name(self) -> Text:
         return Actions.RELAY_FAILED
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
+        send(dispatcher, tracker, "handoff_message_failed")
+        return [ActionExecuted(Actions.LISTEN)]

@@ -441,6 +441,40 @@ async def test_a_message_refused_later_is_told_through_rasa_and_the_handoff_goes
     assert events == [ActionExecuted("action_listen")]  # the ticket stays
 
 
+async def test_a_message_refused_after_the_handoff_ended_is_still_told(dispatcher):
+    # It waited for the desk, which was down, and then found the ticket closed (409): the
+    # person was told it would reach the counsellor.
+    after = make_tracker("greet", slots={"language": "en"})
+
+    events = await ActionRelayFailed().run(dispatcher, after, {})
+
+    assert [text for text, _ in sent(dispatcher)] == [MESSAGE_FAILED]
+    assert events == [ActionExecuted("action_listen")]
+
+
+async def test_a_message_not_understood_that_may_be_danger_is_answered_and_urgent(dispatcher):
+    tracker = make_tracker(
+        "nlu_fallback",
+        slots={"handoff_ticket": "ticket-key-1", "handoff_acknowledged": True},
+        events=[{**user_event("nlu_fallback", "he hit me again kids hidden"),
+                 "timestamp": 1790000100.0}],
+    )
+    tracker.latest_message["text"] = "he hit me again kids hidden"
+    tracker.latest_message["intent_ranking"] = [
+        {"name": "nlu_fallback", "confidence": 0.6}, {"name": "ask_family", "confidence": 0.3},
+        {"name": "report_emergency", "confidence": 0.2}]
+
+    events = await ActionRelayToCounsellor().run(dispatcher, tracker, {})
+
+    [(_, body)] = pending_bodies()
+    assert (body["text"], body["urgent"]) == ("he hit me again kids hidden", True)
+    emergency = [r.text for r in get_content().replies("report_emergency", "en")]
+    assert [text for text, _ in sent(dispatcher)] == emergency + [
+        "Your message will reach the counsellor, marked as urgent. Please do not wait for the "
+        "answer if you are in danger: call 112 now."]
+    assert events == [SlotSet("handoff_acknowledged", True)]
+
+
 @pytest.mark.parametrize(
     "intent",
     ["report_emergency", "report_exploitation", "report_suicidal_thoughts",
@@ -491,7 +525,7 @@ async def test_the_hand_back_says_the_assistant_is_back_in_the_persons_language(
     assert events[-1] == ActionExecuted("action_listen")
 
 
-@pytest.mark.parametrize("action", [ActionEndHandoff, ActionHandoffFailed, ActionRelayFailed])
+@pytest.mark.parametrize("action", [ActionEndHandoff, ActionHandoffFailed])
 async def test_a_repeated_notice_finds_nothing_to_end_and_leaves_the_assistant_listening(
     dispatcher, action
 ):
