@@ -7,7 +7,8 @@ request, so nothing is lost and nothing doubled. It cannot be poisoned:
   request keeps failing delays nobody else;
 - a failure is retried with backoff, up to a cap; what keeps failing, or what the desk
   refuses for good, moves to the dead letters with its reason, where an operator sees
-  it (`python -m actions.outbox`, the desk's status page, the metrics) and can retry it;
+  it (`python -m actions.outbox`, the desk's status page, the metrics) and can retry a
+  message (not a ticket: the person was told that nothing was shared);
 - answers are classified: unreachable, 408/425/429/5xx: the desk is busy or down, try
   again; 401/403: our token is refused, 413: too large: configuration problems, tried
   again and logged as errors for the operator; 404 on a message for a ticket: the ticket
@@ -72,6 +73,7 @@ INBOUND_PATH = "/api/inbound"
 BUSY = {408, 425, 429, 500, 502, 503, 504}
 # Our token is refused, or the request is too large: an operator must act; keep trying.
 CONFIGURATION = {401, 403, 413}
+FOLLOWER_REASON = "its ticket was refused"
 
 metadata = sa.MetaData()
 
@@ -316,13 +318,19 @@ class Outbox:
             outbox.c.conversation_id == ticket.conversation_id,
             outbox.c.state == PENDING, outbox.c.path == INBOUND_PATH,
         )).fetchall():
-            self._bury(db, follower, "its ticket was refused")
+            self._bury(db, follower, FOLLOWER_REASON)
 
     def _notify(self, db: Any, dead: Any, action: str) -> None:
         """Run `action` in the conversation through Rasa's API: it tells the person."""
         conversation = urllib.parse.quote(dead.conversation_id, safe="")
+        key = f"{dead.key}:refused"
+        # The same request retried by an operator and refused again: told again, once.
+        told = db.execute(sa.select(outbox.c.state).where(outbox.c.key == key)).first()
+        if told and told.state == PENDING:
+            return
+        db.execute(outbox.delete().where(outbox.c.key == key))
         db.execute(outbox.insert().values(
-            key=f"{dead.key}:refused", conversation_id=dead.conversation_id, target=RASA,
+            key=key, conversation_id=dead.conversation_id, target=RASA,
             method="POST", path=f"/conversations/{conversation}/execute?output_channel=latest",
             body=json.dumps({"name": action}), state=PENDING, attempts=0,
             next_at=self.clock(), created_at=self.clock()))
@@ -373,10 +381,15 @@ class Outbox:
         ]
 
     def retry_dead(self, ids: Optional[Iterable[int]] = None) -> int:
-        """Put dead letters (all, or those `ids`) back in the outbox; how many."""
+        """Put dead letters (all, or those `ids`) back in the outbox; how many.
+
+        Not a ticket, nor a message that died with its ticket: the person was told that
+        nothing was shared, and a counsellor is reached only with a new consent."""
         now = self.clock()
         with self.engine.begin() as db:
-            query = sa.select(dead_letters)
+            query = sa.select(dead_letters).where(
+                dead_letters.c.path != TICKETS_PATH,
+                dead_letters.c.reason != FOLLOWER_REASON)
             if ids is not None:
                 query = query.where(dead_letters.c.id.in_(list(ids)))
             rows = db.execute(query.order_by(dead_letters.c.id)).fetchall()
@@ -488,7 +501,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     (AVRR_DATA_DIR or AVRR_DATABASE_URL); the running server's thread does the sending."""
     parser = argparse.ArgumentParser(prog="python -m actions.outbox", description=main.__doc__)
     commands = parser.add_subparsers(dest="command")
-    retry = commands.add_parser("retry", help="put dead letters back in the outbox")
+    retry = commands.add_parser(
+        "retry", help="put dead messages back in the outbox (not tickets: the person was "
+                      "told that nothing was shared)")
     retry.add_argument("ids", nargs="*", type=int, help="dead letter ids (default: all)")
     arguments = parser.parse_args(argv)
     box = Outbox(engine(load(Settings).store_url("outbox")), "", "")

@@ -225,16 +225,16 @@ def test_an_operator_sees_and_retries_the_dead_letters_with_the_command(
         tmp_path, server, clock, monkeypatch, capsys):
     box = Outbox(engine(f"sqlite:///{tmp_path / 'outbox.db'}"), server, "desk-token",
                  server, "rasa-token-0123456789", clock)
-    Server.answers = {"/api/tickets": [400]}
-    box.put("t1", "c1", "POST", "/api/tickets", {"text": "my name is Zorana"})
-    box.flush("c1", waiting="t1")
+    Server.answers = {"/api/inbound": [400]}
+    box.put("m1", "c1", "POST", "/api/inbound", {"text": "my name is Zorana"})
+    box.flush("c1", waiting="m1")
     assert box.counts() == {"pending": 0, "dead": 1}
     monkeypatch.setenv("AVRR_DATA_DIR", str(tmp_path))
 
     assert main([]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed[0] == "pending: 0  dead: 1"
-    assert listed[1].startswith("#1 ticket to the desk, died ")
+    assert listed[1].startswith("#1 message to the desk, died ")
     assert listed[1].endswith(" UTC after 1 attempts: refused (400)")
     assert "Zorana" not in "\n".join(listed)  # what the person wrote stays in the store
 
@@ -242,8 +242,35 @@ def test_an_operator_sees_and_retries_the_dead_letters_with_the_command(
     assert capsys.readouterr().out == "1 back in the outbox\n"
     clock.now = time.time() + 1  # the command put it back on the real clock
     box.flush()
-    assert box.state("t1") == "delivered"
+    assert box.state("m1") == "delivered"
     assert box.counts() == {"pending": 0, "dead": 0}
+
+
+def test_a_dead_ticket_is_not_retried_the_person_was_told_nothing_was_shared(box, clock):
+    Server.answers = {"/api/tickets": [400]}
+    box.put("t1", "c1", "POST", "/api/tickets", {"n": 1})
+    box.put("m1", "c1", "POST", "/api/inbound", {"text": "hello?"})
+    box.flush("c1", waiting="t1")
+    assert [d["reason"] for d in box.dead()] == ["refused (400)", "its ticket was refused"]
+
+    assert box.retry_dead() == 0
+    assert box.counts() == {"pending": 0, "dead": 2}
+
+
+def test_a_message_retried_and_refused_again_is_told_again_and_blocks_nothing(box, clock):
+    Server.answers = {"/api/inbound": [422, 422]}
+    box.put("m1", "c1", "POST", "/api/inbound", {"text": "hello?"})
+    box.flush()  # refused; the notice goes to Rasa
+    assert box.state("m1:refused") == "delivered"
+
+    assert box.retry_dead() == 1
+    box.flush()  # refused again: told again, and the queue goes on
+    box.put("m2", "c1", "POST", "/api/inbound", {"text": "and now?"})
+    box.flush()
+
+    assert (box.state("m1"), box.state("m2")) == ("dead", "delivered")
+    notices = [key for _, path, key, _, _ in Server.received if path.startswith("/conv")]
+    assert notices == ["m1:refused", "m1:refused"]
 
 
 def test_an_unreachable_desk_keeps_everything_across_restarts(tmp_path, clock):
