@@ -485,7 +485,8 @@ class Store:
         attempts it may have in `window`); seconds to wait when it is one too many for a
         key (None: go ahead). Counted in one transaction before the password is checked,
         so that attempts made at once cannot all pass; a success is taken back
-        (`login_succeeded`)."""
+        (`login_succeeded`). An attempt refused is not counted for any key: it checks no
+        password, and one address hammering a name must not lock it for everyone."""
         moment = now()
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as db:
@@ -501,11 +502,15 @@ class Store:
             rows = db.execute(
                 sa.select(login_failures).where(login_failures.c.key.in_(list(limits)))
             ).fetchall()
-        waits = [
-            (parse_time(iso(row.window_start)) + window - moment).total_seconds()
-            for row in rows
-            if row.count > limits[row.key]
-        ]
+            waits = [
+                (parse_time(iso(row.window_start)) + window - moment).total_seconds()
+                for row in rows
+                if row.count > limits[row.key]
+            ]
+            if waits:
+                db.execute(
+                    login_failures.update().where(login_failures.c.key.in_(list(limits)))
+                    .values(count=login_failures.c.count - 1))
         return max(waits) if waits else None
 
     def login_succeeded(self, forget: Sequence[str], keep: Sequence[str] = ()) -> None:

@@ -425,6 +425,20 @@ async def test_behind_a_proxy_the_limits_count_the_address_it_forwards(client):
     assert await sign_in_from(client, "203.0.113.9, 198.51.100.4") == 200
 
 
+async def test_one_address_hammering_a_name_does_not_lock_it_for_everyone(client):
+    desk = next(iter(client.server.app.router["ready"])).handler.__self__
+    desk.settings = desk.settings.copy(update={"proxies_count": 1})
+    stranger = {"X-Forwarded-For": "203.0.113.9"}
+    statuses = [
+        (await client.post("/api/login", json={"username": "amina", "password": "guess-123"},
+                           headers=stranger)).status
+        for _ in range(60)  # more than the name's 50 from anywhere
+    ]
+    assert statuses == [401] * 5 + [429] * 55  # refused attempts check no password...
+
+    assert await sign_in_from(client, "198.51.100.4") == 200  # ...and count for nothing
+
+
 async def test_an_ipv6_home_counts_as_one_address_whichever_of_its_addresses_it_takes(
     client
 ):
