@@ -208,6 +208,20 @@ def test_a_message_refused_for_good_is_told_to_the_person_and_the_handoff_goes_o
         "refused (422)", "its ticket is missing (404)"]
 
 
+def test_a_notice_names_a_telegram_or_whatsapp_conversation_as_rasa_s_route_reads_it(box):
+    # Sanic does not unquote a path: "telegram%3A42" would be a conversation of its own.
+    Server.answers = {"/api/inbound": [422, 422]}
+    box.put("m1", "telegram:42", "POST", "/api/inbound", {"text": "hello?"})
+    box.put("m2", "whatsapp:36301234567", "POST", "/api/inbound", {"text": "hello?"})
+
+    box.flush()
+
+    assert [path for _, path, _, _, _ in Server.received if path.startswith("/conv")] == [
+        "/conversations/telegram:42/execute?output_channel=latest",
+        "/conversations/whatsapp:36301234567/execute?output_channel=latest",
+    ]
+
+
 def test_the_action_that_waits_tells_the_person_itself(box):
     Server.answers = {"/api/tickets": [422]}
     box.put("t1", "web-abc", "POST", "/api/tickets", {"n": 1})

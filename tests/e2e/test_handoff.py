@@ -271,8 +271,9 @@ def test_a_repeated_callback_opens_one_ticket(assistant, desk):
     assert first.json()["responses"][0]["text"] == second.json()["responses"][0]["text"]
 
 
-def test_a_counsellors_reply_reaches_a_person_on_telegram(assistant, desk, telegram_api):
-    """One reply path: the desk writes through Rasa, which sends on the person's channel."""
+def telegram_handoff(assistant, desk, telegram_api):
+    """A person on Telegram, in Ukrainian, asks for a counsellor and agrees: (chat id, the
+    desk's ticket)."""
     from tests.e2e.test_telegram import message_update, new_id, post
 
     chat_id = new_id()
@@ -299,7 +300,12 @@ def test_a_counsellors_reply_reaches_a_person_on_telegram(assistant, desk, teleg
     assert post(assistant, press).ok
     ticket = desk.open_ticket_of(f"telegram:{chat_id}")
     assert (ticket["channel"], ticket["language"]) == ("telegram", "uk")
+    return chat_id, ticket
 
+
+def test_a_counsellors_reply_reaches_a_person_on_telegram(assistant, desk, telegram_api):
+    """One reply path: the desk writes through Rasa, which sends on the person's channel."""
+    chat_id, ticket = telegram_handoff(assistant, desk, telegram_api)
     reply = desk.api(
         "POST",
         f"/api/tickets/{ticket['id']}/messages",
@@ -332,3 +338,21 @@ def test_a_message_whose_ticket_is_gone_is_told_to_the_person_not_lost_in_silenc
     assert told["text"] == get_content().replies("handoff_message_failed", "en")[0].text
     assert "06 80 20 50 18" in told["text"]
     assert chat.say_and_wait("hello?") == []  # still with the counsellor: no bot answer
+
+
+def test_a_person_on_telegram_is_told_when_their_message_cannot_reach_the_counsellor(
+        assistant, desk, telegram_api):
+    """The notice goes through Rasa's API to a conversation id with a colon
+    ("telegram:42"), which the outbox sends percent-encoded: it must still find it."""
+    from tests.e2e.test_telegram import message_update, post
+
+    chat_id, ticket = telegram_handoff(assistant, desk, telegram_api)
+    deleted = desk.api("DELETE", f"/api/conversations/{ticket['conversation_id']}")
+    assert deleted.json() == {"deleted_tickets": 1}
+    before = len(telegram_api.sent_to(chat_id))
+
+    assert post(assistant, message_update(chat_id, "uk", text="Ви ще тут?")).ok
+
+    failed = get_content().replies("handoff_message_failed", "uk")[0].text
+    told = telegram_api.wait_for("sendMessage", before + 2, chat_id=chat_id, timeout=90)
+    assert [call.params["text"] for call in told[before:]][-1] == failed
