@@ -72,7 +72,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from avrr import readiness
-from avrr.logs import CHATTY
+from avrr.logs import CHATTY, NoSenderIds
 from avrr.settings import SettingsError
 from bot import lock_store, runtime, sanic_http
 from bot.channels.base import NotYetSent, Undeliverable
@@ -83,6 +83,7 @@ logger = logging.getLogger(__name__)
 # answers) is some tens of kB; Meta's WhatsApp webhooks likewise. Four times that.
 MAX_BODY_BYTES = 256 * 1024
 RETENTION_INTERVAL_S = 3600
+NO_SENDER_IDS = NoSenderIds()
 _API_WRITE = re.compile(r"^/conversations/(?P<conversation>[^/]+)/(tracker/events|execute)$")
 
 
@@ -209,12 +210,19 @@ def guard_app(app: Sanic) -> Sanic:
         found = _API_WRITE.match(request.path) if request.method == "POST" else None
         if found is None or not hasattr(request.app.ctx, "agent"):
             return None
+        # As Sanic gives it to Rasa's route: not unquoted ("telegram%3A42" is another).
         conversation = found.group("conversation")
         # Rasa answers a caller without the token (401): a 404 first would tell a stranger
         # whether a phone number has a conversation.
         if not await may_write(request, conversation):
             return None
-        if await request.app.ctx.agent.tracker_store.retrieve(conversation) is None:
+        try:
+            found_tracker = await request.app.ctx.agent.tracker_store.retrieve(conversation)
+        except Exception as failure:  # noqa: BLE001 - Sanic would log the URL, a phone number
+            logger.error("a conversation could not be read: %s", type(failure).__name__)
+            return response.json({"error": "the conversation store is not available"},
+                                 status=503, headers={"Retry-After": "5"})
+        if found_tracker is None:
             return response.json({"error": "no such conversation"}, status=404)
         return None
 
@@ -346,6 +354,13 @@ def mend_rasa() -> None:
     rasa.core.run.configure_app = configure_app
     rasa.server.ErrorResponse.__init__ = retryable_error
     rasa.server.logger.addFilter(QUIET_REFUSALS)
+    quiet_rasa_logs()
+
+
+def quiet_rasa_logs() -> None:
+    """The Rasa server configures its own logging, not through avrr.logs.configure: the
+    same filters, so that no line of its own names a conversation (a phone number)."""
+    logging.getLogger("rasa.core.processor").addFilter(NO_SENDER_IDS)
 
 
 def with_api_token(argv: List[str]) -> List[str]:

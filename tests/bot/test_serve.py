@@ -263,3 +263,70 @@ async def test_a_message_that_reaches_no_model_is_a_503_to_retry_not_lost(
         ("bot.channels.rest", "ERROR", "REST message could not be processed: AgentNotReady"),
         ("bot.channels.base", "ERROR", "telegram delivery could not be handled: AgentNotReady"),
     ]
+
+
+def test_the_rasa_server_logs_no_conversation_id_of_its_own(caplog):
+    import logging
+
+    from bot.serve import quiet_rasa_logs
+
+    quiet_rasa_logs()
+    quiet_rasa_logs()  # once is enough, twice changes nothing
+    with caplog.at_level(logging.WARNING, logger="rasa.core.processor"):
+        logging.getLogger("rasa.core.processor").warning(
+            "Circuit breaker tripped. Stopped predicting more actions for sender "
+            "'whatsapp:36301234567'.")
+
+    assert caplog.messages == [
+        "Circuit breaker tripped. Stopped predicting more actions for a sender."]
+
+
+class Trackers:
+    """Rasa's tracker store, failing."""
+
+    async def retrieve(self, conversation_id):
+        raise OSError("database is locked")
+
+
+@contextlib.asynccontextmanager
+async def guarded(monkeypatch, trackers):
+    """A Sanic app with Rasa's write route and our guard in front, reached over ASGI."""
+    from sanic import Sanic, response
+
+    from bot import runtime
+    from bot.serve import guard_app
+    from tests.bot.channels.harness import Lifespan
+
+    monkeypatch.setattr(Sanic, "test_mode", True)
+    runtime.reset()
+    app = Sanic(f"guard_test_{uuid.uuid4().hex[:12]}", configure_logging=False)
+    app.ctx.agent = SimpleNamespace(tracker_store=trackers)
+
+    @app.post("/conversations/<conversation_id:path>/execute")
+    async def execute(request, conversation_id):
+        return response.json({"ran_in": conversation_id})
+
+    guard_app(app)
+    lifespan = Lifespan(app)
+    await lifespan.startup()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rasa") as client:
+        yield client
+    await lifespan.shutdown()
+
+
+async def test_the_api_guard_answers_a_fault_of_the_tracker_store_with_a_503_naming_nobody(
+        monkeypatch, caplog):
+    import logging
+
+    token = {"token": "rasa-test-token-0123456789"}
+    caplog.set_level(logging.INFO)
+    async with guarded(monkeypatch, Trackers()) as client:
+        down = await client.post("/conversations/whatsapp%3A36301234567/execute",
+                                  params=token, json={"name": "action_relay_failed"})
+    assert (down.status_code, down.headers["Retry-After"], down.json()) == (
+        503, "5", {"error": "the conversation store is not available"})
+    server = [r for r in caplog.records if r.name.startswith("bot.")]
+    assert ("ERROR", "a conversation could not be read: OSError") in [
+        (r.levelname, r.getMessage()) for r in server]
+    assert not any("36301234567" in r.getMessage() for r in server)
