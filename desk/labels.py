@@ -1,13 +1,16 @@
 """`python -m desk export-labels`: the questions administrators labelled, as Rasa NLU data.
 
-Each language's labelled questions go to `data/nlu/<lang>/field.yml`, rewritten from
-what the desk holds now: a question deleted on request or expired leaves the file at
-the next export (a file left with none is removed). Move what a native speaker has
-reviewed into the topic files; git and the Docker build ignore this file: redaction
-removes phone numbers, e-mail addresses and messenger accounts, not names or places.
+Each language's labelled questions go to `data/nlu/<lang>/field.yml`, readable by its
+owner only, rewritten from what the desk holds now: a question deleted on request or
+expired leaves the file at the next export (a file left with none is removed). Move
+what a native speaker has reviewed into the topic files; `make train` and `make
+validate`, git and the Docker build leave this file out: redaction removes phone
+numbers, e-mail addresses and messenger accounts, not names or places, and a model
+keeps every word it was trained on.
 A question that the training data already has, under any intent, is left out (`rasa
 data validate` refuses an example labelled with two intents).
 """
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -80,8 +83,19 @@ def export(questions: Iterable[Mapping[str, str]], data_dir: Path) -> Dict[str, 
                 intents[intent].append(text)
         if intents:
             folder.mkdir(parents=True, exist_ok=True)
-            field.write_text(render(intents), encoding="utf-8")
+            write_private(field, render(intents))
         elif field.exists():
             field.unlink()
         written[language] = sum(len(texts) for texts in intents.values())
     return written
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` readable by its owner only (0600), whatever the umask: what people
+    wrote, redacted of numbers and accounts, not of names and places."""
+    fresh = path.with_name(f".{path.name}.new")
+    fresh.unlink(missing_ok=True)
+    descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(fresh, path)

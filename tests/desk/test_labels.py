@@ -27,6 +27,7 @@ def test_labelled_questions_become_a_field_file_that_rasa_validates(tmp_path):
     ], data)
 
     assert written == {"en": 2}
+    assert (data / "en" / FIELD).stat().st_mode & 0o777 == 0o600  # what people wrote
     assert examples_of(data / "en" / FIELD) == {
         "is the bus ticket home free for me": "ask_cost",
         "call me on [phone] please": "request_human"}
@@ -49,3 +50,24 @@ def test_labelled_questions_become_a_field_file_that_rasa_validates(tmp_path):
          "--fail-on-warnings"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+
+
+def test_make_train_and_make_validate_leave_the_exported_questions_out(tmp_path):
+    """Unreviewed questions from the field, with names and places, never train a model."""
+    field = ROOT / "data" / "nlu" / "en" / FIELD
+    made = field.exists()
+    if not made:
+        field.write_text("nlu: []\n", encoding="utf-8")
+    try:
+        commands = subprocess.run(
+            ["make", "-n", "-B", "train", "validate", "PYTHON310=/usr/bin/true"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    finally:
+        if not made:
+            field.unlink()
+    lines = [line for line in commands.splitlines() if " train --data " in line
+             or " data validate --data " in line]
+    assert len(lines) == 2, commands[-2000:]
+    for line in lines:
+        assert "data/nlu/en/programme.yml" in line and "data/stories/" in line
+        assert FIELD not in line
