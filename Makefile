@@ -112,7 +112,8 @@ soak: $(VENV)/.dev-installed $(MODEL) ## soak run: Telegram chats for minutes wh
 	$(PY) bench/soak.py
 
 review: $(VENV)/.installed ## the review sheet of one language: make review LANG=ps (var/review/)
-	@test -n "$(LANG)" || { echo "Name the language: make review LANG=ps"; exit 1; }
+	@# LANG is also the locale's variable: only one given on the command line names ours.
+	@test "$(origin LANG)" = "command line" || { echo "Name the language: make review LANG=ps"; exit 1; }
 	$(PY) -m avrr.review $(LANG)
 
 export-labels: $(VENV)/.installed ## labelled unanswered questions from the desk as NLU data to review: data/nlu/<lang>/field.yml

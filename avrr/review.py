@@ -97,7 +97,9 @@ def write_sheet(language: str, out: Path, folder: Path = CONTENT) -> Tuple[Path,
     columns = ["key", "sensitivity", "status", "english", "translation", "sources",
                "reviewed_by", "reviewed_at", "reviewer_notes"]
     csv_path = out / f"{language}.csv"
-    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+    # With a byte order mark: Excel, opened by a double click, reads the file as UTF-8
+    # (Arabic, Pashto, Cyrillic) only then.
+    with csv_path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in found:

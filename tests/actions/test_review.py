@@ -65,7 +65,8 @@ def test_a_change_of_the_english_makes_the_translations_review_stale(folder):
 def test_the_sheet_of_every_language_is_written(folder, tmp_path, language):
     csv_path, html_path = review.write_sheet(language, tmp_path / "review", folder)
 
-    with csv_path.open(encoding="utf-8") as handle:
+    assert csv_path.read_bytes().startswith("\ufeffkey,".encode())  # UTF-8 for Excel too
+    with csv_path.open(encoding="utf-8-sig") as handle:
         sheet = list(csv.DictReader(handle))
     assert {row["key"] for row in sheet} == {key for key, _ in review.items(
         review.load(language, folder))}
@@ -89,7 +90,7 @@ def test_no_cell_of_the_sheet_is_a_formula_in_a_spreadsheet(folder, tmp_path):
                       encoding="utf-8")
     csv_path, _ = review.write_sheet("ar", tmp_path / "review", folder)
 
-    with csv_path.open(encoding="utf-8") as handle:
+    with csv_path.open(encoding="utf-8-sig") as handle:
         sheet = list(csv.DictReader(handle))
     cost = next(row for row in sheet if row["key"] == "ask_cost")
     assert cost["translation"].startswith("'=HYPERLINK(")
