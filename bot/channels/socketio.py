@@ -47,6 +47,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from typing import Any, Awaitable, Callable, Counter, Dict, List, Optional, Tuple
@@ -163,6 +164,17 @@ class CappedServer(AsyncServer):
             if self.open_from[address] <= 0:
                 del self.open_from[address]
         await super()._handle_eio_disconnect(eio_sid)
+
+
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def message_id_of(data: Dict[str, Any]) -> Optional[str]:
+    """The widget's id of a message, the same when it sends the message again after a
+    dropped connection: the desk then takes a relay or a consent once (actions/handoff.py
+    `message_key`). Anything else: None, and Rasa makes one."""
+    given = data.get("message_id")
+    return given if isinstance(given, str) and MESSAGE_ID.fullmatch(given) else None
 
 
 def hint_of(metadata: Any) -> Dict[str, str]:
@@ -395,7 +407,7 @@ class GuardedSocketIOInput(InputChannel):
                 text = await disarm(webhook.ctx.app, sender_id, text)
                 await on_new_message(
                     UserMessage(text, collector, sender_id, input_channel=self.name(),
-                                metadata=metadata)
+                                metadata=metadata, message_id=message_id_of(data))
                 )
             except Exception as failure:  # noqa: BLE001 - tell the client to send it again
                 logger.error("web chat message could not be processed: %s", type(failure).__name__)

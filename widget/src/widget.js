@@ -165,7 +165,11 @@ function submit(message, shown) {
   });
   var node = bubble("user", shown || message);
   node.className += " avrr-pending";
-  queue.push({ message: message, node: node });
+  // An id of its own, the same when it is sent again: the desk takes it once.
+  var id = Array.prototype.map.call(crypto.getRandomValues(new Uint8Array(12)), function (b) {
+    return (b + 256).toString(16).slice(1);
+  }).join("");
+  queue.push({ message: message, node: node, id: id });
   flush();
 }
 
@@ -177,7 +181,7 @@ function flush() {
   sending = true;
   failed = refused = false;
   retryIn = 3000;
-  var data = { message: item.message, session_id: token, metadata: { language_hint: chosen || browserLang || lang } };
+  var data = { message: item.message, message_id: item.id, session_id: token, metadata: { language_hint: chosen || browserLang || lang } };
   socket.emit("user_uttered", data, function () {
     if (queue[0] !== item || !sending) return;
     sending = false;

@@ -2,7 +2,8 @@
 web chat, for tests/bot/channels/test_socketio.py and the widget's tests. The channel is
 mounted as Rasa mounts it, with the stand-in agent of harness.py (it answers at once);
 `POST /say/<conversation id>` sends a reply through the channel's output channel, as
-Rasa's HTTP API sends a counsellor's, and `GET /received` lists the texts it was given.
+Rasa's HTTP API sends a counsellor's, and `GET /received` lists the texts it was given
+(`GET /message_ids`, their message ids).
 `Replica` runs it in a process of its own."""
 import os
 import subprocess
@@ -42,6 +43,10 @@ def main(port: int) -> None:
     @app.get("/received")
     async def received(request: Request) -> response.HTTPResponse:
         return response.json(rasa.texts())
+
+    @app.get("/message_ids")
+    async def message_ids(request: Request) -> response.HTTPResponse:
+        return response.json([m.message_id for m in rasa.received])
 
     app.run(host="127.0.0.1", port=port, access_log=False)
 

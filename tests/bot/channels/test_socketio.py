@@ -406,3 +406,25 @@ def test_an_address_has_a_few_sockets_open_and_asks_for_sessions_as_often_as_it_
         replica.stop()
     assert "refused a web chat connection: 2 open from its address already" in (
         replica.log.read_text(errors="replace"))
+
+
+def test_a_message_sent_again_by_the_widget_keeps_its_id_and_a_bad_id_is_not_taken(tmp_path):
+    """The widget sends a message again after a dropped connection: with the same id, the
+    desk takes a relay or a consent once (actions/handoff.py message_key)."""
+    port = free_port()
+    replica = Replica(port, None, f"http://127.0.0.1:{port}", tmp_path / "replica.log")
+    person = None
+    try:
+        replica.wait_until_up(time.monotonic() + 60)
+        person = _Person(replica.url)
+        for given in ("a1b2c3d4e5f6a7b8c9d0e1f2", "a1b2c3d4e5f6a7b8c9d0e1f2", "<b>", 42):
+            person.client.emit("user_uttered", {"message": "hello", "message_id": given})
+            assert person.next_texts(3)[-1] == "(turn over)"
+
+        ids = httpx.get(f"{replica.url}/message_ids").json()
+    finally:
+        if person is not None:
+            person.client.disconnect()
+        replica.stop()
+    assert ids[:2] == ["a1b2c3d4e5f6a7b8c9d0e1f2"] * 2
+    assert len(set(ids[2:])) == 2 and "<b>" not in ids and 42 not in ids  # Rasa's own
