@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -335,3 +336,15 @@ class QueuedInput(InputChannel):
             await self.close()
 
         return webhook
+
+
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def message_id_of(data: Dict[str, Any]) -> Optional[str]:
+    """The client's id of a message (the widget's, a REST client's), the same when it
+    sends the message again after a dropped connection or a timeout: the desk then takes a
+    relay or a consent once (actions/handoff.py `message_key`). Anything else: None, and
+    Rasa makes one."""
+    given = data.get("message_id")
+    return given if isinstance(given, str) and MESSAGE_ID.fullmatch(given) else None

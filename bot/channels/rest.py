@@ -32,6 +32,7 @@ from bot.channels.base import (
     disarm,
     error,
     language_hint,
+    message_id_of,
     to_its_end,
     too_many,
 )
@@ -106,17 +107,18 @@ class GuardedRestInput(InputChannel):
             metadata = body.get("metadata")
             hint = language_hint(metadata.get(Metadata.LANGUAGE_HINT)) if isinstance(
                 metadata, dict) else {}
-            return await to_its_end(turn(request, sender_id, text, hint))
+            return await to_its_end(turn(request, sender_id, text, hint, message_id_of(body)))
 
         async def turn(
-            request: Request, sender_id: str, text: str, hint: Dict[str, str]
+            request: Request, sender_id: str, text: str, hint: Dict[str, str],
+            message_id: Optional[str],
         ) -> HTTPResponse:
             collector = CollectingOutputChannel()
             try:
                 text = await disarm(request.app, sender_id, text)
                 await on_new_message(
                     UserMessage(text, collector, sender_id, input_channel=self.name(),
-                                metadata=hint)
+                                metadata=hint, message_id=message_id)
                 )
             except Exception as failure:  # noqa: BLE001 - any failure: the client retries
                 # The exception's text may quote the message or the sender (a database

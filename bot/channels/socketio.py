@@ -47,7 +47,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import time
 from typing import Any, Awaitable, Callable, Counter, Dict, List, Optional, Tuple
@@ -64,7 +63,13 @@ from socketio import packet as socketio_packet
 from avrr.logs import MALFORMED_PACKETS, RefusedPacket
 from avrr.vocabulary import CONVERSATION_PREFIXES, Channel, Intents, Metadata
 from bot import runtime
-from bot.channels.base import add_health, client_address, disarm, language_hint
+from bot.channels.base import (
+    add_health,
+    client_address,
+    disarm,
+    language_hint,
+    message_id_of,
+)
 from bot.channels.rate_limits import close_on_stop, rate_limits
 from bot.text import InvalidMessage, clean_text
 from bot.transcript import history
@@ -164,17 +169,6 @@ class CappedServer(AsyncServer):
             if self.open_from[address] <= 0:
                 del self.open_from[address]
         await super()._handle_eio_disconnect(eio_sid)
-
-
-MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-
-
-def message_id_of(data: Dict[str, Any]) -> Optional[str]:
-    """The widget's id of a message, the same when it sends the message again after a
-    dropped connection: the desk then takes a relay or a consent once (actions/handoff.py
-    `message_key`). Anything else: None, and Rasa makes one."""
-    given = data.get("message_id")
-    return given if isinstance(given, str) and MESSAGE_ID.fullmatch(given) else None
 
 
 def hint_of(metadata: Any) -> Dict[str, str]:

@@ -57,3 +57,18 @@ async def test_a_client_that_hangs_up_does_not_stop_its_turn_half_done(monkeypat
 
     assert [type(event).__name__ for event in rasa.trackers["u1"].events] == [
         "UserUttered", "BotUttered", "BotUttered"]
+
+
+async def test_a_message_sent_again_with_its_id_keeps_it_and_a_bad_id_is_not_taken(monkeypatch):
+    """A client that timed out sends the message again with the same `message_id`: the
+    desk then takes a relay or a consent once (actions/handoff.py message_key)."""
+    rasa = Rasa()
+    async with mounted(GuardedRestInput(token=None), rasa, monkeypatch) as client:
+        for given in ("order-7f3a-0001", "order-7f3a-0001", "x" * 65, ["order"]):
+            reply = await client.post("/webhooks/rest/webhook", json={
+                "sender": "partner-42", "message": "hello", "message_id": given})
+            assert reply.status_code == 200
+
+    ids = [message.message_id for message in rasa.received]
+    assert ids[:2] == ["order-7f3a-0001"] * 2
+    assert len(set(ids[2:])) == 2 and "x" * 65 not in ids  # Rasa's own
