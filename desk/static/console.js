@@ -283,7 +283,11 @@ async function loadTickets(run) {
   $("ticket-list").setAttribute("aria-busy", "false");
 }
 
-const shown = (ticket) => !$("mine-only").checked || state.me.languages.includes(ticket.language);
+// "My languages only" never hides an open urgent ticket: one in a language nobody on shift
+// reads must still reach someone, who can call an interpreter or the emergency services.
+const urgentOpen = (ticket) => ticket.urgency === "urgent" && ticket.status === "open";
+const shown = (ticket) => !$("mine-only").checked || state.me.languages.includes(ticket.language)
+  || urgentOpen(ticket);
 const mine = (ticket) => Boolean(state.me) && ticket.assignee === state.me.username;
 
 function announceNew(tickets) {
@@ -328,6 +332,11 @@ function renderList() {
   $("tickets-title").textContent = `${status.options[status.selectedIndex].text} tickets`;
   $("ticket-count").textContent = `(${visible.length})`;
   $("list-empty").hidden = visible.length > 0;
+  const others = state.tickets.filter((ticket) => !shown(ticket) && ticket.status === "open").length;
+  $("others-hidden").hidden = others === 0;
+  $("others-count").textContent = others === 1
+    ? "1 more open ticket is in a language not yours."
+    : `${others} more open tickets are in languages not yours.`;
 }
 
 function fillRow(button, ticket) {
@@ -1001,6 +1010,10 @@ async function boot() {
   $("logout").addEventListener("click", logOut);
   $("change-password").addEventListener("click", () => showPasswordChange(true));
   $("mine-only").addEventListener("change", renderList);
+  $("show-others").addEventListener("click", () => {
+    $("mine-only").checked = false;
+    renderList();
+  });
   $("status-filter").addEventListener("change", () => {
     $("ticket-list").setAttribute("aria-busy", "true");
     refreshNow();

@@ -279,6 +279,29 @@ def test_a_ready_reply_with_a_date_and_a_time_is_filled_in_before_it_is_sent(new
     assert page.errors == []
 
 
+def test_my_languages_only_never_hides_an_urgent_ticket_and_says_what_it_hides(new_page, desk):
+    username, temporary = add_account(desk, languages=("ar",))
+    page = new_page()
+    sign_in_first_time(page, desk, username, temporary)
+    urgent = open_ticket(desk, language="ps", urgency="urgent")
+    calm = open_ticket(desk, language="ps")
+
+    expect(row(page, urgent)).to_be_visible(timeout=LIVE)
+    expect(row(page, calm)).to_have_count(0)
+    hidden = desk.api("GET", "/api/tickets?status=open").json()
+    others = sum(1 for t in hidden if t["language"] != "ar" and t["urgency"] != "urgent")
+    expect(page.locator("#others-count")).to_have_text(
+        f"{others} more open ticket{' is' if others == 1 else 's are'} in "
+        f"{'a language' if others == 1 else 'languages'} not yours.")
+
+    page.get_by_role("button", name="Show all languages").click()
+
+    expect(row(page, calm)).to_be_visible()
+    expect(page.locator("#others-hidden")).to_be_hidden()
+    expect(page.locator("#mine-only")).not_to_be_checked()
+    assert page.errors == []
+
+
 def test_an_administrator_assigns_a_ticket_and_its_new_holder_sees_it_first(new_page, desk):
     username, temporary = add_account(desk, languages=("en", "fr"))
     admin, counsellor = new_page(), new_page()
