@@ -435,8 +435,11 @@ class Desk:
             text, content = ready.text, ready.source()
         else:
             text = text_field(body, "text")
+        # The console's key of this draft: a reply sent again after an answer that was lost
+        # (a desk restarting, a proxy's 502) is the same reply, not a second one.
+        key = text_field(body, "idempotency_key", 100) if "idempotency_key" in body else None
         message = await asyncio.to_thread(
-            self.store.reply, ticket_id, request["who"]["username"], text, content)
+            self.store.reply, ticket_id, request["who"]["username"], text, content, key)
         await self.deliver(ticket["conversation_id"])
         stored = await asyncio.to_thread(self.store.ticket, ticket_id, True)
         mine = next((m for m in (stored or {}).get("messages", []) if m["id"] == message["id"]),

@@ -1005,7 +1005,10 @@ def document() -> Dict[str, Any]:
                         "Free text (`text`), or a ready reply (`reply_key` with the `values` of "
                         "its fields, see /api/replies) sent in the person's language. The "
                         "counsellor who replies to a ticket nobody holds gets it. If Rasa "
-                        "cannot take it now, it is kept (delivered: false) and retried."
+                        "cannot take it now, it is kept (delivered: false) and retried. "
+                        "`idempotency_key` (the console's key of one draft): the same key "
+                        "from the same author on the same ticket returns the reply already "
+                        "taken, so a reply sent again after a lost answer goes out once."
                     ),
                     "parameters": TICKET_ID,
                     "requestBody": _body(
@@ -1015,12 +1018,14 @@ def document() -> Dict[str, Any]:
                                     "type": "object",
                                     "required": ["text"],
                                     "not": {"required": ["reply_key"]},
-                                    "properties": {"text": text(4096)},
+                                    "properties": {"text": text(4096),
+                                                   "idempotency_key": text(100)},
                                 },
                                 {
                                     "type": "object",
                                     "required": ["reply_key"],
                                     "properties": {
+                                        "idempotency_key": text(100),
                                         "reply_key": text(64),
                                         "values": {
                                             "type": "object",

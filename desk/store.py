@@ -706,14 +706,23 @@ class Store:
         return _message(db.execute(sa.select(messages).where(messages.c.id == message_id)).first())
 
     def reply(
-        self, ticket_id: int, actor: str, text: str, content: Optional[Dict[str, Any]] = None
+        self, ticket_id: int, actor: str, text: str, content: Optional[Dict[str, Any]] = None,
+        key: Optional[str] = None,
     ) -> Dict[str, Any]:
         """A counsellor's reply, to be delivered: taken only from the counsellor who holds
         the ticket, who gets it if nobody does (no two people answer one person). The
         API token answers whoever holds it. Conflict if the ticket is closed or held by
-        someone else."""
+        someone else. A `key` given again by the same author on the same ticket is the
+        reply already taken: it is returned, not added."""
+        stored_key = None if key is None else "reply:" + hashlib.sha256(
+            f"{ticket_id}|{actor}|{key}".encode()).hexdigest()[:40]
         with self.engine.begin() as db:
             _lock(db, ticket_id)
+            if stored_key is not None:
+                taken = db.execute(sa.select(messages).where(
+                    messages.c.idempotency_key == stored_key)).first()
+                if taken is not None:
+                    return _message(taken)
             self._hold(db, ticket_id, actor)
             first = not db.execute(sa.select(messages.c.id).where(
                 messages.c.ticket_id == ticket_id, messages.c.sender == "counsellor")).first()
@@ -726,7 +735,7 @@ class Store:
                     language=row.language, urgency=row.urgency, seconds=max(0.0, waited)))
             message = self._insert_message(
                 db, ticket_id, sender="counsellor", text=text, at=now(), delivered=False,
-                author=actor, content=_json(content))
+                author=actor, content=_json(content), idempotency_key=stored_key)
             detail = f"ready reply {content['key']}" if content else "free text"
             _record(db, ticket_id, actor, "replied", detail)
             return message

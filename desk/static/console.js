@@ -13,7 +13,7 @@ const MIN_PASSWORD = 10;
 
 const state = {
   me: null, tickets: [], known: null, selected: null, detail: null, sending: false,
-  rows: new Map(), messages: new Map(), drafts: new Map(), timer: 0, run: 0, polls: 0,
+  rows: new Map(), messages: new Map(), drafts: new Map(), sendKeys: new Map(), timer: 0, run: 0, polls: 0,
   gloss: "en", replies: { language: null, list: [] }, accounts: [], screen: "tickets",
 };
 
@@ -71,6 +71,7 @@ function resetDesk() {
   });
   state.rows.clear();
   state.drafts.clear();
+  state.sendKeys.clear();
   $("ticket-list").replaceChildren();
   $("ticket-list").setAttribute("aria-busy", "true");
   $("team-screen").replaceChildren();
@@ -696,6 +697,12 @@ function renderPreview() {
 
 // Answering and closing.
 
+function newKey() {
+  // crypto.randomUUID needs HTTPS or localhost; a desk on a LAN address may have neither.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 async function sendReply(event) {
   event.preventDefault();
   const ticket = state.detail;
@@ -719,24 +726,38 @@ async function sendReply(event) {
     body = { text };
   }
   error.textContent = "";
+  // One key per draft: sent again after an answer that never came (the desk restarting, a
+  // proxy's 502), the same reply is taken once, not twice.
+  const draft = JSON.stringify(body);
+  let sending = state.sendKeys.get(ticket.id);
+  if (!sending || sending.draft !== draft) {
+    sending = { draft, key: newKey() };
+    state.sendKeys.set(ticket.id, sending);
+  }
+  body.idempotency_key = sending.key;
   state.sending = true;
   $("send").disabled = true;
+  const unknown = " It may have been sent: press Send again, it will not go twice.";
   try {
     const { status, data } = await api("POST", `/api/tickets/${ticket.id}/messages`, body);
     if (status === 201) {
+      state.sendKeys.delete(ticket.id);
       if (state.selected === ticket.id) {
         if (ready) chooseReady("");
         else $("reply-text").value = "";
       }
       if (!ready) state.drafts.delete(ticket.id);
-      announce("Reply sent.");
+      announce(data && data.delivered ? "Reply sent." : "Reply kept; it goes out when the assistant takes it.");
+    } else if (status >= 500) {
+      error.textContent = `Not confirmed: ${errorOf(data, status)}.${unknown}`;
     } else {
+      state.sendKeys.delete(ticket.id);
       const kept = ready ? "" : " Your text is kept.";
       error.textContent = `Not sent: ${errorOf(data, status)}.${kept}`;
     }
     if (state.selected === ticket.id) await loadDetail(ticket.id);
   } catch (failure) {
-    if (!(failure instanceof SignedOut)) error.textContent = "Not sent: cannot reach the desk. Your text is kept.";
+    if (!(failure instanceof SignedOut)) error.textContent = `Not confirmed: cannot reach the desk.${unknown}`;
   } finally {
     state.sending = false;
     if (state.detail) $("send").disabled = state.detail.status !== "open";

@@ -476,3 +476,24 @@ async def test_a_database_that_fails_is_a_503_to_send_again(client, monkeypatch)
     reply = await client.post("/api/inbound", json=message, headers=BEARER)
     assert reply.status == 503 and reply.headers["Retry-After"] == "2"
     assert await reply.json() == {"error": "the desk's database did not answer; try again"}
+
+
+async def test_a_reply_sent_again_with_its_key_is_taken_once(client):
+    """The console keeps one key per draft: a Send pressed again after an answer that never
+    came is the same reply, not a second message to the person."""
+    await client.post("/api/tickets", json=new_ticket(), headers=BEARER)
+    [ticket] = await (await client.get("/api/tickets", headers=BEARER)).json()
+    path = f"/api/tickets/{ticket['id']}/messages"
+    draft = {"text": "I will call you at 10.", "idempotency_key": "draft-1"}
+
+    first = await client.post(path, json=draft, headers=BEARER)
+    again = await client.post(path, json=draft, headers=BEARER)
+    other = await client.post(path, json={**draft, "idempotency_key": "draft-2"},
+                              headers=BEARER)
+    bad = await client.post(path, json={**draft, "idempotency_key": 7}, headers=BEARER)
+
+    assert (first.status, again.status, other.status, bad.status) == (201, 201, 201, 400)
+    assert (await first.json())["id"] == (await again.json())["id"] != (await other.json())["id"]
+    detail = await (await client.get(f"/api/tickets/{ticket['id']}", headers=BEARER)).json()
+    assert [m["text"] for m in detail["messages"] if m["sender"] == "counsellor"] == [
+        "I will call you at 10.", "I will call you at 10."]

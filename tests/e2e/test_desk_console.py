@@ -121,6 +121,37 @@ def test_a_reply_from_the_reply_box_appears_in_the_conversation(page, desk):
     expect(page.get_by_label("Your reply")).to_have_value("")
 
 
+def test_a_reply_whose_answer_was_lost_is_sent_again_once(page, desk):
+    """The desk took the reply but its answer never reached the browser (a proxy's 502, a
+    restart): the counsellor presses Send again, and the person gets it once."""
+    ticket = open_ticket(desk)
+    text = f"I will call you at 10 ({uuid.uuid4().hex[:8]})."
+    sign_in(page, desk)
+    row(page, ticket).click()
+    lost = []
+
+    def taken_but_unanswered(route):
+        if lost:
+            route.continue_()
+            return
+        lost.append(route.fetch().status)  # the desk has it...
+        route.fulfill(status=502, body="Bad Gateway")  # ...the browser hears otherwise
+
+    page.route(f"**/api/tickets/{ticket['id']}/messages", taken_but_unanswered)
+    page.get_by_label("Your reply").fill(text)
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#reply-error")).to_contain_text(
+        "It may have been sent: press Send again, it will not go twice.")
+    assert lost == [201]
+
+    page.get_by_role("button", name="Send", exact=True).click()
+
+    expect(page.get_by_label("Your reply")).to_have_value("", timeout=LIVE)
+    stored = requests.get(f"{desk.url}/api/tickets/{ticket['id']}",
+                          headers={"Authorization": f"Bearer {desk.token}"}, timeout=30).json()
+    assert [m["text"] for m in stored["messages"] if m["sender"] == "counsellor"] == [text]
+
+
 def test_closing_hands_back_and_leaves_the_open_list(page, desk):
     ticket = open_ticket(desk)
     sign_in(page, desk)
