@@ -852,10 +852,12 @@ class Store:
         return len(ids)
 
     def expire(self, retention: timedelta) -> int:
-        """Delete the closed tickets (and their messages) last touched longer than
-        `retention` ago; how many. Open tickets stay: someone is waiting for an answer.
-        Questions in the inbox go after the same time, the job's per-conversation state
-        too, and the list of deleted conversations after a week."""
+        """Delete the tickets (and their messages) last touched longer than `retention`
+        ago; how many. An open one too: nobody wrote on it for that long, and its
+        conversation expired at the assistant as long ago (a reply could not reach the
+        person); what they shared is kept no longer than they were promised. Questions in
+        the inbox go after the same time, the job's per-conversation state too, and the
+        list of deleted conversations after a week."""
         cutoff = now() - retention
         last_day = insight.day_of(cutoff.timestamp(), self.zone)  # the inbox's days are Hungary's
         with self.engine.begin() as db:
@@ -863,7 +865,7 @@ class Store:
             db.execute(insight_state.delete().where(insight_state.c.updated_at < cutoff))
             db.execute(forgotten.delete().where(forgotten.c.at < now() - FORGOTTEN_FOR))
             ids = [r.id for r in db.execute(sa.select(tickets.c.id).where(
-                tickets.c.status == "closed", tickets.c.updated_at < cutoff))]
+                tickets.c.updated_at < cutoff))]
             if ids:
                 db.execute(audit.delete().where(audit.c.ticket_id.in_(ids)))
                 db.execute(messages.delete().where(messages.c.ticket_id.in_(ids)))
