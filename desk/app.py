@@ -24,7 +24,17 @@ from desk import insight, stats
 from desk.announce import Announcer
 from desk.openapi import document
 from desk.rasa import ConversationGone, DeliveryError, Rasa, Undeliverable
-from desk.store import API_ACTOR, ROLES, URGENCIES, Conflict, NotFound, Store, now, parse_time
+from desk.store import (
+    API_ACTOR,
+    ROLES,
+    URGENCIES,
+    Conflict,
+    Gone,
+    NotFound,
+    Store,
+    now,
+    parse_time,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +203,8 @@ class Desk:
             answer = fail(404, str(missing))
         except Conflict as conflict:
             answer = fail(409, str(conflict))
+        except Gone as gone:
+            answer = fail(410, str(gone))
         except web.HTTPException as http:
             if http.status < 400:
                 answer = http

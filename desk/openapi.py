@@ -959,6 +959,8 @@ def document() -> Dict[str, Any]:
                             },
                             "already there",
                         ),
+                        "410": _json(ERROR, "the person deleted the conversation after the "
+                                            "consent this ticket carries: it is not made"),
                         **ERRORS,
                     },
                 },

@@ -258,6 +258,10 @@ class NotFound(Exception):
     """No such counsellor or ticket."""
 
 
+class Gone(Exception):
+    """The person deleted the conversation after the request was made."""
+
+
 def upgrade(made: Any) -> None:
     """Add the columns a newer desk has to the tables an older one made (new columns are
     nullable or have a default). A desk that had no roles yet gets its first enabled
@@ -587,6 +591,13 @@ class Store:
             ).first()
             if existing is not None:
                 return {"ticket": self._ticket(db, existing), "created": False}
+            # A ticket sent before a deletion and arriving after it (its sender timed out,
+            # the desk had it half done): it must not bring the conversation back.
+            owner = insight.owner_of(self._insight_key(db), fields["conversation_id"])
+            deleted_at = db.execute(sa.select(forgotten.c.at).where(
+                forgotten.c.owner == owner)).scalar()
+            if deleted_at is not None and parse_time(iso(deleted_at)) > fields["consent_at"]:
+                raise Gone("the person deleted this conversation after consenting")
             moment = now()
             ticket_id = db.execute(
                 tickets.insert().values(

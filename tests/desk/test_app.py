@@ -497,3 +497,23 @@ async def test_a_reply_sent_again_with_its_key_is_taken_once(client):
     detail = await (await client.get(f"/api/tickets/{ticket['id']}", headers=BEARER)).json()
     assert [m["text"] for m in detail["messages"] if m["sender"] == "counsellor"] == [
         "I will call you at 10.", "I will call you at 10."]
+
+
+async def test_a_ticket_sent_before_a_deletion_and_arriving_after_it_is_not_made(client):
+    """Its sender timed out and retried while the person deleted the conversation: the
+    retry must not bring the transcript back."""
+    await client.post("/api/tickets", json=new_ticket(conversation="web-late"), headers=BEARER)
+    deleted = await client.delete("/api/conversations/web-late", headers=BEARER)
+    assert (await deleted.json()) == {"deleted_tickets": 1}
+
+    late = await client.post("/api/tickets", json=new_ticket(
+        "key-00000002", "web-late"), headers=BEARER)
+    assert late.status == 410
+    tickets = await (await client.get("/api/tickets?status=all", headers=BEARER)).json()
+    assert [t for t in tickets if t["conversation_id"] == "web-late"] == []
+
+    # Asked again, with a new consent: a new ticket.
+    again = await client.post("/api/tickets", json=new_ticket(
+        "key-00000003", "web-late", consent={"at": "2099-01-01T00:00:00Z", "language": "ar"}),
+        headers=BEARER)
+    assert again.status == 201
