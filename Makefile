@@ -106,7 +106,7 @@ bench: $(VENV)/.dev-installed $(MODEL) ## load benchmark against a vanilla `rasa
 	$(PY) bench/load.py
 
 bench-cluster: $(VENV)/.dev-installed $(MODEL) ## as root: 1, then 2 Rasa replicas behind nginx, the same CPU share each (bench/scaling.md)
-	$(PY) bench/scaling.py
+	$(PY) bench/scaling.py --repeats 5
 
 soak: $(VENV)/.dev-installed $(MODEL) ## soak run: Telegram chats for minutes while parts are SIGKILLed in turn (bench/soak.md)
 	$(PY) bench/soak.py

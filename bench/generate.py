@@ -166,12 +166,15 @@ async def conversation(
         started = time.perf_counter()
         error = await send_message(session, url, sender, text)
         finished = time.perf_counter()
-        if window.start <= finished <= window.end:
+        # Counted by when it was sent, however long it took: a request still running when
+        # the window ends (slow, or timing out REQUEST_TIMEOUT_S later) is waited for and
+        # counted, or the slowest requests and every timeout would never show.
+        if window.start <= started < window.end:
             if error is None:
                 result.latencies_s.append(finished - started)
             else:
                 result.errors[error] += 1
-        elif finished < window.start and error is not None:
+        elif started < window.start and error is not None:
             result.warmup_errors += 1
         if error is not None:
             logger.debug("request failed: %s", error)

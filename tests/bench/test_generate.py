@@ -68,7 +68,9 @@ class FakeWebhook:
         "fail": (500, b"oops"),
         "object": (200, b"{}"),
         "text": (200, b"not json"),
+        "slow": (200, b'[{"recipient_id": "x", "text": "hi"}]'),
     }
+    SLOW_S = 0.5
 
     def __init__(self) -> None:
         self.received = defaultdict(list)
@@ -86,6 +88,8 @@ class FakeWebhook:
     async def webhook(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.received[body["sender"]].append(body["message"])
+        if request.match_info["reply"] == "slow":
+            await asyncio.sleep(self.SLOW_S)
         status, reply = self.REPLIES[request.match_info["reply"]]
         return web.Response(status=status, body=reply, content_type="application/json")
 
@@ -168,3 +172,15 @@ def test_bench_server_runs_every_level_and_samples_memory(fake):
     assert all(r.action_rss_peak is None and not r.has_action_server for r in results)
     first_messages = {messages[0] for messages in fake.received.values()}
     assert first_messages == {generate.STARTER_SCRIPT[0]}
+
+
+async def test_a_request_still_running_when_the_window_ends_is_waited_for_and_counted(
+        fake, monkeypatch):
+    # One user; each answer takes 0.5 s, longer than the whole 0.2 s window.
+    plan = LoadPlan(levels=[1], duration=0.2, warmup=0.0, keep_sender=False)
+    slow = await run_level(server_at(f"{fake.url}/slow"), ("hello",), 1, plan)
+    assert slow.messages == 1 and slow.latencies_s[0] >= FakeWebhook.SLOW_S
+
+    monkeypatch.setattr(generate, "REQUEST_TIMEOUT_S", 0.3)  # now each one times out
+    timed_out = await run_level(server_at(f"{fake.url}/slow"), ("hello",), 1, plan)
+    assert (timed_out.messages, dict(timed_out.errors)) == (0, {"timeout": 1})
