@@ -410,9 +410,24 @@ class GuardedSocketIOInput(InputChannel):
                     "message_failed", {"error": "not processed, please send it again"}, room=sid
                 )
                 return
+            said = " ".join(m.get("text") or "" for m in collector.messages).strip()
             output = SocketIOOutput(sio, self.bot_message_evt)
             for message in collector.messages:
                 await output.send_response(message.pop("recipient_id"), message)
             await sio.emit("message_processed", {"replies": len(collector.messages)}, room=sid)
+            if await deleted_by(sender_id):
+                # "Delete my data" typed, and confirmed: as after "End and forget", the
+                # session ends, so its id and secret leave the device with the transcript.
+                await sio.emit("session_forgotten", {"deleted": True, "text": said}, room=sid)
+                sio.leave_room(sid, sender_id)
+                senders.pop(sid, None)
+
+        async def deleted_by(sender_id: str) -> bool:
+            """Whether the turn just over deleted the conversation (its tracker is gone)."""
+            try:
+                return await webhook.ctx.app.ctx.agent.tracker_store.retrieve(sender_id) is None
+            except Exception as failure:  # noqa: BLE001 - the session stays; no harm
+                logger.error("web chat could not check a deletion: %s", type(failure).__name__)
+                return False
 
         return webhook

@@ -162,6 +162,8 @@ class WebChat:
         self.client.on("session_confirm", self.confirmed.put)
         self.client.on("session_secret", self.secrets.put)
         self.client.on("session_history", lambda data: self.history.put(data["messages"]))
+        self.forgotten: queue.Queue[Dict[str, Any]] = queue.Queue()
+        self.client.on("session_forgotten", self.forgotten.put)
         # The end of each turn, in order with the replies: what arrived before it is all.
         self.client.on("message_processed", lambda data: self.received.put(TURN_OVER))
         self.client.connect(url, socketio_path="/socket.io", transports=["websocket"])

@@ -73,10 +73,14 @@ def test_web_chat_deletion_leaves_no_row_naming_the_person(assistant, web_chat, 
     desk.open_ticket_of(chat.session_id)
 
     chat.say_and_wait("delete my data")
+    assert chat.forgotten.empty()  # asked, not yet confirmed
     done = chat.say_and_wait("/affirm")
 
     assert done[0]["text"].startswith(DONE)
     assert rows_naming(assistant.data_dir, marker, chat.session_id) == []
+    # The session ends, as after "End and forget": the widget drops its id and secret.
+    forgotten = chat.forgotten.get(timeout=10)
+    assert forgotten["deleted"] is True and forgotten["text"].startswith(DONE)
 
 
 def telegram_say(assistant, chat_id, text):
