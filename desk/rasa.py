@@ -31,6 +31,19 @@ class Undeliverable(DeliveryError):
     """The platform refused the message for good (the person blocked the assistant, say)."""
 
 
+# What the Rasa server answers (bot/serve.py) for a conversation it does not have. Any
+# other 404 (a wrong RASA_URL, a proxy's page) is a fault to retry: taken for a deletion,
+# it marked every reply undeliverable and every hand-back done.
+NO_CONVERSATION = {"error": "no such conversation"}
+
+
+async def _names_no_conversation(reply: aiohttp.ClientResponse) -> bool:
+    try:
+        return await reply.json(content_type=None) == NO_CONVERSATION
+    except ValueError:
+        return False
+
+
 class Rasa:
     def __init__(self, url: str, token: Optional[SecretStr]) -> None:
         self.url = url
@@ -59,7 +72,7 @@ class Rasa:
             async with self._session.post(
                 url, params=params, json=body, headers=self._headers()
             ) as reply:
-                if reply.status == 404:
+                if reply.status == 404 and await _names_no_conversation(reply):
                     raise ConversationGone("the conversation no longer exists")
                 if reply.status == 410:
                     raise Undeliverable("the platform refused it for good")

@@ -222,3 +222,32 @@ async def test_a_reply_the_platform_refused_for_good_is_marked_undeliverable(tmp
         assert refused["undeliverable"].startswith("the platform refused it for good")
         await desk.rasa.close()
         await desk.announcer.close()
+
+
+async def test_only_rasa_s_own_404_means_the_conversation_was_deleted(tmp_path):
+    """A 404 from elsewhere (a wrong RASA_URL path, a proxy's page) is a fault to retry, not
+    a deletion: taken for one, it marked the replies undeliverable for good."""
+    answers = [web.Response(status=404, text="<html>Not Found</html>"),
+               web.json_response({"error": "no such conversation"}, status=404)]
+
+    async def events(request: web.Request) -> web.Response:
+        return answers.pop(0)
+
+    async with TestServer(rasa_stand_in(events)) as server:
+        settings = settings_for(server, tmp_path)
+        desk = Desk(settings, Store(settings.database))
+        ticket = open_ticket(desk.store, "web-gone", "key-gone0001")
+        reply = desk.store.reply(ticket, "api", "hello")["id"]
+
+        await desk.deliver("web-gone")
+        [waiting] = desk.store.undelivered()
+        assert waiting["id"] == reply  # kept, tried again later
+        desk.retry_at.clear()
+        await desk.deliver("web-gone")
+
+        assert desk.store.undelivered() == []
+        [gone] = [m for m in desk.store.ticket(ticket, with_messages=True)["messages"]
+                  if m["id"] == reply]
+        assert gone["undeliverable"] == "the person deleted the conversation"
+        await desk.rasa.close()
+        await desk.announcer.close()
