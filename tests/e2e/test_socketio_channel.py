@@ -94,3 +94,26 @@ def test_malformed_and_oversized_polling_packets_are_refused_and_the_session_liv
     written = assistant.log.read_text(errors="replace")[before:]
     assert "Traceback" not in written and "async handler error" not in written
     assert "canary" not in written
+
+
+def test_a_counsellor_reply_offered_again_reaches_the_web_chat_once(web_chat, assistant):
+    """The desk stopped waiting (20 s) while Rasa was still sending, and offers the reply
+    again with its key: the person reads it once, and the conversation holds it once."""
+    chat = web_chat()
+    assert chat.say_and_wait("hello")
+    key = f"desk-{uuid.uuid4().hex[:8]}"
+
+    for _ in range(2):
+        answer = assistant.api(
+            "POST", f"/conversations/{chat.session_id}/tracker/events",
+            params={"output_channel": "latest", "execute_side_effects": "true"},
+            json={"event": "bot", "text": "A counsellor is here.",
+                  "metadata": {"counsellor": True, "reply_key": key}})
+        assert answer.status_code == 200, answer.text
+
+    assert chat.received.get(timeout=10)["text"] == "A counsellor is here."
+    # What arrives before the end of the next turn: that turn's replies, no second copy.
+    later = chat.say_and_wait("thanks")
+    assert later and "A counsellor is here." not in [m.get("text") for m in later]
+    events = assistant.tracker(chat.session_id)["events"]
+    assert [e["text"] for e in events if e["event"] == "bot"].count("A counsellor is here.") == 1
