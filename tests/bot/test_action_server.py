@@ -2,14 +2,13 @@
 import contextlib
 import time
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sanic import Sanic
 
 from actions.outbox import dead_letters, get_outbox
 from actions.runtime import settings
 from bot.action_server import create_app
-from tests.bot.channels.harness import Lifespan
+from tests.bot.channels.harness import served
 from tests.conftest import TEST_TOKENS
 
 BEARER = {"Authorization": f"Bearer {TEST_TOKENS['ACTION_SERVER_TOKEN']}"}
@@ -18,13 +17,8 @@ BEARER = {"Authorization": f"Bearer {TEST_TOKENS['ACTION_SERVER_TOKEN']}"}
 @contextlib.asynccontextmanager
 async def action_server(monkeypatch):
     monkeypatch.setattr(Sanic, "test_mode", True)  # several apps in one process
-    app = create_app(settings())
-    lifespan = Lifespan(app)
-    await lifespan.startup()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://actions") as client:
+    async with served(create_app(settings()), "http://actions") as client:
         yield client
-    await lifespan.shutdown()
 
 
 def bury(key: str) -> None:

@@ -2,7 +2,6 @@ import contextlib
 import uuid
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from jsonschema import ValidationError
 from rasa.core.actions.action import RemoteAction
@@ -118,19 +117,15 @@ async def replica(monkeypatch, agent):
     from sanic import Sanic
 
     from bot.serve import add_readiness
-    from tests.bot.channels.harness import Lifespan
+    from tests.bot.channels.harness import served
 
     monkeypatch.setattr(Sanic, "test_mode", True)
     app = Sanic(f"ready_test_{uuid.uuid4().hex[:12]}", configure_logging=False)
     if agent is not None:
         app.ctx.agent = agent
     add_readiness(app)
-    lifespan = Lifespan(app)
-    await lifespan.startup()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://rasa") as client:
+    async with served(app) as client:
         yield client
-    await lifespan.shutdown()
 
 
 def loaded_agent(tmp_path, ready=True):
@@ -295,7 +290,7 @@ async def guarded(monkeypatch, trackers):
 
     from bot import runtime
     from bot.serve import guard_app
-    from tests.bot.channels.harness import Lifespan
+    from tests.bot.channels.harness import served
 
     monkeypatch.setattr(Sanic, "test_mode", True)
     runtime.reset()
@@ -307,12 +302,8 @@ async def guarded(monkeypatch, trackers):
         return response.json({"ran_in": conversation_id})
 
     guard_app(app)
-    lifespan = Lifespan(app)
-    await lifespan.startup()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://rasa") as client:
+    async with served(app) as client:
         yield client
-    await lifespan.shutdown()
 
 
 async def test_the_api_guard_answers_a_fault_of_the_tracker_store_with_a_503_naming_nobody(

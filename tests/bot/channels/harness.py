@@ -111,6 +111,18 @@ class Lifespan:
 
 
 @contextlib.asynccontextmanager
+async def served(app: Sanic, base_url: str = "http://rasa"):
+    """An HTTP client of `app`, started and stopped as an ASGI server does it (set
+    `Sanic.test_mode` first: several apps in one process)."""
+    lifespan = Lifespan(app)
+    await lifespan.startup()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        yield client
+    await lifespan.shutdown()
+
+
+@contextlib.asynccontextmanager
 async def mounted(channel: Any, rasa: Rasa, monkeypatch):
     """An HTTP client of `channel`'s blueprint in its own Sanic app. The deliverer is made
     at start-up but not started: tests drive it with `settle`."""
@@ -119,12 +131,8 @@ async def mounted(channel: Any, rasa: Rasa, monkeypatch):
     app = Sanic(f"channel_test_{uuid.uuid4().hex[:12]}", configure_logging=False)
     app.ctx.agent = SimpleNamespace(tracker_store=rasa)
     app.blueprint(channel.blueprint(rasa.handle), url_prefix=f"/webhooks/{channel.url_prefix()}")
-    lifespan = Lifespan(app)
-    await lifespan.startup()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://rasa") as client:
+    async with served(app) as client:
         yield client
-    await lifespan.shutdown()
 
 
 async def settle(deliverer: Deliverer) -> None:
