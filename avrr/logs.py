@@ -79,6 +79,22 @@ class NoSenderIds(logging.Filter):
         return True
 
 
+class RoutineRateLimits(logging.Filter):
+    """python-telegram-bot's rate limiter logs Telegram's "retry after" (429) at ERROR with
+    a traceback; our deliverer waits as asked and logs it as a WARNING itself. The line
+    stays, at INFO, without the traceback: no alarm at night for a routine pause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "Rate limit hit" in record.getMessage():
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+RATE_LIMITER = "telegram.ext.AIORateLimiter"
+ROUTINE_RATE_LIMITS = RoutineRateLimits()
+
+
 _ROOT = Path(__file__).resolve().parent.parent
 OUR_CODE = tuple(f"{_ROOT / package}{os.sep}" for package in ("actions", "avrr", "bot", "desk"))
 MALFORMED_PACKETS = MalformedPackets()
@@ -91,3 +107,4 @@ def configure(name: str) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(NoRawRequests())
     logging.getLogger("rasa.core.processor").addFilter(NoSenderIds())
+    logging.getLogger(RATE_LIMITER).addFilter(ROUTINE_RATE_LIMITS)

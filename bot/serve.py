@@ -73,7 +73,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from avrr import readiness
-from avrr.logs import CHATTY, NoSenderIds
+from avrr.logs import CHATTY, RATE_LIMITER, ROUTINE_RATE_LIMITS, NoSenderIds
 from avrr.settings import SettingsError
 from bot import lock_store, runtime, sanic_http
 from bot.channels.base import NotYetSent, Undeliverable
@@ -383,8 +383,10 @@ def mend_rasa() -> None:
 
 def quiet_rasa_logs() -> None:
     """The Rasa server configures its own logging, not through avrr.logs.configure: the
-    same filters, so that no line of its own names a conversation (a phone number)."""
+    same filters, so that no line of its own names a conversation (a phone number), and
+    Telegram's routine "retry after" is no ERROR with a traceback."""
     logging.getLogger("rasa.core.processor").addFilter(NO_SENDER_IDS)
+    logging.getLogger(RATE_LIMITER).addFilter(ROUTINE_RATE_LIMITS)
 
 
 def with_api_token(argv: List[str]) -> List[str]:

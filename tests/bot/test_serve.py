@@ -276,6 +276,28 @@ def test_the_rasa_server_logs_no_conversation_id_of_its_own(caplog):
         "Circuit breaker tripped. Stopped predicting more actions for a sender."]
 
 
+def test_telegram_s_retry_after_is_no_error_with_a_traceback_in_the_rasa_server(caplog):
+    """python-telegram-bot's rate limiter logs a 429 at ERROR, with its traceback; the
+    deliverer waits as asked and says so at WARNING."""
+    import logging
+
+    from telegram.error import RetryAfter
+
+    from bot.serve import quiet_rasa_logs
+
+    quiet_rasa_logs()
+    with caplog.at_level(logging.INFO, logger="telegram.ext.AIORateLimiter"):
+        try:
+            raise RetryAfter(12)
+        except RetryAfter:
+            logging.getLogger("telegram.ext.AIORateLimiter").exception(
+                "Rate limit hit after maximum of %d retries", 0)
+
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info) == (
+        "INFO", "Rate limit hit after maximum of 0 retries", None)
+
+
 class Trackers:
     """Rasa's tracker store, failing."""
 
