@@ -594,6 +594,7 @@ class Store:
             # A ticket sent before a deletion and arriving after it (its sender timed out,
             # the desk had it half done): it must not bring the conversation back.
             owner = insight.owner_of(self._insight_key(db), fields["conversation_id"])
+            self._lock_conversation(db, owner)
             deleted_at = db.execute(sa.select(forgotten.c.at).where(
                 forgotten.c.owner == owner)).scalar()
             if deleted_at is not None and parse_time(iso(deleted_at)) > fields["consent_at"]:
@@ -841,6 +842,7 @@ class Store:
             # After a run that read this conversation's events, or before the next one.
             self._lock_cursor(db)
             owner = insight.owner_of(self._insight_key(db), conversation_id)
+            self._lock_conversation(db, owner)
             db.execute(unanswered.delete().where(unanswered.c.owner == owner))
             db.execute(insight_state.delete().where(insight_state.c.owner == owner))
             if db.execute(sa.select(forgotten.c.owner).where(forgotten.c.owner == owner)).first():
@@ -892,6 +894,14 @@ class Store:
             return self.insight_key.encode()
         return db.execute(sa.select(insight_cursor.c.key).where(
             insight_cursor.c.name == "events")).scalar().encode()
+
+    def _lock_conversation(self, db: Any, owner: str) -> None:
+        """One at a time per conversation, until the transaction ends: its deletion, and a
+        ticket made for it. Else, on PostgreSQL, a ticket that read `forgotten` before a
+        deletion committed was made after it, and kept. (SQLite has one writer.)"""
+        if self.engine.dialect.name == "postgresql":
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                       {"key": int(owner[:15], 16)})
 
     @staticmethod
     def _lock_cursor(db: Any) -> None:

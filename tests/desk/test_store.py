@@ -153,3 +153,33 @@ def test_a_ticket_is_counted_on_the_day_in_hungary_as_its_wait_is(tmp_path, monk
     assert {w["day"] for w in rows["waits"]} == {date(2026, 12, 2)}
     assert {(r["day"], r["metric"]) for r in rows["counts"]} == {
         (date(2026, 12, 2), "tickets"), (date(2026, 12, 2), "tickets:urgent")}
+
+
+@pytest.mark.integration
+def test_a_ticket_half_made_when_its_conversation_is_deleted_does_not_outlive_it(postgres_url):
+    """PostgreSQL: the ticket's transaction read `forgotten` before the deletion committed.
+    One of the two waits for the other: the ticket is refused, or made and then deleted."""
+    import threading
+
+    store = Store(postgres_url)
+    read_forgotten, deleted = threading.Event(), threading.Event()
+
+    @sa.event.listens_for(store.engine, "after_cursor_execute")
+    def pause(conn, cursor, statement, *args):
+        if "FROM forgotten" in statement and threading.current_thread().name == "creator":
+            read_forgotten.set()
+            deleted.wait(2)  # before the fix, the deletion committed meanwhile
+
+    fields = {"idempotency_key": "key-late0001", "conversation_id": "web-race",
+              "channel": "socketio", "language": "ar", "topic": "request_human",
+              "urgency": "normal", "consent_at": now(), "consent_language": "ar"}
+    creator = threading.Thread(name="creator", target=store.create_ticket, args=(fields, []))
+    creator.start()
+    assert read_forgotten.wait(10)
+    store.delete_conversation("web-race")
+    deleted.set()
+    creator.join(20)
+
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(tickets.c.id).where(
+            tickets.c.conversation_id == "web-race")).fetchall() == []
