@@ -383,6 +383,13 @@ class Outbox:
             for row in rows
         ]
 
+    def discard_dead(self, ids: Iterable[int]) -> int:
+        """Delete the dead letters `ids` (dealt with otherwise, e.g. the person was called
+        back); how many."""
+        with self.engine.begin() as db:
+            return db.execute(dead_letters.delete().where(
+                dead_letters.c.id.in_(list(ids)))).rowcount
+
     def retry_dead(self, ids: Optional[Iterable[int]] = None) -> int:
         """Put dead letters (all, or those `ids`) back in the outbox; how many.
 
@@ -500,18 +507,33 @@ def deliver_forever(interval_s: float = 3.0, stop: Optional[threading.Event] = N
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -m actions.outbox`: what waits and what failed for good; `retry` sends the
-    dead letters (all, or the ids given) again. Run it with the action server's settings
-    (AVRR_DATA_DIR or AVRR_DATABASE_URL); the running server's thread does the sending."""
+    dead messages (all, or the ids given) again; `discard` deletes dead letters an
+    operator has dealt with. Run it with the action server's settings (AVRR_DATA_DIR or
+    AVRR_DATABASE_URL); the running server's thread does the sending."""
     parser = argparse.ArgumentParser(prog="python -m actions.outbox", description=main.__doc__)
     commands = parser.add_subparsers(dest="command")
     retry = commands.add_parser(
         "retry", help="put dead messages back in the outbox (not tickets: the person was "
                       "told that nothing was shared)")
     retry.add_argument("ids", nargs="*", type=int, help="dead letter ids (default: all)")
+    discard = commands.add_parser(
+        "discard", help="delete dead letters an operator has dealt with (a ticket: the "
+                        "person may be called back on the hotline)")
+    discard.add_argument("ids", nargs="+", type=int, help="dead letter ids")
     arguments = parser.parse_args(argv)
     box = Outbox(engine(load(Settings).store_url("outbox")), "", "")
+    if arguments.command == "discard":
+        print(f"{box.discard_dead(arguments.ids)} discarded")
+        return 0
     if arguments.command == "retry":
+        before = {letter["id"] for letter in box.dead()}
         print(f"{box.retry_dead(arguments.ids or None)} back in the outbox")
+        kept = sorted(before & {letter["id"] for letter in box.dead()}
+                      & set(arguments.ids or before))
+        if kept:
+            print("not retried (a ticket, or a message of one: the person was told nothing "
+                  "was shared; `discard` them once dealt with): "
+                  + " ".join(f"#{n}" for n in kept))
         return 0
     counts = box.counts()
     print(f"pending: {counts['pending']}  dead: {counts['dead']}")

@@ -271,6 +271,25 @@ def test_a_dead_ticket_is_not_retried_the_person_was_told_nothing_was_shared(box
     assert box.counts() == {"pending": 0, "dead": 2}
 
 
+def test_the_command_says_which_it_did_not_retry_and_discards_what_was_dealt_with(
+        tmp_path, server, clock, monkeypatch, capsys):
+    box = Outbox(engine(f"sqlite:///{tmp_path / 'outbox.db'}"), server, "desk-token",
+                 server, "rasa-token-0123456789", clock)
+    Server.answers = {"/api/tickets": [400]}
+    box.put("t1", "c1", "POST", "/api/tickets", {"n": 1})
+    box.put("m1", "c1", "POST", "/api/inbound", {"text": "hello?"})
+    box.flush("c1", waiting="t1")
+    monkeypatch.setenv("AVRR_DATA_DIR", str(tmp_path))
+
+    assert main(["retry"]) == 0
+    assert capsys.readouterr().out == (
+        "0 back in the outbox\nnot retried (a ticket, or a message of one: the person was told "
+        "nothing was shared; `discard` them once dealt with): #1 #2\n")
+    assert main(["discard", "1", "2"]) == 0
+    assert capsys.readouterr().out == "2 discarded\n"
+    assert box.counts() == {"pending": 0, "dead": 0}
+
+
 def test_a_message_retried_and_refused_again_is_told_again_and_blocks_nothing(box, clock):
     Server.answers = {"/api/inbound": [422, 422]}
     box.put("m1", "c1", "POST", "/api/inbound", {"text": "hello?"})
