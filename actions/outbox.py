@@ -48,6 +48,7 @@ from sqlalchemy.engine import Engine
 
 from actions.runtime import settings
 from avrr.db import engine, forget_on_disk
+from avrr.network import path_segment
 from avrr.settings import Settings, load
 from avrr.vocabulary import Actions
 
@@ -74,7 +75,6 @@ BUSY = {408, 425, 429, 500, 502, 503, 504}
 # Our token is refused, or the request is too large: an operator must act; keep trying.
 CONFIGURATION = {401, 403, 413}
 FOLLOWER_REASON = "its ticket was refused"
-PATH_SAFE = ":@!$&'()*+,;="  # RFC 3986's characters of a path segment beside letters
 
 metadata = sa.MetaData()
 
@@ -323,9 +323,9 @@ class Outbox:
 
     def _notify(self, db: Any, dead: Any, action: str) -> None:
         """Run `action` in the conversation through Rasa's API: it tells the person."""
-        # Sanic gives Rasa's route the path as sent, unquoted only by the client: a
-        # colon (telegram:42, whatsapp:36...) stays one, as yarl leaves it for the desk.
-        conversation = urllib.parse.quote(dead.conversation_id, safe=PATH_SAFE)
+        # A colon (telegram:42, whatsapp:36...) stays one: percent-encoded, Sanic gives
+        # Rasa's route another conversation.
+        conversation = path_segment(dead.conversation_id)
         key = f"{dead.key}:refused"
         # The same request retried by an operator and refused again: told again, once.
         told = db.execute(sa.select(outbox.c.state).where(outbox.c.key == key)).first()

@@ -1,5 +1,10 @@
-"""The address a client's requests are counted under, by the per-address limits."""
+"""The address a client's requests are counted under, by the per-address limits; a
+conversation id as a segment of a Rasa API path."""
 import ipaddress
+import urllib.parse
+
+# RFC 3986's characters of a path segment beside letters and digits.
+PATH_SAFE = ":@!$&'()*+,;="
 
 
 def counted_address(address: str) -> str:
@@ -15,3 +20,10 @@ def counted_address(address: str) -> str:
             return str(parsed.ipv4_mapped)
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
     return str(parsed)
+
+
+def path_segment(conversation_id: str) -> str:
+    """`conversation_id` in a Rasa API path, as its route reads it: Sanic does not unquote
+    a path, so what a path segment may hold stays as it is ("telegram:42", "+3630...");
+    the rest is percent-encoded. A client must send it as given (yarl: encoded=True)."""
+    return urllib.parse.quote(conversation_id, safe=PATH_SAFE)

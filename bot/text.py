@@ -17,7 +17,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # (to a counsellor at the desk too) and say nothing. Direction marks (U+200E/U+200F) and
 # the joiners (ZWNJ/ZWJ, which Persian is spelt with) stay.
 _BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
-_SENDER = re.compile(r"^[A-Za-z0-9_.:@+=-]+$")
+_SENDER = re.compile(r"[A-Za-z0-9_.:@+=-]+")  # fullmatch: "$" would allow a final "\n"
 
 
 class InvalidMessage(ValueError):
@@ -57,7 +57,7 @@ def clean_text(text: Any, cut: bool = False) -> str:
 
 def clean_sender(sender: Any) -> str:
     """A conversation id: 1-128 letters, digits or _.:@+=-."""
-    if not isinstance(sender, str) or not _SENDER.match(sender):
+    if not isinstance(sender, str) or not _SENDER.fullmatch(sender):
         raise InvalidMessage(
             "'sender' must be 1 to 128 letters, digits or _.:@+=- characters"
         )

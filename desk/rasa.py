@@ -6,13 +6,14 @@ header (the token never travels in a URL, so no log line can hold it).
 
 import asyncio
 import time
-import urllib.parse
 from typing import Any, Dict, Optional
 
 import aiohttp
 import jwt
+import yarl
 from pydantic import SecretStr
 
+from avrr.network import path_segment
 from avrr.vocabulary import Actions, Metadata
 
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -67,11 +68,11 @@ class Rasa:
     ) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT)
-        url = f"{self.url}/conversations/{urllib.parse.quote(conversation_id, safe='')}/{path}"
+        # As Rasa's route reads it (avrr.network.path_segment); yarl would re-encode a "+".
+        url = yarl.URL(f"{self.url}/conversations/{path_segment(conversation_id)}/{path}",
+                       encoded=True).with_query(params)
         try:
-            async with self._session.post(
-                url, params=params, json=body, headers=self._headers()
-            ) as reply:
+            async with self._session.post(url, json=body, headers=self._headers()) as reply:
                 if reply.status == 404 and await _names_no_conversation(reply):
                     raise ConversationGone("the conversation no longer exists")
                 if reply.status == 410:

@@ -67,7 +67,8 @@ def test_a_message_a_platform_delivered_is_cut_not_refused():
 def test_clean_sender():
     assert clean_sender("web-3f2a_9") == "web-3f2a_9"
     # "." and ".." would be path steps in the desk's and Rasa's URLs: never deleted.
-    for bad in ("", None, 7, "has space", "a/b", "x" * 129, "ü", ".", "..", "..."):
+    for bad in ("", None, 7, "has space", "a/b", "x" * 129, "ü", ".", "..", "...",
+                "partner-42\n"):
         with pytest.raises(InvalidMessage):
             clean_sender(bad)
 

@@ -251,3 +251,25 @@ async def test_only_rasa_s_own_404_means_the_conversation_was_deleted(tmp_path):
         assert gone["undeliverable"] == "the person deleted the conversation"
         await desk.rasa.close()
         await desk.announcer.close()
+
+
+async def test_the_desk_names_a_conversation_in_rasa_s_path_as_its_route_reads_it(tmp_path):
+    """Sanic does not unquote a path: "%2B3630…" would be another conversation, a 404, and
+    the hand-back of a REST sender "+3630…" lost."""
+    seen = []
+
+    async def execute(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({})
+
+    async with TestServer(rasa_stand_in(lambda request: None, execute)) as server:
+        settings = settings_for(server, tmp_path)
+        desk = Desk(settings, Store(settings.database))
+        for conversation in ("+36301234567", "telegram:42"):
+            desk.store.close(open_ticket(desk.store, conversation, f"key-{conversation}"))
+            await desk.deliver(conversation)
+        await desk.rasa.close()
+        await desk.announcer.close()
+
+    assert seen == ["/conversations/+36301234567/execute?output_channel=latest",
+                    "/conversations/telegram:42/execute?output_channel=latest"]
