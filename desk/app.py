@@ -744,7 +744,7 @@ class Desk:
                         expired = await asyncio.to_thread(self.store.expire, retention)
                         expired_at = time.monotonic()
                         if expired:
-                            logger.info("retention: %d closed tickets removed", expired)
+                            logger.info("retention: %d tickets removed", expired)
                 except Exception as failure:  # noqa: BLE001 - the loop must outlive any one
                     # A database error's text quotes the statement's values: its type only.
                     logger.error("delivery loop failed: %s; retrying", type(failure).__name__)
