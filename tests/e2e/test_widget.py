@@ -268,6 +268,33 @@ def test_end_and_forget_deletes_the_conversation_and_clears_the_device(assistant
     expect(widget.messages("user")).to_have_count(0)
 
 
+def test_a_typed_deletion_clears_the_device_and_the_chat_goes_on(assistant, open_widget):
+    """"Delete my data" typed and confirmed ends the session as "End and forget" does;
+    the server's notice comes before the acknowledgement of the "Yes", and what the person
+    writes next reaches the new session."""
+    widget = open_widget()
+    marker = uuid.uuid4().hex[:10]
+    widget.say(f"Hello, my reference is {marker}")
+    expect(widget.messages("bot").first).to_be_visible(timeout=TIMEOUT)
+    conversation = conversation_id_of(assistant, marker)
+    widget.say("delete my data")
+    yes = widget.part("quick-reply").filter(has_text=re.compile("^Yes$"))
+    expect(yes).to_be_visible(timeout=TIMEOUT)
+
+    yes.click()
+
+    expect(widget.messages("bot").filter(has_text="Done: this conversation")).to_have_count(
+        1, timeout=TIMEOUT)
+    expect(widget.part("panel")).to_have_attribute("data-state", "ready", timeout=TIMEOUT)
+    expect(widget.messages("user")).to_have_count(0)
+    assert widget.token != conversation
+    widget.say("how much does it cost")
+    expect(widget.messages("bot").filter(
+        has_text="The programme is for people who do not have the money")).to_have_count(
+        1, timeout=TIMEOUT)
+    expect(widget.messages("user")).to_have_text(["how much does it cost"])
+
+
 def test_end_and_forget_asks_first_and_does_nothing_when_cancelled(assistant, open_widget):
     widget = open_widget()
     marker = uuid.uuid4().hex[:10]

@@ -251,11 +251,15 @@ function connect() {
   });
   // The conversation is deleted: nothing of it stays on this device either.
   socket.on("session_forgotten", function (data) {
+    var asked = forgetting;
     forgetting = false;
     if (!data || !data.deleted) return data && data.text && bubble("bot", data.text);
     forget();
     token = secret = null;
-    queue = [];
+    // "End and forget": nothing typed is kept. A typed "delete my data": its turn is over
+    // (the acknowledgement comes after this); what was typed since goes to the new session.
+    if (asked) queue = [];
+    else if (sending) { queue.shift(); sending = false; }
     notice = data.text; // shown once the new, empty session is there
     requestSession();
   });
