@@ -1,10 +1,14 @@
 """The address a client's requests are counted under, by the per-address limits; a
-conversation id as a segment of a Rasa API path."""
+conversation id as a segment of a Rasa API path, and the API's answer when it has no
+such conversation."""
 import ipaddress
 import urllib.parse
 
 # RFC 3986's characters of a path segment beside letters and digits.
 PATH_SAFE = ":@!$&'()*+,;="
+# The Rasa server's 404 body for a conversation it does not have (bot/serve.py), which the
+# desk tells apart from any other 404 (desk/rasa.py).
+NO_CONVERSATION = {"error": "no such conversation"}
 
 
 def counted_address(address: str) -> str:

@@ -74,6 +74,7 @@ from sanic.response import HTTPResponse
 
 from avrr import readiness
 from avrr.logs import CHATTY, RATE_LIMITER, ROUTINE_RATE_LIMITS, NoSenderIds
+from avrr.network import NO_CONVERSATION
 from avrr.settings import SettingsError
 from bot import lock_store, runtime, sanic_http
 from bot.channels.base import NotYetSent, Undeliverable
@@ -243,7 +244,7 @@ def guard_app(app: Sanic) -> Sanic:
             return response.json({"error": "the conversation store is not available"},
                                  status=503, headers={"Retry-After": "5"})
         if found_tracker is None:
-            return response.json({"error": "no such conversation"}, status=404)
+            return response.json(NO_CONVERSATION, status=404)
         if sent_before(found_tracker, reply_key_of(request)):
             # The desk's retry of a counsellor's reply Rasa took after the desk stopped
             # waiting: taken once, so the person (in the web chat too) reads it once.

@@ -13,7 +13,7 @@ import jwt
 import yarl
 from pydantic import SecretStr
 
-from avrr.network import path_segment
+from avrr.network import NO_CONVERSATION, path_segment
 from avrr.vocabulary import Actions, Metadata
 
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -32,13 +32,10 @@ class Undeliverable(DeliveryError):
     """The platform refused the message for good (the person blocked the assistant, say)."""
 
 
-# What the Rasa server answers (bot/serve.py) for a conversation it does not have. Any
-# other 404 (a wrong RASA_URL, a proxy's page) is a fault to retry: taken for a deletion,
-# it marked every reply undeliverable and every hand-back done.
-NO_CONVERSATION = {"error": "no such conversation"}
-
-
 async def _names_no_conversation(reply: aiohttp.ClientResponse) -> bool:
+    """Whether a 404 is the Rasa server's own for a conversation it does not have. Any
+    other 404 (a wrong RASA_URL, a proxy's page) is a fault to retry: taken for a deletion,
+    it marked every reply undeliverable and every hand-back done."""
     try:
         return await reply.json(content_type=None) == NO_CONVERSATION
     except ValueError:
