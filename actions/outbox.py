@@ -40,7 +40,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import jwt
 import sqlalchemy as sa
@@ -390,26 +390,29 @@ class Outbox:
             return db.execute(dead_letters.delete().where(
                 dead_letters.c.id.in_(list(ids)))).rowcount
 
-    def retry_dead(self, ids: Optional[Iterable[int]] = None) -> int:
-        """Put dead letters (all, or those `ids`) back in the outbox; how many.
+    def retry_dead(self, ids: Optional[Iterable[int]] = None) -> Tuple[int, List[int]]:
+        """Put dead letters (all, or those `ids`) back in the outbox: how many, and the ids
+        of those of them left dead.
 
         Not a ticket, nor a message that died with its ticket: the person was told that
         nothing was shared, and a counsellor is reached only with a new consent."""
         now = self.clock()
         with self.engine.begin() as db:
-            query = sa.select(dead_letters).where(
-                dead_letters.c.path != TICKETS_PATH,
-                dead_letters.c.reason != FOLLOWER_REASON)
+            query = sa.select(dead_letters)
             if ids is not None:
                 query = query.where(dead_letters.c.id.in_(list(ids)))
             rows = db.execute(query.order_by(dead_letters.c.id)).fetchall()
+            left = [row.id for row in rows
+                    if row.path == TICKETS_PATH or row.reason == FOLLOWER_REASON]
             for row in rows:
+                if row.id in left:
+                    continue
                 db.execute(dead_letters.delete().where(dead_letters.c.id == row.id))
                 db.execute(outbox.insert().values(
                     key=row.key, conversation_id=row.conversation_id, target=row.target,
                     method=row.method, path=row.path, body=row.body, state=PENDING,
                     attempts=0, next_at=now, created_at=row.created_at))
-        return len(rows)
+        return len(rows) - len(left), left
 
     def delete_conversation(self, conversation_id: str, key: str, path: str,
                             wait_s: float = WAIT_S) -> bool:
@@ -526,10 +529,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{box.discard_dead(arguments.ids)} discarded")
         return 0
     if arguments.command == "retry":
-        before = {letter["id"] for letter in box.dead()}
-        print(f"{box.retry_dead(arguments.ids or None)} back in the outbox")
-        kept = sorted(before & {letter["id"] for letter in box.dead()}
-                      & set(arguments.ids or before))
+        retried, kept = box.retry_dead(arguments.ids or None)
+        print(f"{retried} back in the outbox")
         if kept:
             print("not retried (a ticket, or a message of one: the person was told nothing "
                   "was shared; `discard` them once dealt with): "

@@ -267,7 +267,7 @@ def test_a_dead_ticket_is_not_retried_the_person_was_told_nothing_was_shared(box
     box.flush("c1", waiting="t1")
     assert [d["reason"] for d in box.dead()] == ["refused (400)", "its ticket was refused"]
 
-    assert box.retry_dead() == 0
+    assert box.retry_dead() == (0, [1, 2])
     assert box.counts() == {"pending": 0, "dead": 2}
 
 
@@ -296,7 +296,7 @@ def test_a_message_retried_and_refused_again_is_told_again_and_blocks_nothing(bo
     box.flush()  # refused; the notice goes to Rasa
     assert box.state("m1:refused") == "delivered"
 
-    assert box.retry_dead() == 1
+    assert box.retry_dead() == (1, [])
     box.flush()  # refused again: told again, and the queue goes on
     box.put("m2", "c1", "POST", "/api/inbound", {"text": "and now?"})
     box.flush()
