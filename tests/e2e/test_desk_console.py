@@ -206,7 +206,9 @@ def test_requests_that_never_reached_the_desk_are_shown_and_counted(page, desk, 
     the desk's status and the action server's metrics count it."""
     store = engine(f"sqlite:///{assistant.data_dir / 'outbox.db'}")
     key = f"console-dead-{uuid.uuid4().hex}"
-    with store.begin() as db:
+    with store.begin() as db:  # those of earlier tests are set aside, and put back after
+        earlier = [dict(row._mapping) for row in db.execute(dead_letters.select())]
+        db.execute(dead_letters.delete())
         db.execute(dead_letters.insert().values(
             key=key, conversation_id=None, target="desk", method="POST", path="/api/tickets",
             body=None, reason="refused (400)", attempts=1, created_at=time.time(),
@@ -227,7 +229,12 @@ def test_requests_that_never_reached_the_desk_are_shown_and_counted(page, desk, 
     finally:
         with store.begin() as db:
             db.execute(dead_letters.delete().where(dead_letters.c.key == key))
-    assert desk.api("GET", "/api/status").json() == {"outbox": {"pending": 0, "dead": 0}}
-    page.reload()
-    expect(page.locator("#who")).to_have_text(desk.username)
-    expect(page.locator("#outbox-problem")).to_be_hidden()
+    try:
+        assert desk.api("GET", "/api/status").json() == {"outbox": {"pending": 0, "dead": 0}}
+        page.reload()
+        expect(page.locator("#who")).to_have_text(desk.username)
+        expect(page.locator("#outbox-problem")).to_be_hidden()
+    finally:
+        if earlier:
+            with store.begin() as db:
+                db.execute(dead_letters.insert(), earlier)
