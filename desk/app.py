@@ -48,6 +48,7 @@ MAX_ID = 2**31 - 1
 MAX_TRANSCRIPT = 500
 DELIVERY_INTERVAL_S = 2.0
 EXPIRE_EVERY_S = 3600.0  # the retention job
+CLAIMS_EVERY_S = 60.0  # the job that releases the tickets of counsellors who went away
 MAX_RETRY_PAUSE_S = 60.0
 DATABASE_RETRY_S = 2
 LEASE_S = 60.0  # > one delivery's longest wait for Rasa (20 s)
@@ -727,12 +728,19 @@ class Desk:
 
     async def delivery_loop(self, app: web.Application) -> Any:
         retention = timedelta(days=self.settings.retention_days)
+        idle = timedelta(minutes=self.settings.claim_idle_minutes)
 
         async def loop() -> None:
-            expired_at = counted_at = 0.0
+            expired_at = counted_at = claims_at = 0.0
             while True:
                 try:
                     await self.deliver()
+                    if idle and time.monotonic() - claims_at > CLAIMS_EVERY_S:
+                        released = await asyncio.to_thread(self.store.release_absent, idle)
+                        claims_at = time.monotonic()
+                        if released:
+                            logger.info("%d tickets released: their holders went away",
+                                        released)
                     if time.monotonic() - counted_at > INSIGHT_EVERY_S:
                         for _ in range(insight.MAX_BATCHES):
                             read = await asyncio.to_thread(

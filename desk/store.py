@@ -31,12 +31,16 @@ URGENCIES = ("urgent", "legal", "normal")
 # A viewer sees the statistics only: no ticket, no account, no question of a person.
 ROLES = ("counsellor", "admin", "viewer")
 SESSION_LIFETIME = timedelta(hours=12)
+# How often an open console marks its session as still there (it polls every 3 s).
+SEEN_EVERY = timedelta(minutes=1)
 FORGOTTEN_FOR = timedelta(days=7)
 # Who acted, when the desk's API token did (automation, an operator's script): a name no
 # account can have.
 API_ACTOR = "api"
+# Who acted, when the desk itself did (a claim that lapsed).
+DESK_ACTOR = "desk"
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
-RESERVED = (API_ACTOR, "command-line")
+RESERVED = (API_ACTOR, DESK_ACTOR, "command-line")
 
 metadata = sa.MetaData()
 
@@ -60,6 +64,8 @@ sessions = sa.Table(
     sa.Column("counsellor_id", sa.Integer, sa.ForeignKey("counsellors.id", ondelete="CASCADE")),
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    # When a console last used it (to SEEN_EVERY): a claim lapses when its holder is away.
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 tickets = sa.Table(
@@ -444,12 +450,14 @@ class Store:
         return True
 
     @staticmethod
-    def _release_all(db: Any, username: str, actor: str, why: str) -> None:
+    def _release_all(db: Any, username: str, actor: str, why: str) -> int:
+        """Release the open tickets `username` holds; how many."""
         held = [r.id for r in db.execute(sa.select(tickets.c.id).where(
             tickets.c.assignee == username, tickets.c.status == "open"))]
         db.execute(tickets.update().where(tickets.c.id.in_(held)).values(assignee=None))
         for ticket_id in held:
             _record(db, ticket_id, actor, "released", why)
+        return len(held)
 
     @staticmethod
     def _change(db: Any, username: str, values: Dict[str, Any]) -> int:
@@ -538,6 +546,7 @@ class Store:
                     counsellor_id=counsellor_id,
                     csrf_token=csrf,
                     expires_at=now() + SESSION_LIFETIME,
+                    seen_at=now(),
                 )
             )
         return {"token": token, "csrf_token": csrf}
@@ -551,11 +560,50 @@ class Store:
             ).first()
         if row is None or row.disabled or parse_time(iso(row.expires_at)) < now():
             return None
+        if row.seen_at is None or parse_time(iso(row.seen_at)) < now() - SEEN_EVERY:
+            with self.engine.begin() as db:
+                db.execute(sessions.update().where(sessions.c.token_hash == row.token_hash)
+                           .values(seen_at=now()))
         return dict(_account(row), id=row.counsellor_id, csrf_token=row.csrf_token)
 
     def close_session(self, token: str) -> None:
+        """Sign out; the counsellor's tickets are released when it was their last session."""
         with self.engine.begin() as db:
+            row = db.execute(
+                sa.select(sessions.c.counsellor_id, counsellors.c.username)
+                .join(counsellors, counsellors.c.id == sessions.c.counsellor_id)
+                .where(sessions.c.token_hash == _hash_token(token))).first()
+            if row is None:
+                return
             db.execute(sessions.delete().where(sessions.c.token_hash == _hash_token(token)))
+            others = db.execute(sa.select(sa.func.count()).select_from(sessions).where(
+                sessions.c.counsellor_id == row.counsellor_id,
+                sessions.c.expires_at > now())).scalar()
+            if not others:
+                self._release_all(db, row.username, row.username,
+                                  f"{row.username} signed out")
+
+    def release_absent(self, idle: timedelta) -> int:
+        """Release the open tickets whose holder has no console open: no session used in
+        the last `idle` (signed out, or the browser closed); how many. A ticket held by
+        someone who went home would otherwise wait for an administrator."""
+        present = (
+            sa.select(counsellors.c.username)
+            .join(sessions, sessions.c.counsellor_id == counsellors.c.id)
+            .where(sessions.c.expires_at > now(),
+                   sa.or_(sessions.c.seen_at.is_(None), sessions.c.seen_at > now() - idle))
+        )
+        minutes = round(idle.total_seconds() / 60)
+        with self.engine.begin() as db:
+            away = [r.assignee for r in db.execute(
+                sa.select(tickets.c.assignee).distinct().where(
+                    tickets.c.status == "open", tickets.c.assignee.is_not(None),
+                    tickets.c.assignee.not_in(present)))]
+            released = 0
+            for username in away:
+                released += self._release_all(
+                    db, username, DESK_ACTOR, f"{username} away for {minutes} minutes")
+        return released
 
     # Tickets.
 

@@ -213,6 +213,57 @@ async def test_a_disabled_counsellor_is_signed_out_everywhere_and_their_tickets_
     await amina.json("PATCH", "/api/counsellors/bela", 400, json={"languages": "hu"})
 
 
+async def test_a_counsellor_who_signs_out_leaves_their_tickets_to_the_others(client, team):
+    """Released when their last session ends, not while another browser is still open."""
+    amina, bela = team
+    ticket = await open_ticket(client)
+    path = f"/api/tickets/{ticket['id']}"
+    other_browser = Counsellor(client)
+    assert await other_browser.login("bela", NEW_PASSWORD) == 200
+    await bela.json("POST", f"{path}/claim", 200)
+
+    assert (await other_browser.call("POST", "/api/logout")).status == 204
+    assert (await amina.json("GET", path, 200))["assignee"] == "bela"
+    assert (await bela.call("POST", "/api/logout")).status == 204
+    stored = await amina.json("GET", path, 200)
+    assert stored["assignee"] is None
+    assert [(e["actor"], e["action"], e["detail"]) for e in stored["history"]][-1] == (
+        "bela", "released", "bela signed out")
+    await amina.json("POST", f"{path}/messages", 201, json={"text": "amina here"})
+    await other_browser.session.close()
+
+
+async def test_the_tickets_of_a_counsellor_whose_console_is_closed_are_released(
+    client, team, monkeypatch,
+):
+    """bela closed his browser without signing out: 30 minutes on, the desk's own job
+    releases his tickets (not amina's, whose console is open), and says why."""
+    import desk.app
+    import desk.store
+
+    amina, bela = team
+    first = await open_ticket(client)
+    second = await open_ticket(client, key="key-00000002", conversation="web-def")
+    await bela.json("POST", f"/api/tickets/{first['id']}/claim", 200)
+    await amina.json("POST", f"/api/tickets/{second['id']}/claim", 200)
+
+    later = desk.store.now() + timedelta(minutes=31)
+    monkeypatch.setattr(desk.store, "now", lambda: later)
+    await amina.json("GET", "/api/me", 200)  # her open console, before the job runs again
+    monkeypatch.setattr(desk.app, "CLAIMS_EVERY_S", 0.0)
+    for _ in range(100):  # amina's console polls; the delivery loop runs every 2 s
+        stored = await amina.json("GET", f"/api/tickets/{first['id']}", 200)
+        if stored["assignee"] is None:
+            break
+        await asyncio.sleep(0.1)
+    assert stored["assignee"] is None
+    assert [(e["actor"], e["action"], e["detail"]) for e in stored["history"]][-1] == (
+        "desk", "released", "bela away for 30 minutes")
+    assert (await amina.json("GET", f"/api/tickets/{second['id']}", 200))["assignee"] == "amina"
+    # Back at his console, bela takes what is free again.
+    await bela.json("POST", f"/api/tickets/{first['id']}/claim", 200)
+
+
 def pashto_ticket() -> Dict[str, Any]:
     offer = CONTENT.replies("handoff_offer", "ps")[0]
     return new_ticket(
