@@ -12,7 +12,7 @@ const FIELD_TYPES = { date: "date", time: "time" };
 const MIN_PASSWORD = 10;
 
 const state = {
-  me: null, tickets: [], known: null, selected: null, detail: null, sending: false,
+  me: null, tickets: [], known: null, selected: null, detail: null, sending: new Set(), sendErrors: new Map(),
   rows: new Map(), messages: new Map(), drafts: new Map(), sendKeys: new Map(), timer: 0, run: 0, polls: 0,
   gloss: "en", replies: { language: null, list: [] }, accounts: [], screen: "tickets",
 };
@@ -375,6 +375,7 @@ function select(id) {
   if (state.selected !== null) state.drafts.set(state.selected, $("reply-text").value);
   state.selected = id;
   clearDetail("Loading ticket…");
+  $("reply-error").textContent = state.sendErrors.get(id) || "";
   $("reply-text").value = state.drafts.get(id) || "";
   chooseReady("");
   renderList();
@@ -434,7 +435,7 @@ function renderDetail(ticket) {
   $("closed-note").hidden = !closed;
   $("reply-text").disabled = closed;
   $("ready-reply").disabled = closed;
-  $("send").disabled = closed || state.sending;
+  $("send").disabled = closed || state.sending.has(ticket.id);
   $("close-ticket").disabled = closed;
   $("ready-note").textContent = `Sent in ${languageName(ticket.language)}, the person's language.`;
 }
@@ -706,15 +707,22 @@ function newKey() {
 async function sendReply(event) {
   event.preventDefault();
   const ticket = state.detail;
-  if (state.sending || !ticket || ticket.status !== "open") return;
-  const error = $("reply-error");
+  if (!ticket || ticket.status !== "open" || state.sending.has(ticket.id)) return;
+  // The counsellor may answer another ticket meanwhile: this one's outcome is shown with
+  // it, and announced if it is no longer the one on screen.
+  const tell = (text) => {
+    if (text) state.sendErrors.set(ticket.id, text);
+    else state.sendErrors.delete(ticket.id);
+    if (state.selected === ticket.id) $("reply-error").textContent = text;
+    else if (text) announce(`Ticket #${ticket.id}: ${text}`);
+  };
   const ready = readyReply();
   let body;
   if (ready) {
     const values = readyValues();
     const missing = (ready.fields || []).filter((name) => !values[name]);
     if (missing.length) {
-      error.textContent = `Fill in: ${missing.map((name) => (FIELD_NAMES[name] || name).toLowerCase()).join(", ")}.`;
+      tell(`Fill in: ${missing.map((name) => (FIELD_NAMES[name] || name).toLowerCase()).join(", ")}.`);
       const input = $(`ready-field-${missing[0]}`);
       if (input) input.focus();
       return;
@@ -725,7 +733,7 @@ async function sendReply(event) {
     if (!text) return;
     body = { text };
   }
-  error.textContent = "";
+  tell("");
   // One key per draft: sent again after an answer that never came (the desk restarting, a
   // proxy's 502), the same reply is taken once, not twice.
   const draft = JSON.stringify(body);
@@ -735,7 +743,7 @@ async function sendReply(event) {
     state.sendKeys.set(ticket.id, sending);
   }
   body.idempotency_key = sending.key;
-  state.sending = true;
+  state.sending.add(ticket.id);
   $("send").disabled = true;
   const unknown = " It may have been sent: press Send again, it will not go twice.";
   try {
@@ -747,20 +755,21 @@ async function sendReply(event) {
         else $("reply-text").value = "";
       }
       if (!ready) state.drafts.delete(ticket.id);
-      announce(data && data.delivered ? "Reply sent." : "Reply kept; it goes out when the assistant takes it.");
+      const to = state.selected === ticket.id ? "" : ` to ticket #${ticket.id}`;
+      announce(data && data.delivered ? `Reply${to} sent.` : `Reply${to} kept; it goes out when the assistant takes it.`);
     } else if (status >= 500) {
-      error.textContent = `Not confirmed: ${errorOf(data, status)}.${unknown}`;
+      tell(`Not confirmed: ${errorOf(data, status)}.${unknown}`);
     } else {
       state.sendKeys.delete(ticket.id);
       const kept = ready ? "" : " Your text is kept.";
-      error.textContent = `Not sent: ${errorOf(data, status)}.${kept}`;
+      tell(`Not sent: ${errorOf(data, status)}.${kept}`);
     }
     if (state.selected === ticket.id) await loadDetail(ticket.id);
   } catch (failure) {
-    if (!(failure instanceof SignedOut)) error.textContent = `Not confirmed: cannot reach the desk.${unknown}`;
+    if (!(failure instanceof SignedOut)) tell(`Not confirmed: cannot reach the desk.${unknown}`);
   } finally {
-    state.sending = false;
-    if (state.detail) $("send").disabled = state.detail.status !== "open";
+    state.sending.delete(ticket.id);
+    if (state.detail) $("send").disabled = state.detail.status !== "open" || state.sending.has(state.detail.id);
   }
 }
 

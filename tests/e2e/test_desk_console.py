@@ -152,6 +152,47 @@ def test_a_reply_whose_answer_was_lost_is_sent_again_once(page, desk):
     assert [m["text"] for m in stored["messages"] if m["sender"] == "counsellor"] == [text]
 
 
+def test_a_reply_that_waits_does_not_stop_the_answer_to_another_ticket(page, desk):
+    """A reply can wait up to 20 s for the assistant: meanwhile the counsellor answers
+    another person, and each reply reaches its own ticket once."""
+    first, second = open_ticket(desk), open_ticket(desk)
+    waiting_text = f"I am checking your case ({uuid.uuid4().hex[:8]})."
+    other_text = f"Good morning, how can I help? ({uuid.uuid4().hex[:8]})"
+    sign_in(page, desk)
+    held = []
+
+    def hold(route):  # the desk does not answer yet
+        held.append(route)
+
+    page.route(f"**/api/tickets/{first['id']}/messages", hold)
+    send = page.get_by_role("button", name="Send", exact=True)
+
+    row(page, first).click()
+    page.get_by_label("Your reply").fill(waiting_text)
+    send.click()
+    expect(send).to_be_disabled()
+    row(page, second).click()
+    expect(page.locator("#detail-heading")).to_contain_text(f"#{second['id']}")
+    page.get_by_label("Your reply").fill(other_text)
+    expect(send).to_be_enabled()
+    send.click()
+    mine = page.locator('#messages li[data-sender="counsellor"]').filter(has_text=other_text)
+    expect(mine).to_have_count(1, timeout=LIVE)
+
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.locator("#announcer")).to_have_text(
+        re.compile(rf"^Reply to ticket #{first['id']} (sent|kept; .*)\.$"), timeout=LIVE)
+    row(page, first).click()
+    expect(page.get_by_label("Your reply")).to_have_value("")
+    expect(page.locator("#messages li[data-sender=\"counsellor\"]")).to_have_text(
+        [re.compile(re.escape(waiting_text))], timeout=LIVE)
+    for ticket, text in ((first, waiting_text), (second, other_text)):
+        stored = requests.get(f"{desk.url}/api/tickets/{ticket['id']}", timeout=30,
+                              headers={"Authorization": f"Bearer {desk.token}"}).json()
+        assert [m["text"] for m in stored["messages"] if m["sender"] == "counsellor"] == [text]
+
+
 def test_closing_hands_back_and_leaves_the_open_list(page, desk):
     ticket = open_ticket(desk)
     sign_in(page, desk)
