@@ -1,4 +1,5 @@
-"""New tickets announced in the counsellors' Telegram group, when one is configured.
+"""New tickets, and tickets that became urgent, announced in the counsellors' Telegram
+group, when one is configured.
 
 The announcement names the ticket's number, urgency, language and channel only: no
 message text and nothing that identifies the person. Set TELEGRAM_BOT_TOKEN and
@@ -17,7 +18,12 @@ from avrr.settings import DeskSettings
 logger = logging.getLogger(__name__)
 
 
-def announcement(ticket: Dict[str, Any]) -> str:
+def announcement(ticket: Dict[str, Any], now_urgent: bool = False) -> str:
+    if now_urgent:  # during the handoff, the person wrote about danger
+        return (
+            f"Ticket #{ticket['id']} is now urgent: language {ticket['language']}, via "
+            f"{ticket['channel']}. Open the desk console to answer."
+        )
     return (
         f"New ticket #{ticket['id']}: {ticket['urgency']}, language {ticket['language']}, "
         f"via {ticket['channel']}. Open the desk console to answer."
@@ -34,10 +40,11 @@ class Announcer:
     def enabled(self) -> bool:
         return bool(self.settings.telegram_bot_token and self.settings.telegram_chat_id)
 
-    def announce(self, ticket: Dict[str, Any]) -> None:
+    def announce(self, ticket: Dict[str, Any], now_urgent: bool = False) -> None:
         """Send in the background: a slow Telegram never delays the person's ticket."""
         if self.enabled:
-            task = asyncio.create_task(self._send(announcement(ticket), ticket["id"]))
+            task = asyncio.create_task(
+                self._send(announcement(ticket, now_urgent), ticket["id"]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

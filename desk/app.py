@@ -511,10 +511,13 @@ class Desk:
         key = text_field(body, "idempotency_key", 160)
         text = text_field(body, "text")
         at = self._time(body.get("at"))
-        message = await asyncio.to_thread(
+        message, raised = await asyncio.to_thread(
             self.store.inbound, text_field(body, "ticket_key", 128), conversation, key, text,
             at, body.get("urgent") is True, **understood(body),
         )
+        if raised is not None:
+            logger.info("ticket %d is now urgent (%s)", raised["id"], raised["language"])
+            self.announcer.announce(raised, now_urgent=True)
         return web.json_response(message, status=201)
 
     async def delete_conversation(self, request: web.Request) -> web.Response:

@@ -729,14 +729,16 @@ class Store:
         return found
 
     def inbound(self, ticket_key: str, conversation_id: Optional[str], key: str, text: str,
-                at: datetime, urgent: bool = False, **annotations: Any) -> Dict[str, Any]:
+                at: datetime, urgent: bool = False, **annotations: Any
+                ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
         """A message of the person to their counsellor, once per idempotency key: on the
         ticket of `ticket_key`, or, when that one is unknown or closed, on the open ticket
         of `conversation_id` (the key the assistant holds may be a consent sent twice's,
         for which the desk answered with the ticket it had). NotFound when there is no
         such ticket; Conflict when it is closed: nobody would read the message there.
         `urgent`: the ticket becomes urgent (a message about danger); `annotations`: what
-        the assistant understood of it (`intent`, `confidence`)."""
+        the assistant understood of it (`intent`, `confidence`). The message, and the
+        ticket if this message made it urgent (to be announced as a new one is)."""
         with self.engine.begin() as db:
             row = db.execute(
                 sa.select(tickets).where(tickets.c.idempotency_key == ticket_key)).first()
@@ -748,14 +750,18 @@ class Store:
                 raise NotFound("no ticket with that key")
             found = db.execute(sa.select(messages).where(messages.c.idempotency_key == key)).first()
             if found is not None:  # sent again: the message is there, whatever came since
-                return _message(found)
+                return _message(found), None
             _lock(db, row.id)  # a close waits for this message, or comes first
-            if self._row(db, row.id).status != "open":
+            current = self._row(db, row.id)
+            if current.status != "open":
                 raise Conflict("the ticket is closed")
-            if urgent:
+            raised = urgent and current.urgency != "urgent"
+            if raised:
                 db.execute(tickets.update().where(tickets.c.id == row.id).values(urgency="urgent"))
-            return self._insert_message(db, row.id, idempotency_key=key, sender="person",
-                                        text=text, at=at, delivered=None, **annotations)
+                _record(db, row.id, API_ACTOR, "made urgent", "a message about danger")
+            message = self._insert_message(db, row.id, idempotency_key=key, sender="person",
+                                           text=text, at=at, delivered=None, **annotations)
+            return message, self._ticket(db, self._row(db, row.id)) if raised else None
 
     @staticmethod
     def _insert_message(db: Any, ticket_id: int, **values: Any) -> Dict[str, Any]:

@@ -291,16 +291,23 @@ const shown = (ticket) => !$("mine-only").checked || state.me.languages.includes
   || urgentOpen(ticket);
 const mine = (ticket) => Boolean(state.me) && ticket.assignee === state.me.username;
 
+// New tickets, and those that became urgent (the person wrote about danger during the
+// handoff), are announced; `known` holds each ticket's urgency as last seen.
 function announceNew(tickets) {
-  if (state.known === null) {
-    state.known = new Set(tickets.map((ticket) => ticket.id));
+  const seen = state.known;
+  if (seen === null) {
+    state.known = new Map(tickets.map((ticket) => [ticket.id, ticket.urgency]));
     return;
   }
-  const fresh = tickets.filter((t) => !state.known.has(t.id) && t.status === "open" && shown(t));
-  tickets.forEach((ticket) => state.known.add(ticket.id));
-  if (fresh.length) {
-    announce(fresh.map((t) => `New ticket: ${t.urgency}, ${languageName(t.language)}`).join(". "));
-  }
+  const open = tickets.filter((t) => t.status === "open" && shown(t));
+  const news = [
+    ...open.filter((t) => !seen.has(t.id))
+      .map((t) => `New ticket: ${t.urgency}, ${languageName(t.language)}`),
+    ...open.filter((t) => seen.has(t.id) && seen.get(t.id) !== "urgent" && t.urgency === "urgent")
+      .map((t) => `Ticket #${t.id} is now urgent`),
+  ];
+  tickets.forEach((ticket) => seen.set(ticket.id, ticket.urgency));
+  if (news.length) announce(news.join(". "));
 }
 
 // The ticket list: the tickets I hold first, then the desk's order (urgency, then age).
@@ -481,6 +488,7 @@ function fillAssign(ticket) {
 
 const EVENTS = {
   claimed: () => "claimed the ticket",
+  "made urgent": () => "marked it urgent: the person wrote about danger",
   released: (event) => (event.detail && event.detail !== event.actor ? `released it (${event.detail})` : "released it"),
   assigned: (event) => `assigned it to ${event.detail}`,
   replied: (event) => (event.detail ? `replied (${event.detail})` : "replied"),

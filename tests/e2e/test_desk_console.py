@@ -74,6 +74,28 @@ def test_a_ticket_opened_after_sign_in_appears_without_reload(page, desk):
     assert errors == []
 
 
+def test_a_ticket_that_becomes_urgent_is_announced_as_a_new_one_is(page, desk):
+    """During the handoff the person writes about danger: the assistant marks their
+    message urgent, and every open console says so (and the ticket's history)."""
+    key = f"console-{uuid.uuid4().hex}"
+    ticket = open_ticket(desk, urgency="normal", idempotency_key=key)
+    sign_in(page, desk)
+    expect(row(page, ticket)).to_contain_text("Normal")
+
+    sent = desk.api("POST", "/api/inbound", json={
+        "ticket_key": key, "conversation_id": ticket["conversation_id"],
+        "idempotency_key": f"urgent-{uuid.uuid4().hex}", "text": "he is here, help",
+        "at": datetime.now(timezone.utc).isoformat(), "urgent": True})
+    assert sent.status_code == 201
+
+    expect(page.locator("#announcer")).to_have_text(
+        f"Ticket #{ticket['id']} is now urgent", timeout=LIVE)
+    expect(row(page, ticket)).to_contain_text("Urgent")
+    row(page, ticket).click()
+    expect(page.locator('#history li[data-action="made urgent"]')).to_contain_text(
+        "api marked it urgent: the person wrote about danger")
+
+
 def test_message_text_is_shown_as_text_never_as_markup(page, desk):
     ticket = open_ticket(desk, transcript=[
         {"sender": "person", "text": EVIL, "at": datetime.now(timezone.utc).isoformat()},

@@ -134,7 +134,9 @@ def test_danger_makes_an_urgent_ticket_in_the_persons_language(web_chat, desk):
     desk.api("POST", f"/api/tickets/{ticket['id']}/close")
 
 
-def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(web_chat, desk):
+def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(
+    web_chat, desk, telegram_api,
+):
     chat = web_chat()
     marker = uuid.uuid4().hex[:10]
     ask_for_counsellor(chat, marker)
@@ -149,7 +151,18 @@ def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(
     detail = desk.api("GET", f"/api/tickets/{ticket['id']}").json()
     assert detail["urgency"] == "urgent"
     assert detail["messages"][-1]["text"] == "my husband is beating me right now"
+    assert [(e["actor"], e["action"]) for e in detail["history"]] == [("api", "made urgent")]
+    # The counsellors' Telegram group hears of it as of a new ticket, without its words.
+    announcement = f"Ticket #{ticket['id']} is now urgent: language en, via socketio."
+    deadline = time.monotonic() + 15
+    while not any(announcement in str(call) for call in telegram_api.calls):
+        assert time.monotonic() < deadline, "the urgency was not announced on Telegram"
+        time.sleep(0.2)
+    assert all("beating" not in str(c) and marker not in str(c) for c in telegram_api.calls)
+
+    chat.say_and_wait("he is hitting me again")  # urgent already: announced once
     desk.api("POST", f"/api/tickets/{ticket['id']}/close")
+    assert sum(f"Ticket #{ticket['id']} " in str(c) for c in telegram_api.calls) == 1
 
 
 def test_a_typed_yes_the_classifier_is_unsure_of_gets_the_offer_again(assistant, desk):
