@@ -194,9 +194,10 @@ async def test_result_points_to_iom_and_forgets_the_answers(dispatcher):
     assert texts == [
         "From your answers, you appear to be in a group IOM can help. This is not a decision: "
         "IOM decides after counselling.",
-        "IOM also checks other conditions then, for example that you have not committed a "
-        "crime under Hungarian law. Crossing the border irregularly or staying longer than "
-        "allowed do not count as crimes.",
+        "IOM also checks other conditions then, for example that you do not have the money "
+        "to return on your own, and that you have not committed a crime under Hungarian law. "
+        "Crossing the border irregularly or staying longer than allowed do not count as "
+        "crimes.",
         "Next step: call IOM's free hotline 06 80 20 50 18, or tell the staff of your reception "
         "or detention centre that you want to apply.",
     ]
