@@ -20,7 +20,7 @@ PYTHON310 ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/pytho
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help run cluster test train validate lint unit integration conversations e2e cluster-test bench bench-cluster soak eval review export-labels clean widget
+.PHONY: help run cluster test train validate lint unit integration conversations e2e cluster-test bench bench-cluster bench-desk soak eval review export-labels clean widget
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ bench: $(VENV)/.dev-installed $(MODEL) ## load benchmark against a vanilla `rasa
 
 bench-cluster: $(VENV)/.dev-installed $(MODEL) ## as root: 1, then 2 Rasa replicas behind nginx, the same CPU share each (bench/scaling.md)
 	$(PY) bench/scaling.py --repeats 5
+
+bench-desk: $(VENV)/.dev-installed ## the desk's ticket list with 3,000 tickets: what a console's poll costs
+	$(PY) bench/desk_list.py
 
 soak: $(VENV)/.dev-installed $(MODEL) ## soak run: Telegram chats for minutes while parts are SIGKILLed in turn (bench/soak.md)
 	$(PY) bench/soak.py

