@@ -9,7 +9,6 @@ export-labels) writes the labelled unanswered questions as NLU data (desk/labels
 import argparse
 import getpass
 import logging
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from avrr.logs import configure
 from avrr.settings import ROOT, DeskSettings, load
 from avrr.vocabulary import CODES
 from desk.app import create_app
-from desk.labels import FIELD, export
+from desk.labels import FIELD, export, write_private
 from desk.store import ROLES, Conflict, NotFound, Store
 
 logger = logging.getLogger("desk")
@@ -40,9 +39,7 @@ def first_account(settings: DeskSettings, store: Store) -> None:
                          actor="command-line")
     path = settings.data_dir / "desk-first-login.txt"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"username: {FIRST_USER}\npassword: {password}\n")
+    write_private(path, f"username: {FIRST_USER}\npassword: {password}\n")
     logger.info(
         "created the first counsellor account '%s'; its password is in %s", FIRST_USER, path
     )

@@ -91,8 +91,9 @@ def export(questions: Iterable[Mapping[str, str]], data_dir: Path) -> Dict[str, 
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` readable by its owner only (0600), whatever the umask: what people
-    wrote, redacted of numbers and accounts, not of names and places."""
+    """Write `text` readable by its owner only (0600), whatever the umask or the mode of
+    a file already there, at once (a new file moved into place): what people wrote
+    (redacted of numbers and accounts, not of names and places), a first password."""
     fresh = path.with_name(f".{path.name}.new")
     fresh.unlink(missing_ok=True)
     descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

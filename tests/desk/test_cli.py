@@ -37,8 +37,12 @@ def test_a_generated_first_password_works_once_then_its_owner_chooses_one(tmp_pa
 
     settings = DeskSettings(api_token="unit-test-token-0123456789", data_dir=tmp_path)
     store = Store(settings.database)
+    left = tmp_path / "desk-first-login.txt"  # an older one, readable by all
+    left.write_text("username: someone\n")
+    left.chmod(0o644)
     first_account(settings, store)
-    written = (tmp_path / "desk-first-login.txt").read_text().splitlines()
+    assert left.stat().st_mode & 0o777 == 0o600
+    written = left.read_text().splitlines()
     password = written[1].removeprefix("password: ")
     assert written[0] == f"username: {FIRST_USER}"
     [account] = store.counsellors()
