@@ -233,7 +233,8 @@ class DeskSettings(Settings):
     rasa_api_token: Optional[SecretStr] = Field(None, env="RASA_API_TOKEN")
     cookie_secure: bool = Field(False, env="DESK_COOKIE_SECURE")
     # A ticket's claim lapses when its holder has had no console open for this long
-    # (signed out, or the browser closed); 0: claims last until released.
+    # (the browser closed without signing out); 0: not so (signing out of one's last
+    # session still releases one's tickets).
     claim_idle_minutes: int = Field(30, env="DESK_CLAIM_IDLE_MINUTES", ge=0, le=1440)
     # Reverse proxies in front of the desk (1 behind nginx): the sign-in limits per
     # address read the client's address from X-Forwarded-For, not the proxy's.

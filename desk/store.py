@@ -55,6 +55,9 @@ counsellors = sa.Table(
     # A password an administrator gave: to be changed before anything else.
     sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # When a console of theirs was last open (to SEEN_EVERY): a claim lapses when its
+    # holder is away. Kept here, not with the session, which a password reset ends.
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 sessions = sa.Table(
@@ -64,7 +67,6 @@ sessions = sa.Table(
     sa.Column("counsellor_id", sa.Integer, sa.ForeignKey("counsellors.id", ondelete="CASCADE")),
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    # When a console last used it (to SEEN_EVERY): a claim lapses when its holder is away.
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True),
 )
 
@@ -86,6 +88,8 @@ tickets = sa.Table(
     sa.Column("handed_back", sa.Boolean, nullable=False, default=False),
     # The counsellor who holds the ticket: only they answer or close it.
     sa.Column("assignee", sa.String(64), nullable=True),
+    # Since when the assignee holds it: a claim or an assignment has its grace period.
+    sa.Column("held_since", sa.DateTime(timezone=True), nullable=True),
     # One open ticket per conversation, kept by the database itself (two desks may be
     # asked at the same moment).
     sa.Index("one_open_ticket", "conversation_id", unique=True,
@@ -449,15 +453,24 @@ class Store:
             _record(db, None, row.username, "password changed", row.username)
         return True
 
-    @staticmethod
-    def _release_all(db: Any, username: str, actor: str, why: str) -> int:
+    @classmethod
+    def _release_all(cls, db: Any, username: str, actor: str, why: str) -> int:
         """Release the open tickets `username` holds; how many."""
         held = [r.id for r in db.execute(sa.select(tickets.c.id).where(
             tickets.c.assignee == username, tickets.c.status == "open"))]
-        db.execute(tickets.update().where(tickets.c.id.in_(held)).values(assignee=None))
-        for ticket_id in held:
+        return sum(cls._release(db, ticket_id, username, actor, why) for ticket_id in held)
+
+    @staticmethod
+    def _release(db: Any, ticket_id: int, username: str, actor: str, why: str) -> int:
+        """Release the ticket if `username` still holds it open (a colleague may have
+        taken it since it was read: the UPDATE checks again, on the row it locks); 1 if
+        released."""
+        released = db.execute(tickets.update().where(
+            tickets.c.id == ticket_id, tickets.c.assignee == username,
+            tickets.c.status == "open").values(assignee=None)).rowcount
+        if released:
             _record(db, ticket_id, actor, "released", why)
-        return len(held)
+        return released
 
     @staticmethod
     def _change(db: Any, username: str, values: Dict[str, Any]) -> int:
@@ -549,6 +562,8 @@ class Store:
                     seen_at=now(),
                 )
             )
+            db.execute(counsellors.update().where(counsellors.c.id == counsellor_id)
+                       .values(seen_at=now()))
         return {"token": token, "csrf_token": csrf}
 
     def session(self, token: str) -> Optional[Dict[str, Any]]:
@@ -563,6 +578,8 @@ class Store:
         if row.seen_at is None or parse_time(iso(row.seen_at)) < now() - SEEN_EVERY:
             with self.engine.begin() as db:
                 db.execute(sessions.update().where(sessions.c.token_hash == row.token_hash)
+                           .values(seen_at=now()))
+                db.execute(counsellors.update().where(counsellors.c.id == row.counsellor_id)
                            .values(seen_at=now()))
         return dict(_account(row), id=row.counsellor_id, csrf_token=row.csrf_token)
 
@@ -584,25 +601,25 @@ class Store:
                                   f"{row.username} signed out")
 
     def release_absent(self, idle: timedelta) -> int:
-        """Release the open tickets whose holder has no console open: no session used in
-        the last `idle` (signed out, or the browser closed); how many. A ticket held by
-        someone who went home would otherwise wait for an administrator."""
-        present = (
-            sa.select(counsellors.c.username)
-            .join(sessions, sessions.c.counsellor_id == counsellors.c.id)
-            .where(sessions.c.expires_at > now(),
-                   sa.or_(sessions.c.seen_at.is_(None), sessions.c.seen_at > now() - idle))
-        )
+        """Release the open tickets held for longer than `idle` by someone with no console
+        open for as long (gone home without signing out, the browser closed); how many.
+        A ticket held by someone who went home would otherwise wait for an administrator.
+        A claim or an assignment has the same grace: the assignee may be on their way."""
+        cutoff = now() - idle
+        # A console marks itself every SEEN_EVERY: one seen a little longer ago is open.
+        present = sa.select(counsellors.c.username).where(
+            counsellors.c.seen_at > cutoff - SEEN_EVERY)
         minutes = round(idle.total_seconds() / 60)
         with self.engine.begin() as db:
-            away = [r.assignee for r in db.execute(
-                sa.select(tickets.c.assignee).distinct().where(
-                    tickets.c.status == "open", tickets.c.assignee.is_not(None),
-                    tickets.c.assignee.not_in(present)))]
+            held = db.execute(sa.select(tickets.c.id, tickets.c.assignee).where(
+                tickets.c.status == "open", tickets.c.assignee.is_not(None),
+                sa.or_(tickets.c.held_since.is_(None), tickets.c.held_since < cutoff),
+                tickets.c.assignee.not_in(present))).fetchall()
             released = 0
-            for username in away:
-                released += self._release_all(
-                    db, username, DESK_ACTOR, f"{username} away for {minutes} minutes")
+            for ticket_id, username in held:
+                released += self._release(
+                    db, ticket_id, username, DESK_ACTOR,
+                    f"{username} away for {minutes} minutes or more")
         return released
 
     # Tickets.
@@ -709,10 +726,10 @@ class Store:
 
     def ticket(self, ticket_id: int, with_messages: bool = False) -> Optional[Dict[str, Any]]:
         with self.engine.connect() as db:
-            row = db.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).first()
+            row = db.execute(_with_summary().where(tickets.c.id == ticket_id)).first()
             if row is None:
                 return None
-            found = self._ticket(db, row)
+            found = _summary(row)
             if with_messages:
                 found["messages"] = [
                     _message(m)
@@ -838,7 +855,7 @@ class Store:
             if row.status != "open":
                 raise Conflict("the ticket is closed")
             db.execute(tickets.update().where(tickets.c.id == ticket_id)
-                       .values(assignee=username))
+                       .values(assignee=username, held_since=now()))
             _record(db, ticket_id, actor, "assigned", username)
             return self._ticket(db, self._row(db, ticket_id))
 
@@ -879,7 +896,7 @@ class Store:
             tickets.update()
             .where(tickets.c.id == ticket_id, tickets.c.status == "open",
                    tickets.c.assignee.is_(None))
-            .values(assignee=actor)
+            .values(assignee=actor, held_since=now())
         ).rowcount
         if not taken:
             holder = db.execute(sa.select(tickets.c.assignee).where(
@@ -1143,7 +1160,8 @@ class Store:
 
     @staticmethod
     def _ticket(db: Any, row: Any) -> Dict[str, Any]:
-        return _summary(db.execute(_with_summary().where(tickets.c.id == row.id)).first())
+        """The ticket `row` as read again in the transaction that holds its lock."""
+        return _summary(db.execute(_with_summary().where(tickets.c.id == row.id)).one())
 
 
 def _with_summary() -> Any:

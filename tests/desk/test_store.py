@@ -183,3 +183,70 @@ def test_a_ticket_half_made_when_its_conversation_is_deleted_does_not_outlive_it
     with store.engine.connect() as db:
         assert db.execute(sa.select(tickets.c.id).where(
             tickets.c.conversation_id == "web-race")).fetchall() == []
+
+
+def test_a_claim_lapses_only_when_its_holder_has_been_away_as_long(tmp_path, monkeypatch):
+    """bela closes his browser at 9:20 without signing out, and a password reset at 9:21
+    ends his sessions; cleo is assigned a ticket at 9:00 and never signs in. Each claim
+    has 30 minutes' grace, counted from the claim and from the holder's last console."""
+    from datetime import datetime, timezone
+
+    import desk.store
+
+    clock = [datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)]
+    monkeypatch.setattr(desk.store, "now", lambda: clock[0])
+    store = Store(f"sqlite:///{tmp_path / 'desk.db'}")
+    for name in ("amina", "bela", "cleo"):
+        store.add_counsellor(name, "a-good-long-password", ["ar"])
+    session = store.open_session(store.check_password("bela", "a-good-long-password"))
+
+    def ticket(key):
+        return store.create_ticket(
+            {"idempotency_key": key, "conversation_id": f"web-{key}", "channel": "socketio",
+             "language": "ar", "topic": "request_human", "urgency": "normal",
+             "consent_at": clock[0], "consent_language": "ar"}, [])["ticket"]["id"]
+
+    belas, cleos = ticket("key-bela-1"), ticket("key-cleo-1")
+    store.claim(belas, "bela")
+    store.assign(cleos, "cleo", "amina")
+    idle = timedelta(minutes=30)
+
+    def at(hour, minute):
+        clock[0] = clock[0].replace(hour=hour, minute=minute)
+
+    at(9, 20)
+    assert store.release_absent(idle) == 0
+    assert store.session(session["token"]) is not None  # his console's last poll
+    at(9, 21)
+    store.reset_password("bela", "a-temporary-password", "amina")
+    at(9, 31)
+    assert store.release_absent(idle) == 1  # cleo's: assigned 31 minutes ago, never seen
+    assert (store.ticket(belas)["assignee"], store.ticket(cleos)["assignee"]) == ("bela", None)
+    at(9, 52)
+    assert store.release_absent(idle) == 1
+    assert store.ticket(belas)["assignee"] is None
+    history = store.ticket(belas, with_messages=True)["history"]
+    assert [(e["actor"], e["action"], e["detail"]) for e in history][-1] == (
+        "desk", "released", "bela away for 30 minutes or more")
+    store.claim(belas, "amina")
+    at(10, 30)  # amina took it, and has no console open either: her own 30 minutes
+    assert store.release_absent(idle) == 1
+    assert store.release_absent(idle) == 0
+
+
+def test_a_ticket_is_made_urgent_once_however_many_danger_messages_come(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'desk.db'}")
+    created = store.create_ticket(
+        {"idempotency_key": "key-urgent-1", "conversation_id": "web-urgent",
+         "channel": "socketio", "language": "ar", "topic": "request_human",
+         "urgency": "normal", "consent_at": now(), "consent_language": "ar"}, [])["ticket"]
+
+    def danger(key):
+        return store.inbound("key-urgent-1", "web-urgent", key, "help", now(), urgent=True)
+
+    first, raised = danger("message-1")
+    assert (raised["id"], raised["urgency"]) == (created["id"], "urgent")
+    assert danger("message-1") == (first, None)  # the same message sent again
+    assert danger("message-2")[1] is None  # urgent already
+    history = store.ticket(created["id"], with_messages=True)["history"]
+    assert [(e["actor"], e["action"]) for e in history] == [("api", "made urgent")]
