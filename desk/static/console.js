@@ -12,7 +12,7 @@ const FIELD_TYPES = { date: "date", time: "time" };
 const MIN_PASSWORD = 10;
 
 const state = {
-  me: null, tickets: [], known: null, selected: null, detail: null, sending: new Set(), sendErrors: new Map(),
+  me: null, tickets: [], known: null, selected: null, detail: null, sending: new Set(), sendErrors: new Map(), epoch: 0,
   rows: new Map(), messages: new Map(), drafts: new Map(), sendKeys: new Map(), timer: 0, run: 0, polls: 0,
   gloss: "en", replies: { language: null, list: [] }, accounts: [], screen: "tickets",
 };
@@ -64,6 +64,7 @@ function show(view) {
 
 function resetDesk() {
   state.run += 1;
+  state.epoch += 1; // a reply still on its way is not told to whoever signs in next
   clearTimeout(state.timer);
   Object.assign(state, {
     tickets: [], known: null, selected: null, detail: null, accounts: [], screen: "tickets",
@@ -72,6 +73,7 @@ function resetDesk() {
   state.rows.clear();
   state.drafts.clear();
   state.sendKeys.clear();
+  state.sendErrors.clear();
   $("ticket-list").replaceChildren();
   $("ticket-list").setAttribute("aria-busy", "true");
   $("team-screen").replaceChildren();
@@ -718,7 +720,9 @@ async function sendReply(event) {
   if (!ticket || ticket.status !== "open" || state.sending.has(ticket.id)) return;
   // The counsellor may answer another ticket meanwhile: this one's outcome is shown with
   // it, and announced if it is no longer the one on screen.
+  const epoch = state.epoch;
   const tell = (text) => {
+    if (epoch !== state.epoch) return;
     if (text) state.sendErrors.set(ticket.id, text);
     else state.sendErrors.delete(ticket.id);
     if (state.selected === ticket.id) $("reply-error").textContent = text;
@@ -730,7 +734,7 @@ async function sendReply(event) {
     const values = readyValues();
     const missing = (ready.fields || []).filter((name) => !values[name]);
     if (missing.length) {
-      tell(`Fill in: ${missing.map((name) => (FIELD_NAMES[name] || name).toLowerCase()).join(", ")}.`);
+      $("reply-error").textContent = `Fill in: ${missing.map((name) => (FIELD_NAMES[name] || name).toLowerCase()).join(", ")}.`;
       const input = $(`ready-field-${missing[0]}`);
       if (input) input.focus();
       return;
@@ -764,7 +768,7 @@ async function sendReply(event) {
       }
       if (!ready) state.drafts.delete(ticket.id);
       const to = state.selected === ticket.id ? "" : ` to ticket #${ticket.id}`;
-      announce(data && data.delivered ? `Reply${to} sent.` : `Reply${to} kept; it goes out when the assistant takes it.`);
+      if (epoch === state.epoch) announce(data && data.delivered ? `Reply${to} sent.` : `Reply${to} kept; it goes out when the assistant takes it.`);
     } else if (status >= 500) {
       tell(`Not confirmed: ${errorOf(data, status)}.${unknown}`);
     } else {
