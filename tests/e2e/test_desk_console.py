@@ -289,15 +289,15 @@ def test_requests_that_never_reached_the_desk_are_shown_and_counted(page, desk, 
         expect(page.locator("#outbox-problem")).to_have_text(
             "1 request from the assistant (tickets, messages or deletions) could not be "
             "delivered to the desk. An operator must look at them: python -m actions.outbox")
-    finally:
+
         with store.begin() as db:
             db.execute(dead_letters.delete().where(dead_letters.c.key == key))
-    try:
         assert desk.api("GET", "/api/status").json() == {"outbox": {"pending": 0, "dead": 0}}
         page.reload()
         expect(page.locator("#who")).to_have_text(desk.username)
         expect(page.locator("#outbox-problem")).to_be_hidden()
     finally:
-        if earlier:
-            with store.begin() as db:
+        with store.begin() as db:
+            db.execute(dead_letters.delete().where(dead_letters.c.key == key))
+            if earlier:
                 db.execute(dead_letters.insert(), earlier)

@@ -159,10 +159,7 @@ def test_danger_during_a_handoff_is_answered_at_once_and_the_ticket_made_urgent(
         assert time.monotonic() < deadline, "the urgency was not announced on Telegram"
         time.sleep(0.2)
     assert all("beating" not in str(c) and marker not in str(c) for c in telegram_api.calls)
-
-    chat.say_and_wait("he is hitting me again")  # urgent already: announced once
     desk.api("POST", f"/api/tickets/{ticket['id']}/close")
-    assert sum(f"Ticket #{ticket['id']} " in str(c) for c in telegram_api.calls) == 1
 
 
 def test_a_typed_yes_the_classifier_is_unsure_of_gets_the_offer_again(assistant, desk):
