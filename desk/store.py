@@ -31,7 +31,7 @@ URGENCIES = ("urgent", "legal", "normal")
 # A viewer sees the statistics only: no ticket, no account, no question of a person.
 ROLES = ("counsellor", "admin", "viewer")
 SESSION_LIFETIME = timedelta(hours=12)
-# How often an open console marks its session as still there (it polls every 3 s).
+# How often an open console marks its counsellor as there (it polls every 3 s).
 SEEN_EVERY = timedelta(minutes=1)
 FORGOTTEN_FOR = timedelta(days=7)
 # Who acted, when the desk's API token did (automation, an operator's script): a name no
@@ -67,7 +67,6 @@ sessions = sa.Table(
     sa.Column("counsellor_id", sa.Integer, sa.ForeignKey("counsellors.id", ondelete="CASCADE")),
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 tickets = sa.Table(
@@ -559,7 +558,6 @@ class Store:
                     counsellor_id=counsellor_id,
                     csrf_token=csrf,
                     expires_at=now() + SESSION_LIFETIME,
-                    seen_at=now(),
                 )
             )
             db.execute(counsellors.update().where(counsellors.c.id == counsellor_id)
@@ -576,9 +574,7 @@ class Store:
         if row is None or row.disabled or parse_time(iso(row.expires_at)) < now():
             return None
         if row.seen_at is None or parse_time(iso(row.seen_at)) < now() - SEEN_EVERY:
-            with self.engine.begin() as db:
-                db.execute(sessions.update().where(sessions.c.token_hash == row.token_hash)
-                           .values(seen_at=now()))
+            with self.engine.begin() as db:  # the counsellor's console is open
                 db.execute(counsellors.update().where(counsellors.c.id == row.counsellor_id)
                            .values(seen_at=now()))
         return dict(_account(row), id=row.counsellor_id, csrf_token=row.csrf_token)
@@ -1176,21 +1172,21 @@ def _with_summary() -> Any:
 
 def _summary(row: Any) -> Dict[str, Any]:
     return {
-            "id": row.id,
-            "conversation_id": row.conversation_id,
-            "channel": row.channel,
-            "language": row.language,
-            "topic": row.topic,
-            "urgency": row.urgency,
-            "status": row.status,
-            "created_at": iso(row.created_at),
-            "updated_at": iso(row.updated_at),
-            "consent_at": iso(row.consent_at),
-            "consent_language": row.consent_language,
-            "waiting": row.status == "open" and row.last_sender == "person",
-            "message_count": row.message_count,
-            "assignee": row.assignee,
-        }
+        "id": row.id,
+        "conversation_id": row.conversation_id,
+        "channel": row.channel,
+        "language": row.language,
+        "topic": row.topic,
+        "urgency": row.urgency,
+        "status": row.status,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "consent_at": iso(row.consent_at),
+        "consent_language": row.consent_language,
+        "waiting": row.status == "open" and row.last_sender == "person",
+        "message_count": row.message_count,
+        "assignee": row.assignee,
+    }
 
 
 def _message(row: Any) -> Dict[str, Any]:
