@@ -19,15 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 def announcement(ticket: Dict[str, Any], now_urgent: bool = False) -> str:
-    if now_urgent:  # during the handoff, the person wrote about danger
-        return (
-            f"Ticket #{ticket['id']} is now urgent: language {ticket['language']}, via "
-            f"{ticket['channel']}. Open the desk console to answer."
-        )
-    return (
-        f"New ticket #{ticket['id']}: {ticket['urgency']}, language {ticket['language']}, "
-        f"via {ticket['channel']}. Open the desk console to answer."
-    )
+    """`now_urgent`: during the handoff, the person wrote about danger."""
+    what = (f"Ticket #{ticket['id']} is now urgent:" if now_urgent
+            else f"New ticket #{ticket['id']}: {ticket['urgency']},")
+    return (f"{what} language {ticket['language']}, via {ticket['channel']}. "
+            "Open the desk console to answer.")
 
 
 class Announcer:
